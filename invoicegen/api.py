@@ -1,0 +1,52 @@
+"""Shared pieces of the HTTP API: routing, pagination, throttling and error shapes (API.md)."""
+
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import exceptions, pagination, routers, status, throttling
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from invoicegen.exceptions import ConflictError
+
+
+class OptionalSlashRouter(routers.SimpleRouter):
+    """Every route answers with and without its trailing slash."""
+
+    def __init__(self):
+        super().__init__()
+        self.trailing_slash = "/?"
+
+
+class PageSizePagination(pagination.PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class ClientIPThrottle(throttling.SimpleRateThrottle):
+    """Counts requests per client IP (through TRUSTED_PROXY_COUNT proxies), signed in or not."""
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class AuthThrottle(ClientIPThrottle):
+    scope = "auth"
+
+
+def exception_handler(exc, context):
+    """DRF's handler, plus the domain errors services raise: conflicts (409) and Django's
+    ValidationError (400, keyed by field like a serializer error)."""
+    if isinstance(exc, ConflictError):
+        return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, DjangoValidationError):
+        messages = (
+            exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}
+        )
+        detail = {
+            api_settings.NON_FIELD_ERRORS_KEY if field == NON_FIELD_ERRORS else field: errors
+            for field, errors in messages.items()
+        }
+        exc = exceptions.ValidationError(detail)
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,106 @@
+from django.contrib import admin, messages
+
+from invoicegen.billing import services
+from invoicegen.billing.models import Invoice, InvoiceItem, Payment, Subscription
+from invoicegen.exceptions import ConflictError
+
+
+class InvoiceItemInline(admin.TabularInline):
+    model = InvoiceItem
+    fields = ["position", "description", "quantity", "unit_price", "amount"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class PaymentInline(admin.TabularInline):
+    model = Payment
+    fields = ["amount", "method", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(admin.ModelAdmin):
+    """Invoices change only through their lifecycle (the API, or the void action here)."""
+
+    list_display = [
+        "number",
+        "user",
+        "client_name",
+        "status",
+        "total",
+        "currency",
+        "due_date",
+        "created_at",
+    ]
+    list_filter = ["status", "currency"]
+    search_fields = ["number", "client_name", "client_email", "user__email"]
+    list_select_related = ["user"]
+    date_hierarchy = "created_at"
+    inlines = [InvoiceItemInline, PaymentInline]
+    actions = ["void_selected"]
+    readonly_fields = [
+        "user",
+        "number",
+        "status",
+        "client_name",
+        "client_email",
+        "currency",
+        "due_date",
+        "total",
+        "amount_paid",
+        "created_at",
+        "updated_at",
+        "finalized_at",
+        "sent_at",
+        "paid_at",
+    ]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Void selected invoices", permissions=["change"])
+    def void_selected(self, request, queryset):
+        voided = 0
+        for invoice in queryset:
+            try:
+                services.void_invoice(invoice)
+                voided += 1
+            except ConflictError as error:
+                self.message_user(request, f"{invoice}: {error}", messages.WARNING)
+        self.message_user(request, f"Voided {voided} invoice(s).")
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    list_display = ["user", "plan", "status", "current_period_end"]
+    list_filter = ["plan", "status"]
+    search_fields = ["user__email"]
+    list_select_related = ["user"]
+    readonly_fields = [
+        "user",
+        "plan",
+        "status",
+        "current_period_start",
+        "current_period_end",
+        "cancelled_at",
+        "created_at",
+        "updated_at",
+    ]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,23 @@
+from django.urls import re_path
+
+from invoicegen.api import OptionalSlashRouter
+from invoicegen.billing import services
+from invoicegen.billing.api import views
+
+router = OptionalSlashRouter()
+router.register("invoices", views.InvoiceViewSet, basename="invoice")
+
+urlpatterns = [
+    *router.urls,
+    re_path(r"^subscription/?$", views.SubscriptionView.as_view(), name="subscription"),
+    re_path(
+        r"^subscription/cancel/?$",
+        views.SubscriptionChangeView.as_view(change=services.cancel_subscription),
+        name="subscription-cancel",
+    ),
+    re_path(
+        r"^subscription/renew/?$",
+        views.SubscriptionChangeView.as_view(change=services.renew_subscription),
+        name="subscription-renew",
+    ),
+]

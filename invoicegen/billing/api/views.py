@@ -1,0 +1,125 @@
+import json
+
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, renderers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from invoicegen.billing import services
+from invoicegen.billing.api import serializers
+from invoicegen.billing.models import Invoice, Subscription
+from invoicegen.billing.pdf import render_invoice_pdf
+
+
+class PDFRenderer(renderers.BaseRenderer):
+    """Lets a client ask for `Accept: application/pdf`; an error answer is still JSON."""
+
+    media_type = "application/pdf"
+    format = "pdf"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if isinstance(data, bytes):
+            return data
+        renderer_context["response"]["Content-Type"] = "application/json"
+        return json.dumps(data).encode()
+
+
+class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = Invoice.objects.prefetch_related("items")
+    serializer_class = serializers.InvoiceSerializer
+    lookup_value_regex = r"\d+"
+
+    def get_queryset(self):
+        return super().get_queryset().filter(user=self.request.user)
+
+    def _answer(self, invoice: Invoice, code=status.HTTP_200_OK) -> Response:
+        invoice = self.get_queryset().get(pk=invoice.pk)
+        return Response(serializers.InvoiceSerializer(invoice).data, status=code)
+
+    @extend_schema(
+        request=serializers.InvoiceInputSerializer, responses={201: serializers.InvoiceSerializer}
+    )
+    def create(self, request):
+        data = serializers.InvoiceInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        invoice = services.create_invoice(request.user, **data.validated_data)
+        return self._answer(invoice, status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=serializers.InvoiceInputSerializer, responses=serializers.InvoiceSerializer
+    )
+    def partial_update(self, request, pk=None):
+        invoice = self.get_object()
+        data = serializers.InvoiceInputSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        return self._answer(services.update_draft_invoice(invoice, **data.validated_data))
+
+    @extend_schema(request=None, responses=serializers.InvoiceSerializer)
+    @action(detail=True, methods=["post"])
+    def finalize(self, request, pk=None):
+        return self._answer(services.finalize_invoice(self.get_object()))
+
+    @extend_schema(
+        request=serializers.SendInvoiceSerializer, responses={202: serializers.InvoiceSerializer}
+    )
+    @action(detail=True, methods=["post"])
+    def send(self, request, pk=None):
+        invoice = self.get_object()
+        data = serializers.SendInvoiceSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        invoice = services.send_invoice(invoice, to=data.validated_data.get("to"))
+        return self._answer(invoice, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=serializers.PaymentSerializer, responses={201: serializers.PaymentSerializer}
+    )
+    @action(detail=True, methods=["post"])
+    def payments(self, request, pk=None):
+        invoice = self.get_object()
+        data = serializers.PaymentSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        payment = services.record_payment(invoice, **data.validated_data)
+        return Response(serializers.PaymentSerializer(payment).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, PDFRenderer])
+    def pdf(self, request, pk=None):
+        invoice = self.get_object()
+        response = HttpResponse(render_invoice_pdf(invoice), content_type="application/pdf")
+        response["Content-Disposition"] = f'inline; filename="{invoice.number}.pdf"'
+        return response
+
+
+class SubscriptionView(APIView):
+    @extend_schema(responses=serializers.SubscriptionSerializer)
+    def get(self, request):
+        subscription = get_object_or_404(Subscription, user=request.user)
+        return Response(serializers.SubscriptionSerializer(subscription).data)
+
+    @extend_schema(
+        request=serializers.ActivateSubscriptionSerializer,
+        responses={201: serializers.SubscriptionSerializer},
+    )
+    def post(self, request):
+        data = serializers.ActivateSubscriptionSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        subscription = services.activate_subscription(request.user, **data.validated_data)
+        return Response(
+            serializers.SubscriptionSerializer(subscription).data, status=status.HTTP_201_CREATED
+        )
+
+
+class SubscriptionChangeView(APIView):
+    """POST cancel/ or renew/ on the caller's subscription."""
+
+    change = None
+
+    @extend_schema(request=None, responses=serializers.SubscriptionSerializer)
+    def post(self, request):
+        subscription = get_object_or_404(Subscription, user=request.user)
+        subscription = self.change(subscription)
+        return Response(serializers.SubscriptionSerializer(subscription).data)

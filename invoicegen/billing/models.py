@@ -1,0 +1,150 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Invoice(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        FINALIZED = "finalized"
+        SENT = "sent"
+        PAID = "paid"
+        VOID = "void"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="invoices"
+    )
+    number = models.CharField(max_length=32, editable=False)
+    year = models.PositiveSmallIntegerField(editable=False)
+    sequence = models.PositiveIntegerField(editable=False)
+    status = models.CharField(max_length=10, choices=Status, default=Status.DRAFT)
+    client_name = models.CharField(max_length=200)
+    client_email = models.EmailField()
+    currency = models.CharField(max_length=3, default="USD")
+    due_date = models.DateField()
+    total = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0.00"))
+    amount_paid = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0.00"))
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finalized_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "-created_at", "-id"], name="invoice_user_newest")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "year", "sequence"], name="invoice_number_per_user_year"
+            ),
+            models.CheckConstraint(condition=Q(total__gte=0), name="invoice_total_not_negative"),
+            models.CheckConstraint(
+                condition=Q(amount_paid__gte=0, amount_paid__lte=models.F("total")),
+                name="invoice_paid_within_total",
+            ),
+        ]
+
+    def __str__(self):
+        return self.number
+
+    @property
+    def balance_due(self) -> Decimal:
+        return self.total - self.amount_paid
+
+
+class InvoiceSequence(models.Model):
+    """The last invoice number given out per user and year, locked while the next one is taken,
+    so that numbers have no gaps and no duplicates."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    year = models.PositiveSmallIntegerField()
+    last_value = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "year"], name="invoice_sequence_per_user_year")
+        ]
+
+    def __str__(self):
+        return f"{self.user_id}/{self.year}: {self.last_value}"
+
+
+class InvoiceItem(models.Model):
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="items")
+    position = models.PositiveSmallIntegerField(default=0)
+    description = models.CharField(max_length=500)
+    quantity = models.DecimalField(max_digits=10, decimal_places=2)
+    unit_price = models.DecimalField(max_digits=12, decimal_places=2)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="item_quantity_positive"),
+            models.CheckConstraint(
+                condition=Q(unit_price__gte=0), name="item_unit_price_not_negative"
+            ),
+        ]
+
+    def __str__(self):
+        return self.description
+
+
+class Payment(models.Model):
+    class Method(models.TextChoices):
+        CARD = "card"
+        BANK_TRANSFER = "bank_transfer"
+        CASH = "cash"
+        CHECK = "check"
+        OTHER = "other"
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payments")
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    method = models.CharField(max_length=20, choices=Method)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive")
+        ]
+
+    def __str__(self):
+        return f"{self.amount} on {self.invoice}"
+
+
+class Subscription(models.Model):
+    class Plan(models.TextChoices):
+        FREE = "free"
+        PRO = "pro"
+        BUSINESS = "business"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        CANCELLED = "cancelled"
+        EXPIRED = "expired"
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="subscription"
+    )
+    plan = models.CharField(max_length=10, choices=Plan)
+    status = models.CharField(max_length=10, choices=Status, default=Status.ACTIVE)
+    current_period_start = models.DateTimeField()
+    current_period_end = models.DateTimeField()
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "current_period_end"], name="subscription_due")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(current_period_end__gt=models.F("current_period_start")),
+                name="subscription_period_positive",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.plan} ({self.status}) for {self.user}"

@@ -1,0 +1,223 @@
+"""The invoice and subscription lifecycles: every state change of billing happens here."""
+
+import calendar
+import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from invoicegen.billing.models import Invoice, InvoiceItem, InvoiceSequence, Payment, Subscription
+from invoicegen.exceptions import ConflictError
+
+CENT = Decimal("0.01")
+
+
+def _allocate_number(user, year: int) -> int:
+    InvoiceSequence.objects.bulk_create(
+        [InvoiceSequence(user=user, year=year)], ignore_conflicts=True
+    )
+    sequence = InvoiceSequence.objects.select_for_update().get(user=user, year=year)
+    sequence.last_value += 1
+    sequence.save(update_fields=["last_value"])
+    return sequence.last_value
+
+
+def _replace_items(invoice: Invoice, items: list[dict]) -> None:
+    invoice.items.all().delete()
+    rows = [
+        InvoiceItem(
+            invoice=invoice,
+            position=position,
+            description=item["description"],
+            quantity=item["quantity"],
+            unit_price=item["unit_price"],
+            amount=(item["quantity"] * item["unit_price"]).quantize(CENT, ROUND_HALF_UP),
+        )
+        for position, item in enumerate(items)
+    ]
+    InvoiceItem.objects.bulk_create(rows)
+    invoice.total = sum((row.amount for row in rows), Decimal("0.00"))
+
+
+def _locked(invoice: Invoice) -> Invoice:
+    """The invoice re-read under a row lock: two requests changing it run one after the other."""
+    return Invoice.objects.select_for_update().get(pk=invoice.pk)
+
+
+def _require_status(invoice: Invoice, *allowed: str, action: str) -> None:
+    if invoice.status not in allowed:
+        raise ConflictError(f"Cannot {action} an invoice that is {invoice.status}.")
+
+
+@transaction.atomic
+def create_invoice(
+    user,
+    *,
+    client_name: str,
+    client_email: str,
+    due_date: datetime.date,
+    items: list[dict],
+    currency: str = "USD",
+) -> Invoice:
+    year = timezone.localdate().year
+    sequence = _allocate_number(user, year)
+    invoice = Invoice.objects.create(
+        user=user,
+        year=year,
+        sequence=sequence,
+        number=f"INV-{year}-{sequence:03d}",
+        client_name=client_name,
+        client_email=client_email,
+        currency=currency,
+        due_date=due_date,
+    )
+    _replace_items(invoice, items)
+    invoice.save(update_fields=["total"])
+    return invoice
+
+
+@transaction.atomic
+def update_draft_invoice(invoice: Invoice, **changes) -> Invoice:
+    """Change a draft's fields; `items`, when given, replaces all of its lines."""
+    invoice = _locked(invoice)
+    _require_status(invoice, Invoice.Status.DRAFT, action="edit")
+    items = changes.pop("items", None)
+    for field, value in changes.items():
+        setattr(invoice, field, value)
+    if items is not None:
+        _replace_items(invoice, items)
+    invoice.save()
+    return invoice
+
+
+@transaction.atomic
+def finalize_invoice(invoice: Invoice) -> Invoice:
+    invoice = _locked(invoice)
+    _require_status(invoice, Invoice.Status.DRAFT, action="finalize")
+    if not invoice.items.exists():
+        raise ValidationError({"items": ["An invoice needs at least one item to be finalized."]})
+    invoice.status = Invoice.Status.FINALIZED
+    invoice.finalized_at = timezone.now()
+    invoice.save(update_fields=["status", "finalized_at", "updated_at"])
+    return invoice
+
+
+@transaction.atomic
+def send_invoice(invoice: Invoice, *, to: str | None = None) -> Invoice:
+    invoice = _locked(invoice)
+    _require_status(invoice, Invoice.Status.FINALIZED, Invoice.Status.SENT, action="send")
+    invoice.status = Invoice.Status.SENT
+    invoice.sent_at = timezone.now()
+    invoice.save(update_fields=["status", "sent_at", "updated_at"])
+    return invoice
+
+
+@transaction.atomic
+def void_invoice(invoice: Invoice) -> Invoice:
+    invoice = _locked(invoice)
+    _require_status(
+        invoice, Invoice.Status.DRAFT, Invoice.Status.FINALIZED, Invoice.Status.SENT, action="void"
+    )
+    if invoice.amount_paid:
+        raise ConflictError("Cannot void an invoice that has payments.")
+    invoice.status = Invoice.Status.VOID
+    invoice.save(update_fields=["status", "updated_at"])
+    return invoice
+
+
+@transaction.atomic
+def record_payment(invoice: Invoice, *, amount: Decimal, method: str) -> Payment:
+    """Record a payment; the invoice turns paid when its payments reach the total."""
+    invoice = _locked(invoice)
+    _require_status(
+        invoice, Invoice.Status.FINALIZED, Invoice.Status.SENT, action="record a payment on"
+    )
+    if amount > invoice.balance_due:
+        raise ValidationError(
+            {"amount": [f"Exceeds the balance due of {invoice.balance_due} {invoice.currency}."]}
+        )
+    payment = Payment.objects.create(invoice=invoice, amount=amount, method=method)
+    invoice.amount_paid = invoice.payments.aggregate(paid=Sum("amount"))["paid"]
+    fields = ["amount_paid", "updated_at"]
+    if invoice.amount_paid == invoice.total:
+        invoice.status = Invoice.Status.PAID
+        invoice.paid_at = timezone.now()
+        fields += ["status", "paid_at"]
+    invoice.save(update_fields=fields)
+    return payment
+
+
+def add_month(moment: datetime.datetime) -> datetime.datetime:
+    """The same day next month, or that month's last day (Jan 31 -> Feb 28)."""
+    year, month = divmod(moment.month, 12)
+    year, month = moment.year + year, month + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+@transaction.atomic
+def activate_subscription(user, *, plan: str) -> Subscription:
+    """Start a monthly period on `plan`; an active subscription must be cancelled first."""
+    now = timezone.now()
+    subscription = Subscription.objects.select_for_update().filter(user=user).first()
+    subscription = subscription or Subscription(user=user)
+    if subscription.pk and subscription.status == Subscription.Status.ACTIVE:
+        raise ConflictError("The subscription is already active.")
+    subscription.plan = plan
+    subscription.status = Subscription.Status.ACTIVE
+    subscription.current_period_start = now
+    subscription.current_period_end = add_month(now)
+    subscription.cancelled_at = None
+    try:
+        with transaction.atomic():
+            subscription.save()
+    except IntegrityError as error:  # a concurrent request created it first
+        raise ConflictError("The subscription is already active.") from error
+    return subscription
+
+
+@transaction.atomic
+def cancel_subscription(subscription: Subscription) -> Subscription:
+    """Stop renewals; the plan stays usable until the end of the paid period."""
+    subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
+    if subscription.status != Subscription.Status.ACTIVE:
+        raise ConflictError(f"Cannot cancel a subscription that is {subscription.status}.")
+    subscription.status = Subscription.Status.CANCELLED
+    subscription.cancelled_at = timezone.now()
+    subscription.save()
+    return subscription
+
+
+@transaction.atomic
+def renew_subscription(subscription: Subscription) -> Subscription:
+    """Add one month: after the current period, or from now if it has lapsed."""
+    subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
+    now = timezone.now()
+    if subscription.current_period_end <= now:
+        subscription.current_period_start = now
+        subscription.current_period_end = add_month(now)
+    else:
+        subscription.current_period_end = add_month(subscription.current_period_end)
+    subscription.status = Subscription.Status.ACTIVE
+    subscription.cancelled_at = None
+    subscription.save()
+    return subscription
+
+
+@transaction.atomic
+def expire_subscriptions(*, now: datetime.datetime | None = None) -> int:
+    """Mark subscriptions whose period has ended as expired; returns how many."""
+    now = now or timezone.now()
+    due = Subscription.objects.select_for_update().filter(
+        status__in=[Subscription.Status.ACTIVE, Subscription.Status.CANCELLED],
+        current_period_end__lte=now,
+    )
+    expired = 0
+    for subscription in due:
+        subscription.status = Subscription.Status.EXPIRED
+        subscription.save(update_fields=["status", "updated_at"])
+        expired += 1
+    return expired

@@ -1,0 +1,72 @@
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+pytestmark = pytest.mark.django_db
+
+
+def test_schema_validates_and_lists_every_endpoint(tmp_path):
+    out = tmp_path / "schema.yml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    schema = out.read_text()
+    for path in [
+        "/api/auth/signup/", "/api/auth/login/", "/api/auth/logout/", "/api/auth/me/",
+        "/api/auth/password/change/", "/api/auth/password/reset/",
+        "/api/auth/password/reset/confirm/", "/api/auth/verify-email/",
+        "/api/invoices/", "/api/invoices/{id}/", "/api/invoices/{id}/finalize/",
+        "/api/invoices/{id}/send/", "/api/invoices/{id}/payments/", "/api/invoices/{id}/pdf/",
+        "/api/subscription/", "/api/subscription/cancel/", "/api/subscription/renew/",
+    ]:  # fmt: skip
+        assert f"  {path}:" in schema
+
+
+def test_swagger_ui_is_served_without_a_cdn(client):
+    page = client.get("/api/docs/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in html
+    assert "cdn" not in html.lower()
+
+
+def test_admin_login_page_is_served(client):
+    assert client.get("/admin/login/").status_code == 200
+
+
+def test_deploy_check_is_clean_with_production_settings():
+    env = {
+        "DEBUG": "false",
+        "SECRET_KEY": "x" * 60 + "-production-like-key-for-the-check-only",
+        "ALLOWED_HOSTS": "invoices.example.com",
+        "PATH": "/usr/bin:/bin",
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(settings.BASE_DIR / "manage.py"),
+            "check",
+            "--deploy",
+            "--fail-level",
+            "WARNING",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_settings_refuse_a_missing_secret_key():
+    result = subprocess.run(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "check"],
+        env={"DEBUG": "false", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
