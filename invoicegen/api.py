@@ -2,11 +2,13 @@
 
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
 from rest_framework import exceptions, pagination, routers, status, throttling
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from audit import services as audit
 from invoicegen.exceptions import ConflictError
 
 
@@ -35,9 +37,33 @@ class AuthThrottle(ClientIPThrottle):
     scope = "auth"
 
 
+def _record_denial(exc, view) -> None:
+    """Refusals are security events: a 403, or a 404 for an object that exists but belongs
+    to someone else (the caller learns nothing; the trail does)."""
+    if isinstance(exc, exceptions.PermissionDenied):
+        audit.log("security.permission_denied", metadata={"reason": str(exc.detail)}, success=False)
+        return
+    queryset = getattr(view, "queryset", None)
+    lookup = getattr(view, "kwargs", {}).get(getattr(view, "lookup_url_kwarg", None) or "pk")
+    if not isinstance(exc, Http404) or queryset is None or lookup is None:
+        return
+    model = queryset.model
+    try:
+        exists = model._base_manager.filter(pk=lookup).exists()
+    except (ValueError, TypeError, DjangoValidationError):
+        return
+    if exists:
+        audit.log(
+            "security.object_access_denied",
+            target=(model._meta.model_name, lookup),
+            success=False,
+        )
+
+
 def exception_handler(exc, context):
     """DRF's handler, plus the domain errors services raise: conflicts (409) and Django's
-    ValidationError (400, keyed by field like a serializer error)."""
+    ValidationError (400, keyed by field like a serializer error); refusals are audited."""
+    _record_denial(exc, context.get("view"))
     if isinstance(exc, ConflictError):
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
     if isinstance(exc, DjangoValidationError):

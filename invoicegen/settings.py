@@ -8,6 +8,7 @@ REDIS_URL and SMTP_HOST; nothing else in the code changes.
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -53,6 +54,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "audit.middleware.AuditContextMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -136,6 +138,8 @@ REST_FRAMEWORK = {
         "notification_test": env.str("NOTIFICATION_TEST_THROTTLE_RATE", default="10/hour"),
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # `?format=` selects an export's file type (audit API), not a renderer.
+    "URL_FORMAT_OVERRIDE": None,
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append(
@@ -170,6 +174,21 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 TEMPLATED_EMAIL_TEMPLATE_DIR = "email/"
 TEMPLATED_EMAIL_FILE_EXTENSION = "email"
 
+# Audit trail
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)
+# PCI DSS 10.5.1 keeps twelve months of audit history: nothing may prune younger entries.
+AUDIT_MIN_RETENTION_DAYS = env.int("AUDIT_MIN_RETENTION_DAYS", default=365)
+# The HMAC key of row digests and checkpoints. Set it explicitly in production and keep it
+# apart from the database: whoever holds it can re-seal a tampered trail. Changing it makes
+# existing entries fail verification.
+AUDIT_HMAC_KEY = env.str("AUDIT_HMAC_KEY", default="") or f"audit:{SECRET_KEY}"
+# Rows younger than this are not sealed yet: a transaction still open may commit lower ids.
+AUDIT_SEAL_SETTLE_SECONDS = env.int("AUDIT_SEAL_SETTLE_SECONDS", default=300)
+AUDIT_CLEANUP_BATCH_SIZE = env.int("AUDIT_CLEANUP_BATCH_SIZE", default=10000)
+AUDIT_BRUTE_FORCE_WINDOW_SECONDS = env.int("AUDIT_BRUTE_FORCE_WINDOW_SECONDS", default=900)
+AUDIT_BRUTE_FORCE_ACCOUNT_THRESHOLD = env.int("AUDIT_BRUTE_FORCE_ACCOUNT_THRESHOLD", default=5)
+AUDIT_BRUTE_FORCE_IP_THRESHOLD = env.int("AUDIT_BRUTE_FORCE_IP_THRESHOLD", default=20)
+
 # Celery: Redis in production; with no broker configured tasks run in process (after commit).
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
@@ -186,6 +205,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 12 * 3600}
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
+    "seal-audit-log": {"task": "audit.tasks.seal_audit_log", "schedule": 300.0},
+    "cleanup-audit-logs": {
+        "task": "audit.tasks.cleanup_audit_logs",
+        "schedule": crontab(hour=3, minute=17),
+    },
     "expire-subscriptions": {
         "task": "invoicegen.billing.tasks.expire_subscriptions",
         "schedule": 3600.0,

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 
+from audit.admin import AuditedModelAdmin
 from invoicegen.accounts.models import AuthToken, User
 
 
@@ -18,7 +19,7 @@ class UserEditForm(UserChangeForm):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
     form = UserEditForm
     add_form = UserCreationForm
     ordering = ["-date_joined"]
@@ -47,7 +48,7 @@ class UserAdmin(DjangoUserAdmin):
 
 
 @admin.register(AuthToken)
-class AuthTokenAdmin(admin.ModelAdmin):
+class AuthTokenAdmin(AuditedModelAdmin):
     """API tokens can be seen and revoked, never read: only a hash is stored."""
 
     list_display = ["user", "created_at", "key_prefix"]

@@ -5,13 +5,15 @@ from django.contrib.auth.models import PermissionsMixin
 from django.db import models
 from django.utils import timezone
 
+from audit.tracking import AuditedQuerySet
+
 
 def normalize_email(email: str) -> str:
     """Emails are stored lower-cased so that `A@x.com` and `a@x.com` are one account."""
     return (email or "").strip().lower()
 
 
-class UserManager(BaseUserManager):
+class UserManager(BaseUserManager.from_queryset(AuditedQuerySet)):
     use_in_migrations = True
 
     def get_by_natural_key(self, email):

@@ -3,10 +3,18 @@
 import secrets
 
 from django.conf import settings
-from django.contrib.auth import authenticate, password_validation, user_logged_in, user_logged_out
+from django.contrib.auth import (
+    authenticate,
+    logout,
+    password_validation,
+    update_session_auth_hash,
+    user_logged_in,
+)
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from audit import services as audit
+from audit.services import audit_as
 from emails.services import queue_templated_email
 from invoicegen.accounts.models import AuthToken, User, hash_token, normalize_email
 from invoicegen.accounts.tokens import (
@@ -49,7 +57,7 @@ def sign_up(*, email: str, password: str, name: str = "") -> User:
     _validate_password(password, user, field="password")
     user.set_password(password)
     try:
-        with transaction.atomic():
+        with transaction.atomic(), audit_as("user.signup"):
             user.save()
     except IntegrityError as error:
         raise ValidationError({"email": ["A user with this email already exists."]}) from error
@@ -65,20 +73,24 @@ def create_auth_token(user: User) -> str:
     return raw
 
 
-@transaction.atomic
 def log_in(*, email: str, password: str, request=None) -> tuple[User, str]:
+    # Outside a transaction: the failed attempt is recorded (by Django's user_login_failed
+    # signal) even though the request fails.
     user = authenticate(request, email=normalize_email(email), password=password)
     if user is None:
         raise ValidationError("Unable to log in with the provided credentials.")
-    user_logged_in.send(sender=User, request=request, user=user)
-    return user, create_auth_token(user)
+    with transaction.atomic():
+        user_logged_in.send(sender=User, request=request, user=user)
+        return user, create_auth_token(user)
 
 
 @transaction.atomic
-def log_out(user: User, *, token: AuthToken | None, request=None) -> None:
+def log_out(request, *, token: AuthToken | None) -> None:
+    """Revoke the API token used, end the session if there is one (Django's logout also
+    sends user_logged_out)."""
     if token is not None:
         token.delete()
-    user_logged_out.send(sender=User, request=request, user=user)
+    logout(request)
 
 
 @transaction.atomic
@@ -90,23 +102,38 @@ def update_profile(user: User, *, name: str) -> User:
 
 @transaction.atomic
 def change_password(
-    user: User, *, old_password: str, new_password: str, keep_token: AuthToken | None = None
+    user: User,
+    *,
+    old_password: str,
+    new_password: str,
+    keep_token: AuthToken | None = None,
+    request=None,
 ) -> User:
     """Change the password and revoke every other API token of the user (a stolen token dies
-    with the old password); the token making the request keeps working."""
+    with the old password); the token or session making the request keeps working."""
     if not user.check_password(old_password):
         raise ValidationError({"old_password": ["The old password is incorrect."]})
     _validate_password(new_password, user, field="new_password")
     user.set_password(new_password)
     user.save(update_fields=["password"])
     user.auth_tokens.exclude(pk=getattr(keep_token, "pk", None)).delete()
+    if request is not None:
+        update_session_auth_hash(request, user)
     return user
 
 
 @transaction.atomic
 def request_password_reset(*, email: str) -> User | None:
     """Email a reset link if an active account has this email; say nothing either way."""
-    user = User.objects.filter(email=normalize_email(email), is_active=True).first()
+    email = normalize_email(email)
+    user = User.objects.filter(email=email, is_active=True).first()
+    audit.log(
+        "user.password_reset_requested",
+        target=user or ("account", email[:64]),
+        actor=user,
+        metadata={"requested_email": email},
+        success=user is not None,
+    )
     if user is not None:
         queue_templated_email(
             "password_reset",
@@ -121,29 +148,40 @@ def request_password_reset(*, email: str) -> User | None:
     return user
 
 
-def _user_from_link(uid: str, token: str, generator) -> User:
+def _user_from_link(uid: str, token: str, generator, *, purpose: str) -> User:
+    """The user an emailed link is for; a bad or used link is recorded as token misuse."""
     pk = decode_uid(uid)
-    user = User.objects.filter(pk=pk, is_active=True).first() if pk and pk.isdigit() else None
+    user = (
+        User.objects.filter(pk=pk, is_active=True).first()
+        if pk and pk.isascii() and pk.isdigit()
+        else None
+    )
     if user is None or not generator.check_token(user, token):
+        audit.log(
+            "security.token_misuse",
+            target=user or ("account", ""),
+            metadata={"reason": f"invalid or used {purpose} link"},
+            success=False,
+        )
         raise ValidationError({"token": [INVALID_LINK]})
     return user
 
 
-@transaction.atomic
 def reset_password(*, uid: str, token: str, new_password: str) -> User:
-    user = _user_from_link(uid, token, password_reset_token)
+    user = _user_from_link(uid, token, password_reset_token, purpose="password reset")
     _validate_password(new_password, user, field="new_password")
-    user.set_password(new_password)
-    user.save(update_fields=["password"])
-    user.auth_tokens.all().delete()
+    with transaction.atomic(), audit_as("user.password_reset"):
+        user.set_password(new_password)
+        user.save(update_fields=["password"])
+        user.auth_tokens.all().delete()
     return user
 
 
-@transaction.atomic
 def verify_email(*, uid: str, token: str) -> User:
-    user = _user_from_link(uid, token, email_verification_token)
-    user.email_verified = True
-    user.save(update_fields=["email_verified"])
+    user = _user_from_link(uid, token, email_verification_token, purpose="email verification")
+    with transaction.atomic():
+        user.email_verified = True
+        user.save(update_fields=["email_verified"])
     return user
 
 

@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 
+from audit.admin import AuditedModelAdmin
 from invoicegen.billing import services
 from invoicegen.billing.models import Invoice, InvoiceItem, Payment, Subscription
 from invoicegen.exceptions import ConflictError
@@ -28,7 +29,7 @@ class PaymentInline(admin.TabularInline):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
+class InvoiceAdmin(AuditedModelAdmin):
     """Invoices change only through their lifecycle (the API, or the void action here)."""
 
     list_display = [
@@ -83,7 +84,7 @@ class InvoiceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(AuditedModelAdmin):
     list_display = ["user", "plan", "status", "current_period_end"]
     list_filter = ["plan", "status"]
     search_fields = ["user__email"]

@@ -1,19 +1,30 @@
 """The invoice as a PDF document (ReportLab)."""
 
 from io import BytesIO
+from pathlib import Path
 
 from django.utils.html import escape
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from invoicegen.billing.models import Invoice
 
+# DejaVu Sans (shipped in fonts/) covers the accented and non-Latin letters of client names,
+# which the PDF's built-in Helvetica cannot draw.
+FONTS = Path(__file__).parent / "fonts"
+pdfmetrics.registerFont(TTFont("DejaVuSans", FONTS / "DejaVuSans.ttf"))
+pdfmetrics.registerFont(TTFont("DejaVuSans-Bold", FONTS / "DejaVuSans-Bold.ttf"))
+
 
 def render_invoice_pdf(invoice: Invoice) -> bytes:
     styles = getSampleStyleSheet()
+    for name in ("Normal", "Title"):
+        styles[name].fontName = "DejaVuSans-Bold" if name == "Title" else "DejaVuSans"
     issuer = invoice.user
     buffer = BytesIO()
     document = SimpleDocTemplate(
@@ -45,7 +56,8 @@ def render_invoice_pdf(invoice: Invoice) -> bytes:
                 ("VALIGN", (0, 0), (-1, -1), "TOP"),
                 ("LINEBELOW", (0, 0), (-1, 0), 0.5, colors.grey),
                 ("LINEABOVE", (0, -1), (-1, -1), 0.5, colors.grey),
-                ("FONTNAME", (2, -1), (-1, -1), "Helvetica-Bold"),
+                ("FONTNAME", (0, 0), (-1, -1), "DejaVuSans"),
+                ("FONTNAME", (2, -1), (-1, -1), "DejaVuSans-Bold"),
             ]
         )
     )

@@ -9,10 +9,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from audit import services as audit
+from audit.services import audit_as
 from invoicegen.billing.models import Invoice, InvoiceItem, InvoiceSequence, Payment, Subscription
 from invoicegen.exceptions import ConflictError
 
 CENT = Decimal("0.01")
+MAX_AMOUNT = Decimal("999999999999.99")  # what DecimalField(max_digits=14, decimal_places=2) holds
 
 
 def _allocate_number(user, year: int) -> int:
@@ -25,11 +28,9 @@ def _allocate_number(user, year: int) -> int:
     return sequence.last_value
 
 
-def _replace_items(invoice: Invoice, items: list[dict]) -> None:
-    invoice.items.all().delete()
-    rows = [
+def _item_rows(items: list[dict]) -> list[InvoiceItem]:
+    return [
         InvoiceItem(
-            invoice=invoice,
             position=position,
             description=item["description"],
             quantity=item["quantity"],
@@ -38,8 +39,19 @@ def _replace_items(invoice: Invoice, items: list[dict]) -> None:
         )
         for position, item in enumerate(items)
     ]
+
+
+def _save_items(invoice: Invoice, rows: list[InvoiceItem]) -> None:
+    for row in rows:
+        row.invoice = invoice
     InvoiceItem.objects.bulk_create(rows)
-    invoice.total = sum((row.amount for row in rows), Decimal("0.00"))
+
+
+def _total(rows: list[InvoiceItem]) -> Decimal:
+    total = sum((row.amount for row in rows), Decimal("0.00"))
+    if total > MAX_AMOUNT:  # amounts are never negative, so this bounds every line too
+        raise ValidationError({"items": [f"The invoice total cannot exceed {MAX_AMOUNT}."]})
+    return total
 
 
 def _locked(invoice: Invoice) -> Invoice:
@@ -64,6 +76,7 @@ def create_invoice(
 ) -> Invoice:
     year = timezone.localdate().year
     sequence = _allocate_number(user, year)
+    rows = _item_rows(items)
     invoice = Invoice.objects.create(
         user=user,
         year=year,
@@ -73,9 +86,9 @@ def create_invoice(
         client_email=client_email,
         currency=currency,
         due_date=due_date,
+        total=_total(rows),
     )
-    _replace_items(invoice, items)
-    invoice.save(update_fields=["total"])
+    _save_items(invoice, rows)
     return invoice
 
 
@@ -88,7 +101,10 @@ def update_draft_invoice(invoice: Invoice, **changes) -> Invoice:
     for field, value in changes.items():
         setattr(invoice, field, value)
     if items is not None:
-        _replace_items(invoice, items)
+        rows = _item_rows(items)
+        invoice.total = _total(rows)
+        invoice.items.all().delete()
+        _save_items(invoice, rows)
     invoice.save()
     return invoice
 
@@ -128,9 +144,24 @@ def void_invoice(invoice: Invoice) -> Invoice:
     return invoice
 
 
-@transaction.atomic
 def record_payment(invoice: Invoice, *, amount: Decimal, method: str) -> Payment:
-    """Record a payment; the invoice turns paid when its payments reach the total."""
+    """Record a payment; the invoice turns paid when its payments reach the total. A refused
+    payment is audited as `payment.failed` (outside the rolled-back transaction)."""
+    try:
+        return _record_payment(invoice, amount=amount, method=method)
+    except (ValidationError, ConflictError) as error:
+        reason = "; ".join(getattr(error, "messages", None) or [str(error)])
+        audit.log(
+            "payment.failed",
+            target=invoice,
+            metadata={"amount": amount, "method": method, "reason": reason},
+            success=False,
+        )
+        raise
+
+
+@transaction.atomic
+def _record_payment(invoice: Invoice, *, amount: Decimal, method: str) -> Payment:
     invoice = _locked(invoice)
     _require_status(
         invoice, Invoice.Status.FINALIZED, Invoice.Status.SENT, action="record a payment on"
@@ -203,7 +234,8 @@ def renew_subscription(subscription: Subscription) -> Subscription:
         subscription.current_period_end = add_month(subscription.current_period_end)
     subscription.status = Subscription.Status.ACTIVE
     subscription.cancelled_at = None
-    subscription.save()
+    with audit_as("subscription.renewed"):
+        subscription.save()
     return subscription
 
 

@@ -47,7 +47,7 @@ class LoginView(AnonymousAuthView):
 class LogoutView(APIView):
     @extend_schema(request=None, responses={204: None})
     def post(self, request):
-        services.log_out(request.user, token=request.auth, request=request)
+        services.log_out(request._request, token=request.auth)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -68,7 +68,9 @@ class PasswordChangeView(APIView):
     @extend_schema(request=serializers.PasswordChangeSerializer, responses={204: None})
     def post(self, request):
         data = _valid_data(serializers.PasswordChangeSerializer, request)
-        services.change_password(request.user, keep_token=request.auth, **data)
+        services.change_password(
+            request.user, keep_token=request.auth, request=request._request, **data
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

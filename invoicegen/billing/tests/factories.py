@@ -2,9 +2,11 @@ import datetime
 from decimal import Decimal
 
 import factory
+from django.utils import timezone
 
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.billing import services
+from invoicegen.billing.models import Invoice, Payment, Subscription
 
 
 class InvoiceFactory(factory.Factory):
@@ -36,3 +38,42 @@ class InvoiceFactory(factory.Factory):
 
 def finalized_invoice(**fields):
     return services.finalize_invoice(InvoiceFactory(**fields))
+
+
+def invoice_in_status(status: str, **fields):
+    """An invoice brought to `status` through the lifecycle services, as a client would."""
+    if status == Invoice.Status.VOID:
+        return services.void_invoice(InvoiceFactory(**fields))
+    invoice = InvoiceFactory(**fields)
+    if status == Invoice.Status.DRAFT:
+        return invoice
+    invoice = services.finalize_invoice(invoice)
+    if status == Invoice.Status.FINALIZED:
+        return invoice
+    invoice = services.send_invoice(invoice)
+    if status == Invoice.Status.SENT:
+        return invoice
+    services.record_payment(invoice, amount=invoice.total, method=Payment.Method.CARD)
+    invoice.refresh_from_db()
+    return invoice
+
+
+class SubscriptionFactory(factory.django.DjangoModelFactory):
+    """A subscription with a chosen period, for states the services only reach as time passes
+    (a period that has already ended)."""
+
+    class Meta:
+        model = Subscription
+
+    user = factory.SubFactory(UserFactory)
+    plan = Subscription.Plan.PRO
+    status = Subscription.Status.ACTIVE
+    current_period_start = factory.LazyFunction(lambda: timezone.now() - datetime.timedelta(days=1))
+    current_period_end = factory.LazyAttribute(
+        lambda subscription: services.add_month(subscription.current_period_start)
+    )
+
+
+def this_years_number(sequence: int) -> str:
+    """The number the `sequence`-th invoice of a user gets this year."""
+    return f"INV-{timezone.localdate().year}-{sequence:03d}"

@@ -1,0 +1,28 @@
+from django.urls import re_path
+
+from audit.api.views import AdminActionViewSet, AuditLogViewSet
+
+app_name = "audit"
+
+logs = AuditLogViewSet.as_view({"get": "list"})
+
+urlpatterns = [
+    re_path(r"^logs/?$", logs, name="logs"),
+    re_path(r"^logs/export/?$", AuditLogViewSet.as_view({"get": "export"}), name="export"),
+    re_path(
+        r"^security-events/?$",
+        AuditLogViewSet.as_view({"get": "security_events"}),
+        name="security-events",
+    ),
+    re_path(r"^user/(?P<user_id>[0-9]+)/logs/?$", logs, name="user-logs"),
+    re_path(
+        r"^resource/(?P<resource_type>[\w.-]{1,50})/(?P<resource_id>[^/]{1,64})/logs/?$",
+        logs,
+        name="resource-logs",
+    ),
+    re_path(r"^cleanup/?$", AuditLogViewSet.as_view({"delete": "cleanup"}), name="cleanup"),
+    re_path(r"^verify/?$", AuditLogViewSet.as_view({"get": "verify"}), name="verify"),
+    re_path(
+        r"^admin-actions/?$", AdminActionViewSet.as_view({"get": "list"}), name="admin-actions"
+    ),
+]

@@ -1,0 +1,144 @@
+"""Tamper evidence for the audit trail, in the spirit of CloudTrail's digest chain.
+
+Each row gets, at insert, an HMAC-SHA256 over a canonical form of what it says (everything but
+the id and time, which the database assigns). A periodic seal writes Checkpoints over settled
+rows in id order, each chained to the previous one and covering ids and times too. Verification
+recomputes both. The key is AUDIT_HMAC_KEY (by default derived from SECRET_KEY): someone who can
+write to the database but does not hold the key can neither forge a row nor re-seal the chain.
+"""
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+
+DIGEST_FIELDS = (
+    "action",
+    "category",
+    "description",
+    "user_id",
+    "user_email",
+    "resource_type",
+    "resource_id",
+    "ip_address",
+    "user_agent",
+    "method",
+    "path",
+    "request_id",
+    "metadata",
+    "success",
+)
+GENESIS = "0" * 64
+
+
+def _key() -> bytes:
+    return settings.AUDIT_HMAC_KEY.encode()
+
+
+def normalize_json(value):
+    """The value as it will read back from a JSON column, so digests match after a round trip."""
+    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+
+
+def row_digest(values: dict) -> str:
+    canonical = json.dumps(
+        [values[field] for field in DIGEST_FIELDS],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
+    return hmac.new(_key(), canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def row_line(row_id: int, created_at, digest: str) -> bytes:
+    return f"{row_id}|{created_at.isoformat()}|{digest}\n".encode()
+
+
+def checkpoint_digest(
+    *, previous_digest: str, first_id: int, last_id: int, row_count: int, rows_hash: str
+) -> str:
+    message = f"{previous_digest}|{first_id}|{last_id}|{row_count}|{rows_hash}"
+    return hmac.new(_key(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def constant_time_equal(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    checked: int
+    first_bad_id: int | None
+
+
+def _purged_through(rows: list[dict]) -> int:
+    """How far the retention cleanup has legitimately purged, from its own (verified) entries."""
+    valid = [row for row in rows if constant_time_equal(row_digest(row), row["digest"])]
+    return max((row["metadata"].get("purged_through_id", 0) for row in valid), default=0)
+
+
+def verify_audit_log(*, progress=None) -> Verification:
+    """Recompute every row's digest and the checkpoint chain. Finds altered rows, rows forged
+    without the key, sealed rows deleted or inserted, and forged or reordered checkpoints."""
+    from audit.models import AuditLog, Checkpoint
+
+    fields = ("id", "created_at", "digest", *DIGEST_FIELDS)
+    purge_rows = list(AuditLog.objects.filter(action="audit.purged").values(*fields))
+    purged_through = _purged_through(purge_rows)
+    bad_ids = []
+
+    checkpoints = list(Checkpoint.objects.order_by("id"))
+    previous_digest, previous_last = GENESIS, None
+    for checkpoint in checkpoints:
+        expected = checkpoint_digest(
+            previous_digest=previous_digest,
+            first_id=checkpoint.first_id,
+            last_id=checkpoint.last_id,
+            row_count=checkpoint.row_count,
+            rows_hash=checkpoint.rows_hash,
+        )
+        contiguous = previous_last is None or checkpoint.first_id == previous_last + 1
+        if not (contiguous and constant_time_equal(expected, checkpoint.digest)):
+            bad_ids.append(checkpoint.first_id)
+            break
+        previous_digest, previous_last = checkpoint.digest, checkpoint.last_id
+    # Only ranges whose rows are all still kept can be rehashed; rows of a range that an
+    # interrupted cleanup purged in part, and rows not sealed yet, are checked one by one.
+    ranges = [c for c in checkpoints if c.first_id > purged_through]
+
+    checked = 0
+    current, hasher, count = None, None, 0
+    queryset = AuditLog.objects.filter(id__gt=purged_through).order_by("id").values(*fields)
+    for row in queryset.iterator(chunk_size=5000):
+        checked += 1
+        if progress and checked % 50000 == 0:
+            progress(checked)
+        if not constant_time_equal(row_digest(row), row["digest"]):
+            bad_ids.append(row["id"])
+            break
+        if current is not None and row["id"] > current.last_id:
+            if not _range_matches(current, hasher, count):
+                bad_ids.append(current.first_id)
+            current = None
+        while ranges and ranges[0].last_id < row["id"]:  # a sealed range with no row left
+            bad_ids.append(ranges.pop(0).first_id)
+        if current is None and ranges and ranges[0].first_id <= row["id"]:
+            current, hasher, count = ranges.pop(0), hashlib.sha256(), 0
+        if current is not None:
+            hasher.update(row_line(row["id"], row["created_at"], row["digest"]))
+            count += 1
+    if current is not None and not _range_matches(current, hasher, count):
+        bad_ids.append(current.first_id)
+    bad_ids += [c.first_id for c in ranges]
+    first_bad = min(bad_ids) if bad_ids else None
+    return Verification(ok=first_bad is None, checked=checked, first_bad_id=first_bad)
+
+
+def _range_matches(checkpoint, hasher, count: int) -> bool:
+    return count == checkpoint.row_count and constant_time_equal(
+        hasher.hexdigest(), checkpoint.rows_hash
+    )

@@ -1,0 +1,131 @@
+"""The audit trail. Rows are append-only: database triggers (migration 0002) refuse UPDATE,
+DELETE and TRUNCATE, except the retention cleanup's DELETE inside a transaction that holds a
+RetentionGrant. Each AuditLog row carries an HMAC of its content; Checkpoints chain them."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Now
+
+
+class AuditLog(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    action = models.CharField(max_length=100)
+    category = models.CharField(max_length=32)
+    description = models.TextField(blank=True)
+    # The actor survives their deletion: no FK constraint, and an email snapshot.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    user_email = models.CharField(max_length=254, blank=True)
+    resource_type = models.CharField(max_length=50, blank=True)
+    resource_id = models.CharField(max_length=64, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+    method = models.CharField(max_length=10, blank=True)
+    path = models.CharField(max_length=512, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    success = models.BooleanField(default=True)
+    created_at = models.DateTimeField(db_default=Now())
+    digest = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-id"]
+        permissions = [
+            ("export_auditlog", "Can export audit entries"),
+            ("prune_auditlog", "Can delete audit entries past retention"),
+        ]
+        indexes = [
+            # Lists are newest first by id (cursor pagination); each filter has its index.
+            models.Index(fields=["action", "-id"], name="audit_action_id"),
+            models.Index(fields=["category", "-id"], name="audit_category_id"),
+            models.Index(fields=["user", "-id"], name="audit_user_id"),
+            models.Index(fields=["user_email", "-id"], name="audit_user_email_id"),
+            models.Index(fields=["resource_type", "resource_id", "-id"], name="audit_resource_id"),
+            models.Index(fields=["ip_address", "-id"], name="audit_ip_id"),
+            models.Index(fields=["created_at"], name="audit_created_at"),
+            models.Index(fields=["-id"], condition=Q(success=False), name="audit_failures_id"),
+        ]
+
+    def __str__(self):
+        return f"#{self.id} {self.action}"
+
+
+class AdminAction(models.Model):
+    """Who did what to which object through the Django admin or the staff API."""
+
+    class Kind(models.TextChoices):
+        ADD = "add"
+        CHANGE = "change"
+        DELETE = "delete"
+        BULK_ACTION = "bulk_action"
+        TOOL = "tool"  # an admin screen of its own, such as the audit cleanup
+        API = "api"
+
+    id = models.BigAutoField(primary_key=True)
+    admin = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    admin_email = models.CharField(max_length=254, blank=True)
+    kind = models.CharField(max_length=20, choices=Kind)
+    action = models.CharField(max_length=100)
+    target_type = models.CharField(max_length=100, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_repr = models.CharField(max_length=200, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["admin", "-id"], name="adminaction_admin_id"),
+            models.Index(fields=["target_type", "target_id", "-id"], name="adminaction_target_id"),
+            models.Index(fields=["created_at"], name="adminaction_created_at"),
+        ]
+
+    def __str__(self):
+        return f"{self.admin_email} {self.action} {self.target_repr}"
+
+
+class Checkpoint(models.Model):
+    """A seal over the AuditLog rows first_id..last_id: `rows_hash` hashes their (id, time,
+    digest) in id order, and `digest` is the HMAC of this checkpoint chained to the previous
+    one's, so a removed, added or altered sealed row, or a forged checkpoint, breaks the chain."""
+
+    id = models.BigAutoField(primary_key=True)
+    first_id = models.BigIntegerField()
+    last_id = models.BigIntegerField(unique=True)
+    row_count = models.PositiveIntegerField()
+    rows_hash = models.CharField(max_length=64)
+    previous_digest = models.CharField(max_length=64)
+    digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"checkpoint {self.first_id}..{self.last_id}"
+
+
+class RetentionGrant(models.Model):
+    """A permit the triggers look for before letting audit rows be deleted: the retention
+    cleanup writes one and removes it inside each of its own transactions (on PostgreSQL the
+    permit names that transaction). What was purged is recorded as `audit.purged` entries."""
+
+    transaction_id = models.BigIntegerField(null=True)
+
+    def __str__(self):
+        return f"retention grant {self.transaction_id}"

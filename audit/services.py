@@ -1,0 +1,323 @@
+"""Writing the audit trail. Every entry goes through `log()`, in the caller's transaction."""
+
+import datetime
+import hashlib
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models import Min
+from django.utils import timezone
+
+from audit import context as audit_context
+from audit import events, export, integrity
+from audit.integrity import normalize_json, row_digest
+from audit.models import AdminAction, AuditLog, Checkpoint, RetentionGrant
+
+REDACTED = "[redacted]"
+SENSITIVE_WORDS = ("password", "token", "secret", "key_hash", "otp")
+
+_action_hint: ContextVar[dict | None] = ContextVar("audit_action_hint", default=None)
+
+
+def is_sensitive(field_name: str) -> bool:
+    return any(word in field_name.lower() for word in SENSITIVE_WORDS)
+
+
+def _target(target) -> tuple[str, str, str]:
+    """(resource_type, resource_id, label) of a model instance or a (type, id) pair."""
+    if target is None:
+        return "", "", ""
+    if isinstance(target, tuple):
+        resource_type, resource_id = target
+        return resource_type, str(resource_id), f"{resource_type} {resource_id}"
+    from audit.tracking import describe_instance
+
+    return describe_instance(target)
+
+
+def log(
+    action: str,
+    *,
+    target=None,
+    actor=None,
+    metadata: dict | None = None,
+    success: bool = True,
+    context: audit_context.AuditContext | None = None,
+) -> AuditLog:
+    """Append one entry. `target` is a model instance or a (type, id) pair; `actor` defaults
+    to the user of the current request or task (None for anonymous and system actions)."""
+    context = context or audit_context.current()
+    if actor is None:
+        user_id, user_email = context.actor()
+    else:
+        user_id, user_email = actor.pk, actor.email
+    resource_type, resource_id, label = _target(target)
+    metadata = normalize_json(metadata or {})
+    event = events.get(action)
+    values = {
+        "action": action,
+        "category": event.category,
+        "description": audit_context.clean_text(
+            event.describe(actor=user_email or "anonymous", target=label, **metadata), 1000
+        ),
+        "user_id": user_id,
+        "user_email": user_email,
+        "resource_type": resource_type,
+        "resource_id": resource_id,
+        "ip_address": context.ip_address,
+        "user_agent": context.user_agent,
+        "method": context.method,
+        "path": context.path,
+        "request_id": context.request_id,
+        "metadata": metadata,
+        "success": success,
+    }
+    return AuditLog.objects.create(**values, digest=row_digest(values))
+
+
+@contextmanager
+def audit_as(action: str):
+    """Name the semantic action of the model changes made inside the block (a password reset
+    rather than a change), for the resource type the action starts with."""
+    resource_type = action.split(".", 1)[0]
+    hints = {**(_action_hint.get() or {}), resource_type: action}
+    token = _action_hint.set(hints)
+    try:
+        yield
+    finally:
+        _action_hint.reset(token)
+
+
+def hinted_action(resource_type: str) -> str | None:
+    return (_action_hint.get() or {}).get(resource_type)
+
+
+def record_admin_action(
+    kind: str,
+    *,
+    action: str,
+    target: models.Model | None = None,
+    details: dict | None = None,
+) -> AdminAction:
+    """One row in the admin-action table for what a staff member did in the admin or API."""
+    context = audit_context.current()
+    admin_id, admin_email = context.actor()
+    return AdminAction.objects.create(
+        admin_id=admin_id,
+        admin_email=admin_email,
+        kind=kind,
+        action=action,
+        target_type=target._meta.label_lower if target is not None else "",
+        target_id=str(target.pk) if target is not None else "",
+        target_repr=audit_context.clean_text(str(target) if target is not None else "", 200),
+        details=normalize_json(details or {}),
+        ip_address=context.ip_address,
+        request_id=context.request_id,
+    )
+
+
+class AuditService:
+    """The seed's calls, kept for callers written against it; each is one `log()`."""
+
+    log = staticmethod(log)
+
+    @staticmethod
+    def log_user_login(user_id: int, ip_address: str | None = None, user_agent: str = ""):
+        return _log_with_client("user.login", user_id, ip_address, user_agent)
+
+    @staticmethod
+    def log_invoice_created(user_id: int, invoice_id: int, invoice_number: str):
+        return _log_for_invoice("invoice.created", user_id, invoice_id, invoice_number)
+
+    @staticmethod
+    def log_invoice_finalized(user_id: int, invoice_id: int, invoice_number: str):
+        return _log_for_invoice("invoice.finalized", user_id, invoice_id, invoice_number)
+
+    @staticmethod
+    def log_invoice_sent(user_id: int, invoice_id: int, invoice_number: str):
+        return _log_for_invoice("invoice.sent", user_id, invoice_id, invoice_number)
+
+    @staticmethod
+    def log_invoice_paid(user_id: int, invoice_id: int, invoice_number: str):
+        return _log_for_invoice("invoice.paid", user_id, invoice_id, invoice_number)
+
+    @staticmethod
+    def get_user_logs(user_id: int):
+        return AuditLog.objects.filter(user_id=user_id)
+
+    @staticmethod
+    def get_resource_logs(resource_type: str, resource_id):
+        return AuditLog.objects.filter(resource_type=resource_type, resource_id=str(resource_id))
+
+
+def _user(user_id: int):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.get(pk=user_id)
+
+
+def _log_with_client(action: str, user_id: int, ip_address: str | None, user_agent: str):
+    base = audit_context.current()
+    context = audit_context.AuditContext(
+        **{
+            **base.to_headers(),
+            "ip_address": audit_context.clean_ip(ip_address) or base.ip_address,
+            "user_agent": audit_context.clean_text(user_agent, audit_context.MAX_USER_AGENT)
+            or base.user_agent,
+        }
+    )
+    user = _user(user_id)
+    return log(action, target=user, actor=user, context=context)
+
+
+def _log_for_invoice(action: str, user_id: int, invoice_id: int, invoice_number: str):
+    return log(
+        action,
+        target=("invoice", invoice_id),
+        actor=_user(user_id),
+        metadata={"invoice_number": invoice_number},
+    )
+
+
+@transaction.atomic
+def log_in_transaction(action: str, **kwargs) -> AuditLog:
+    """`log()` in a transaction of its own, for failures recorded while a request fails."""
+    return log(action, **kwargs)
+
+
+@transaction.atomic
+def seal_audit_log(*, max_rows: int = 100_000) -> Checkpoint | None:
+    """Write a checkpoint over the settled rows after the last one (None if there are none).
+
+    Rows younger than AUDIT_SEAL_SETTLE_SECONDS wait: a transaction still open may yet commit
+    a lower id. Two sealers racing make the same checkpoint; the unique last_id lets one win.
+    """
+    previous = Checkpoint.objects.order_by("-id").first()
+    start = previous.last_id + 1 if previous else 0
+    cutoff = timezone.now() - datetime.timedelta(seconds=settings.AUDIT_SEAL_SETTLE_SECONDS)
+    unsettled = AuditLog.objects.filter(id__gte=start, created_at__gte=cutoff)
+    end = unsettled.aggregate(first=Min("id"))["first"]
+    rows = AuditLog.objects.filter(id__gte=start).order_by("id")
+    if end is not None:
+        rows = rows.filter(id__lt=end)
+    rows = list(rows.values_list("id", "created_at", "digest")[:max_rows])
+    if not rows:
+        return None
+    hasher = hashlib.sha256()
+    for row in rows:
+        hasher.update(integrity.row_line(*row))
+    first_id = previous.last_id + 1 if previous else rows[0][0]
+    values = {
+        "previous_digest": previous.digest if previous else integrity.GENESIS,
+        "first_id": first_id,
+        "last_id": rows[-1][0],
+        "row_count": len(rows),
+        "rows_hash": hasher.hexdigest(),
+    }
+    try:
+        with transaction.atomic():
+            return Checkpoint.objects.create(**values, digest=integrity.checkpoint_digest(**values))
+    except IntegrityError:
+        return None
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    cutoff: datetime.datetime
+    deleted: int
+    purged_through_id: int | None
+    dry_run: bool
+
+
+def _purge_boundary(cutoff: datetime.datetime) -> int | None:
+    """The last id that may go: the end of the newest sealed range older than the cutoff, so
+    that only whole sealed ranges are purged and the chain stays verifiable."""
+    first_young = (
+        AuditLog.objects.filter(created_at__gte=cutoff).order_by("created_at").values("id").first()
+    )
+    checkpoints = Checkpoint.objects.order_by("-last_id")
+    if first_young is not None:
+        checkpoints = checkpoints.filter(last_id__lt=first_young["id"])
+    newest = checkpoints.values_list("last_id", flat=True).first()
+    return newest
+
+
+def _transaction_id() -> int | None:
+    if connection.vendor != "postgresql":
+        return None  # SQLite has one writer at a time: any grant row is this transaction's
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT txid_current()")
+        return cursor.fetchone()[0]
+
+
+@transaction.atomic
+def _purge_batch(through_id: int, batch_size: int) -> int:
+    """Delete the oldest `batch_size` rows up to `through_id` in one short transaction."""
+    nth = AuditLog.objects.filter(id__lte=through_id).order_by("id").values_list("id", flat=True)
+    upper = next(iter(nth[batch_size - 1 : batch_size]), through_id)
+    grant = RetentionGrant.objects.create(transaction_id=_transaction_id())
+    deleted, _ = AuditLog.objects.filter(id__lte=upper).delete()
+    grant.delete()
+    if deleted:
+        log("audit.purged", metadata={"purged_through_id": upper, "deleted": deleted})
+    return deleted
+
+
+def cleanup_audit_logs(
+    *,
+    days: int,
+    dry_run: bool = False,
+    batch_size: int | None = None,
+    progress=None,
+    via: str | None = None,
+) -> Cleanup:
+    """Delete entries older than `days` days (never fewer than AUDIT_MIN_RETENTION_DAYS), in
+    batches of short transactions: inserts keep flowing, and an interrupted run can simply
+    be run again. The run is itself audited as `admin.audit_cleanup`."""
+    minimum = settings.AUDIT_MIN_RETENTION_DAYS
+    if days < minimum:
+        raise ValidationError(
+            {"days": [f"Audit entries must be kept at least {minimum} days; got {days}."]}
+        )
+    batch_size = batch_size or settings.AUDIT_CLEANUP_BATCH_SIZE
+    if batch_size < 1:
+        raise ValidationError({"batch_size": ["Must be at least 1."]})
+    cutoff = timezone.now() - datetime.timedelta(days=days)
+    through_id = _purge_boundary(cutoff)
+    due = AuditLog.objects.filter(id__lte=through_id).count() if through_id else 0
+    deleted = 0
+    if not dry_run and through_id:
+        while batch := _purge_batch(through_id, batch_size):
+            deleted += batch
+            if progress:
+                progress(deleted, due)
+    result = Cleanup(
+        cutoff=cutoff,
+        deleted=due if dry_run else deleted,
+        purged_through_id=through_id,
+        dry_run=dry_run,
+    )
+    log(
+        "admin.audit_cleanup",
+        metadata={
+            "days": days,
+            "dry_run": dry_run,
+            "deleted": result.deleted,
+            "cutoff": cutoff,
+            "purged_through_id": through_id,
+        },
+    )
+    return result
+
+
+def export_audit_logs(queryset, *, file_format: str, filters: dict, via: str):
+    """Record the export (PCI DSS 10.2.1.3: access to the trail is itself audited), then hand
+    back the streaming file."""
+    details = {"format": file_format, "filters": filters}
+    log("admin.audit_export", metadata=details)
+    record_admin_action(via, action="admin.audit_export", details=details)
+    return export.stream(queryset, file_format)

@@ -1,0 +1,17 @@
+from celery import shared_task
+from django.conf import settings
+
+from audit import services
+
+
+@shared_task
+def seal_audit_log() -> int:
+    sealed = 0
+    while checkpoint := services.seal_audit_log():
+        sealed += checkpoint.row_count
+    return sealed
+
+
+@shared_task
+def cleanup_audit_logs() -> int:
+    return services.cleanup_audit_logs(days=settings.AUDIT_RETENTION_DAYS).deleted

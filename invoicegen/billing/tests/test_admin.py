@@ -1,0 +1,146 @@
+from decimal import Decimal
+
+import pytest
+from django.contrib.messages import get_messages
+from django.urls import reverse
+
+from invoicegen.accounts.tests.factories import UserFactory
+from invoicegen.billing import services
+from invoicegen.billing.models import Invoice
+from invoicegen.billing.tests.factories import (
+    InvoiceFactory,
+    SubscriptionFactory,
+    invoice_in_status,
+)
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:billing_invoice_changelist")
+
+
+@pytest.fixture
+def admin(client):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    return client
+
+
+def void_selected(admin, *invoices):
+    return admin.post(
+        CHANGELIST,
+        {"action": "void_selected", "_selected_action": [invoice.pk for invoice in invoices]},
+        follow=True,
+    )
+
+
+def messages_of(response) -> list[str]:
+    return [str(message) for message in get_messages(response.wsgi_request)]
+
+
+def test_changelist_lists_invoices(admin):
+    invoices = [InvoiceFactory(client_name="Globex"), invoice_in_status("sent")]
+
+    response = admin.get(CHANGELIST)
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert all(invoice.number in page for invoice in invoices)
+    assert "Globex" in page
+
+
+def test_changelist_search_and_filter_render(admin):
+    InvoiceFactory(client_name="Globex")
+    InvoiceFactory(client_name="Initech")
+
+    found = admin.get(CHANGELIST, {"q": "Globex", "status__exact": "draft"})
+
+    assert found.status_code == 200
+    assert "Globex" in found.content.decode()
+    assert "Initech" not in found.content.decode()
+
+
+def test_change_page_shows_items_and_payments_inline(admin):
+    invoice = invoice_in_status("sent")
+    services.record_payment(invoice, amount=Decimal("123.45"), method="bank_transfer")
+
+    response = admin.get(reverse("admin:billing_invoice_change", args=[invoice.pk]))
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert invoice.number in page
+    assert 'id="items-group"' in page
+    assert 'id="payments-group"' in page
+    assert "Consulting" in page
+    assert "Hosting" in page
+    assert "123.45" in page
+    assert "Bank Transfer" in page
+
+
+def test_void_action_voids_a_draft(admin):
+    invoice = InvoiceFactory()
+
+    response = void_selected(admin, invoice)
+
+    assert response.status_code == 200
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.VOID
+    assert "Voided 1 invoice(s)." in [
+        str(message) for message in get_messages(response.wsgi_request)
+    ]
+
+
+def test_void_action_refuses_an_invoice_with_payments_and_voids_the_others(admin):
+    with_payment = invoice_in_status("sent")
+    services.record_payment(with_payment, amount=Decimal("1.00"), method="cash")
+    draft = InvoiceFactory()
+
+    response = void_selected(admin, with_payment, draft)
+
+    with_payment.refresh_from_db()
+    draft.refresh_from_db()
+    assert with_payment.status == Invoice.Status.SENT
+    assert draft.status == Invoice.Status.VOID
+    messages = messages_of(response)
+    assert any(with_payment.number in message and "payments" in message for message in messages)
+    assert "Voided 1 invoice(s)." in messages
+
+
+def test_void_action_refuses_a_paid_invoice(admin):
+    invoice = invoice_in_status("paid")
+
+    void_selected(admin, invoice)
+
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.PAID
+
+
+def test_invoices_cannot_be_added_or_deleted_in_the_admin(admin):
+    invoice = InvoiceFactory()
+
+    assert admin.get(reverse("admin:billing_invoice_add")).status_code == 403
+    assert admin.get(reverse("admin:billing_invoice_delete", args=[invoice.pk])).status_code == 403
+    assert admin.post(reverse("admin:billing_invoice_delete", args=[invoice.pk])).status_code == 403
+    assert Invoice.objects.filter(pk=invoice.pk).exists()
+
+
+def test_bulk_delete_is_not_offered_for_invoices(admin):
+    invoice = InvoiceFactory()
+
+    page = admin.get(CHANGELIST).content.decode()
+    response = admin.post(
+        CHANGELIST, {"action": "delete_selected", "_selected_action": [invoice.pk], "post": "yes"}
+    )
+
+    assert 'value="delete_selected"' not in page
+    assert response.status_code in (200, 302)
+    assert Invoice.objects.filter(pk=invoice.pk).exists()
+
+
+def test_subscription_admin_renders_and_refuses_add_and_delete(admin):
+    subscription = SubscriptionFactory()
+
+    assert admin.get(reverse("admin:billing_subscription_changelist")).status_code == 200
+    change = reverse("admin:billing_subscription_change", args=[subscription.pk])
+    assert admin.get(change).status_code == 200
+    assert admin.get(reverse("admin:billing_subscription_add")).status_code == 403
+    delete = reverse("admin:billing_subscription_delete", args=[subscription.pk])
+    assert admin.get(delete).status_code == 403
