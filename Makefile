@@ -40,6 +40,7 @@ format: install-dev
 	$(VENV)/bin/ruff format .
 
 bench: install-dev
+	$(PY) -m pip install --quiet -r requirements-bench.txt
 	$(PY) -m bench
 
 worker: install

@@ -11,6 +11,7 @@ class AuditConfig(AppConfig):
         from audit import receivers
 
         receivers.connect_model_receivers()
+        receivers.connect_connection_receivers()
         receivers.connect_auth_receivers()
         receivers.connect_task_receivers()
         checks.register(check_tracked_models_capture_bulk_writes)

@@ -20,6 +20,7 @@ class AuditLog(models.Model):
         blank=True,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
+        db_index=False,  # audit_user_id below serves it, newest first
         related_name="+",
     )
     user_email = models.CharField(max_length=254, blank=True)
@@ -74,6 +75,7 @@ class AdminAction(models.Model):
         null=True,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
+        db_index=False,  # adminaction_admin_id below serves it, newest first
         related_name="+",
     )
     admin_email = models.CharField(max_length=254, blank=True)

@@ -5,26 +5,36 @@ Connected in AuditConfig.ready() with a sender and a dispatch_uid each.
 
 from celery import signals as celery_signals
 from django.contrib.auth import signals as auth_signals
+from django.db.backends.signals import connection_created
 from django.db.models import signals as model_signals
 
 from audit import context as audit_context
-from audit import services, tracking
+from audit import piggyback, services, tracking
 
 
 def remember_loaded_values(sender, instance, **kwargs):
     instance._audit_snapshot = tracking.snapshot(instance)
 
 
-def record_save(sender, instance, created, raw=False, **kwargs):
+def expect_update(sender, instance, raw=False, using=None, update_fields=None, **kwargs):
+    if not raw and not instance._state.adding:
+        piggyback.expect(instance, update_fields, using=using)
+
+
+def record_save(sender, instance, created, raw=False, update_fields=None, **kwargs):
     if raw:  # loaddata: fixtures are not actions
         return
-    new = tracking.snapshot(instance)
     if created:
         tracking.record(instance, "created", tracking.created_changes(instance))
-    else:
-        old = getattr(instance, "_audit_snapshot", {})
-        tracking.record(instance, "updated", tracking.diff(sender, old, new))
-    instance._audit_snapshot = new
+        instance._audit_snapshot = tracking.snapshot(instance)
+        return
+    written = piggyback.written(instance)  # the entry rode along with the UPDATE
+    if written is not None:
+        instance._audit_snapshot = written
+        return
+    entry, instance._audit_snapshot = tracking.update_entry(instance, update_fields)
+    if entry is not None:
+        services.insert_entry(entry)
 
 
 def record_delete(sender, instance, **kwargs):
@@ -37,6 +47,7 @@ def connect_model_receivers():
         model_signals.post_init.connect(
             remember_loaded_values, sender=model, dispatch_uid=f"{uid}.init"
         )
+        model_signals.pre_save.connect(expect_update, sender=model, dispatch_uid=f"{uid}.pre")
         model_signals.post_save.connect(record_save, sender=model, dispatch_uid=f"{uid}.save")
         model_signals.post_delete.connect(record_delete, sender=model, dispatch_uid=f"{uid}.delete")
 
@@ -54,6 +65,15 @@ def record_login_failure(sender, credentials, request=None, **kwargs):
     from audit.security import record_failed_login
 
     record_failed_login(attempted_email=credentials.get("email") or credentials.get("username"))
+
+
+def install_piggyback(sender, connection, **kwargs):
+    if connection.vendor == "postgresql":
+        connection.execute_wrappers.append(piggyback.attach_entry)
+
+
+def connect_connection_receivers():
+    connection_created.connect(install_piggyback, dispatch_uid="audit.piggyback")
 
 
 def connect_auth_receivers():

@@ -129,19 +129,43 @@ def resolve_action(spec: TrackedModel, verb: str, changes: dict) -> str:
     return f"{spec.resource_type}.{verb}"
 
 
-def record(instance: models.Model, verb: str, changes: dict) -> None:
+def change_entry(instance: models.Model, verb: str, changes: dict) -> dict | None:
+    """The entry for a change of a tracked instance; None when only quiet fields changed."""
     spec = spec_for(instance)
     if verb == "updated" and not set(changes) - spec.quiet_fields:
-        return
+        return None
     # A user acting on their own account before logging in (signup, reset) is the actor.
     is_user = isinstance(instance, get_user_model())
     anonymous = audit_context.current().actor()[0] is None
-    services.log(
+    return services.entry_values(
         resolve_action(spec, verb, changes),
         target=instance,
         actor=instance if is_user and anonymous and verb != "deleted" else None,
         metadata={"changes": changes} if changes else {},
     )
+
+
+def record(instance: models.Model, verb: str, changes: dict) -> None:
+    entry = change_entry(instance, verb, changes)
+    if entry is not None:
+        services.insert_entry(entry)
+
+
+def saved_values(instance: models.Model, update_fields) -> dict:
+    """The snapshot of the instance as the database now holds it after a save."""
+    old = getattr(instance, "_audit_snapshot", {})
+    new = snapshot(instance)
+    if update_fields is None:
+        return new
+    saved = {instance._meta.get_field(name).attname for name in update_fields}
+    return {**old, **{name: value for name, value in new.items() if name in saved}}
+
+
+def update_entry(instance: models.Model, update_fields) -> tuple[dict | None, dict]:
+    """The entry for saving changes to a loaded instance, and its new snapshot."""
+    new = saved_values(instance, update_fields)
+    old = getattr(instance, "_audit_snapshot", {})
+    return change_entry(instance, "updated", diff(type(instance), old, new)), new
 
 
 def created_changes(instance: models.Model) -> dict:

@@ -1,6 +1,7 @@
-"""Run every benchmark module `bench/bench_*.py` (each has a `main()`), one after the other.
-
-Benchmarks print their figures and write bench/results/<name>.json; they are not tests.
+"""Run the benchmarks `bench/bench_*.py` (each has a `main()`), or those named on the command
+line: `python -m bench audit`. They print tables and write bench/results/<name>.json; they are
+not tests. Set DATABASE_URL to a PostgreSQL server: each run works in a database of its own
+that it creates and drops.
 """
 
 import importlib
@@ -9,20 +10,22 @@ import pkgutil
 import sys
 from pathlib import Path
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "invoicegen.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    import django
+
+    django.setup()
     here = Path(__file__).parent
     names = sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
-    if not names:
-        print("No benchmarks yet.")
-        return 0
+    wanted = {f"bench_{name}" for name in argv}
     for name in names:
-        print(f"== {name}")
-        importlib.import_module(f"bench.{name}").main()
+        if not wanted or name in wanted:
+            print(f"== {name}")
+            importlib.import_module(f"bench.{name}").main()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,10 @@
+"""Benchmark settings: the product's, plus the peers measured beside it."""
+
+from invoicegen.settings import *  # noqa: F403
+from invoicegen.settings import INSTALLED_APPS
+
+INSTALLED_APPS = [*INSTALLED_APPS, "auditlog"]
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+ALLOWED_HOSTS = ["testserver", "localhost"]
+SECURE_SSL_REDIRECT = False
