@@ -1,3 +1,4 @@
+import datetime
 import json
 
 from django import forms
@@ -6,7 +7,8 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db import connection
+from django.db import connection, models
+from django.db.models import Max, Min
 from django.http import StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -38,11 +40,50 @@ class EstimatedCountPaginator(Paginator):
         return super().count
 
 
+class SpanDatesQuerySet(models.QuerySet):
+    """For the admin's date hierarchy: the periods between the first and the last entry, read
+    from the two ends of the created_at index, instead of a DISTINCT over every row (which on
+    a million-row trail costs a full scan per page). A period may turn out empty."""
+
+    def datetimes(self, field_name, kind, order="ASC", tzinfo=None):
+        bounds = self.aggregate(first=Min(field_name), last=Max(field_name))
+        if bounds["first"] is None:
+            return []
+        periods = []
+        moment = _truncate(bounds["first"], kind)
+        while moment <= bounds["last"]:
+            periods.append(moment)
+            moment = _next_period(moment, kind)
+        return periods if order == "ASC" else periods[::-1]
+
+
+def _truncate(moment: datetime.datetime, kind: str) -> datetime.datetime:
+    moment = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    if kind in ("year", "month"):
+        moment = moment.replace(day=1)
+    if kind == "year":
+        moment = moment.replace(month=1)
+    return moment
+
+
+def _next_period(moment: datetime.datetime, kind: str) -> datetime.datetime:
+    if kind == "day":
+        return moment + datetime.timedelta(days=1)
+    if kind == "month":
+        return (moment + datetime.timedelta(days=32)).replace(day=1)
+    return moment.replace(year=moment.year + 1)
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """History is not edited, by anyone: no add, change or delete, superusers included."""
 
     paginator = EstimatedCountPaginator
     show_full_result_count = False
+    list_per_page = 50
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        return SpanDatesQuerySet(model=queryset.model, query=queryset.query, using=queryset.db)
 
     def has_add_permission(self, request):
         return False

@@ -119,6 +119,7 @@ def verify_audit_log(*, progress=None) -> Verification:
             progress(checked)
         if not constant_time_equal(row_digest(row), row["digest"]):
             bad_ids.append(row["id"])
+            current = None  # this row is the first bad one; its range need not be reported
             break
         if current is not None and row["id"] > current.last_id:
             if not _range_matches(current, hasher, count):

@@ -44,7 +44,12 @@ class AuditLog(models.Model):
         ]
         indexes = [
             # Lists are newest first by id (cursor pagination); each filter has its index.
-            models.Index(fields=["action", "-id"], name="audit_action_id"),
+            # Pattern ops (PostgreSQL) serve the prefix filter (`invoice.`) as well as equality.
+            models.Index(
+                fields=["action", "-id"],
+                opclasses=["varchar_pattern_ops", "int8_ops"],
+                name="audit_action_id",
+            ),
             models.Index(fields=["category", "-id"], name="audit_category_id"),
             models.Index(fields=["user", "-id"], name="audit_user_id"),
             models.Index(fields=["user_email", "-id"], name="audit_user_email_id"),

@@ -1,6 +1,7 @@
 """On PostgreSQL, the entry for an audited UPDATE travels in the UPDATE statement itself:
 
-    WITH audit_entry AS (INSERT INTO audit_auditlog ...) UPDATE "billing_invoice" SET ...
+    WITH audit_change AS (UPDATE "billing_invoice" SET ... RETURNING 1)
+    INSERT INTO audit_auditlog ... SELECT ... WHERE EXISTS (SELECT FROM audit_change)
 
 one statement and one round trip instead of two, which is most of what capture costs
 (bench/bench_audit.py (a)). pre_save announces the instance; the execute wrapper attaches
@@ -58,5 +59,10 @@ def attach_entry(execute, sql, params, many, context):
     expected.written = snapshot
     if entry is None:
         return execute(sql, params, many, context)
-    sql = f"WITH audit_entry AS ({services.INSERT_SQL}) {sql}"
-    return execute(sql, [*services.insert_params(entry), *params], many, context)
+    # The entry is written only if the UPDATE found its row; the statement then counts the
+    # one inserted entry, as the UPDATE would have counted its one row.
+    sql = (
+        f"WITH audit_change AS ({sql} RETURNING 1) "
+        f"{services.insert_select_sql()} WHERE EXISTS (SELECT FROM audit_change)"
+    )
+    return execute(sql, [*params, *services.insert_params(entry)], many, context)

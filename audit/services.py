@@ -93,6 +93,14 @@ INSERT_SQL = (
 )
 
 
+def insert_select_sql() -> str:
+    """INSERT ... SELECT of one entry: typed placeholders, since a SELECT list does not take
+    its types from the target columns."""
+    fields = {f.column: f for f in AuditLog._meta.concrete_fields}
+    casts = ", ".join(f"%s::{fields[column].db_type(connection)}" for column in COLUMNS)
+    return f"INSERT INTO {AuditLog._meta.db_table} ({', '.join(COLUMNS)}) SELECT {casts}"
+
+
 def insert_params(values: dict) -> list:
     return [json.dumps(values[c]) if c == "metadata" else values[c] for c in COLUMNS]
 
@@ -321,16 +329,10 @@ def cleanup_audit_logs(
         purged_through_id=through_id,
         dry_run=dry_run,
     )
-    log(
-        "admin.audit_cleanup",
-        metadata={
-            "days": days,
-            "dry_run": dry_run,
-            "deleted": result.deleted,
-            "cutoff": cutoff,
-            "purged_through_id": through_id,
-        },
-    )
+    details = {"days": days, "dry_run": dry_run, "deleted": result.deleted, "cutoff": cutoff}
+    log("admin.audit_cleanup", metadata={**details, "purged_through_id": through_id})
+    if via:
+        record_admin_action(via, action="admin.audit_cleanup", details=details)
     return result
 
 

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.db import models, transaction
 
 from audit import context as audit_context
-from audit import services
+from audit import events, services
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,17 @@ TRACKED_MODELS = {
         },
     ),
 }
+
+
+# Every tracked type's plain and admin verbs are part of the vocabulary.
+for _spec in TRACKED_MODELS.values():
+    for _verb in ("created", "updated", "deleted"):
+        for _name, _category, _where in [
+            (f"{_spec.resource_type}.{_verb}", _spec.resource_type, ""),
+            (f"admin.{_spec.resource_type}_{_verb}", "admin", " in the admin"),
+        ]:
+            if _name not in events.REGISTRY:
+                events.register(_name, _category, f"{{actor}} {_verb} {{target}}{_where}")
 
 
 def tracked_models() -> dict[type[models.Model], TrackedModel]:
@@ -176,7 +187,8 @@ def created_changes(instance: models.Model) -> dict:
 
 
 class AuditedQuerySet(models.QuerySet):
-    """Bulk writes that bypass signals, captured as one entry per changed row."""
+    """Bulk writes that bypass signals, captured as one entry per changed row (Django's
+    bulk_update() goes through update())."""
 
     def update(self, **kwargs):
         with transaction.atomic(using=self.db):
@@ -189,25 +201,6 @@ class AuditedQuerySet(models.QuerySet):
         return count
 
     update.alters_data = True
-
-    def bulk_update(self, objs, fields, batch_size=None):
-        objs = list(objs)
-        with transaction.atomic(using=self.db):
-            names = [self.model._meta.get_field(name).attname for name in fields]
-            pks = [obj.pk for obj in objs]
-            before = {
-                row["pk"]: row
-                for row in self.model._base_manager.filter(pk__in=pks)
-                .select_for_update()
-                .values("pk", *names)
-            }
-            count = super().bulk_update(objs, fields, batch_size=batch_size)
-            for obj in objs:
-                after = {"pk": obj.pk, **{name: getattr(obj, name) for name in names}}
-                _record_row_change(self.model, before.get(obj.pk, {}), after)
-        return count
-
-    bulk_update.alters_data = True
 
     def bulk_create(self, objs, *args, **kwargs):
         with transaction.atomic(using=self.db):

@@ -1,5 +1,5 @@
 import django_filters
-from django import forms
+from django.core.validators import validate_ipv46_address
 
 from audit.models import AuditLog
 
@@ -12,9 +12,7 @@ class AuditLogFilter(django_filters.FilterSet):
     resource_type = django_filters.CharFilter(max_length=50)
     resource_id = django_filters.CharFilter(max_length=64)
     success = django_filters.BooleanFilter()
-    ip = django_filters.CharFilter(
-        field_name="ip_address", validators=[forms.GenericIPAddressField().validate]
-    )
+    ip = django_filters.CharFilter(field_name="ip_address", validators=[validate_ipv46_address])
     since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 

@@ -127,7 +127,8 @@ def send_invoice(invoice: Invoice, *, to: str | None = None) -> Invoice:
     _require_status(invoice, Invoice.Status.FINALIZED, Invoice.Status.SENT, action="send")
     invoice.status = Invoice.Status.SENT
     invoice.sent_at = timezone.now()
-    invoice.save(update_fields=["status", "sent_at", "updated_at"])
+    with audit_as("invoice.sent"):  # a resend is a send too, though the status stays
+        invoice.save(update_fields=["status", "sent_at", "updated_at"])
     return invoice
 
 

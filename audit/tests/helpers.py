@@ -1,0 +1,91 @@
+"""Reading the trail in tests, and acting as a database superuser who bypasses the app."""
+
+import datetime
+from contextlib import contextmanager
+
+from django.db import connection
+from django.utils import timezone
+
+from audit import triggers
+from audit.models import AuditLog
+
+
+def last_entry_id() -> int:
+    """A mark: the entries a step writes are those with a greater id."""
+    entry = AuditLog.objects.order_by("-id").first()
+    return entry.id if entry else 0
+
+
+def entries_after(mark: int, **filters):
+    return AuditLog.objects.filter(id__gt=mark, **filters).order_by("id")
+
+
+def actions_after(mark: int, **filters) -> list[str]:
+    return list(entries_after(mark, **filters).values_list("action", flat=True))
+
+
+def only_entry(mark: int, action: str, **filters) -> AuditLog:
+    entries = list(entries_after(mark, action=action, **filters))
+    assert len(entries) == 1, f"expected one {action} entry, got {entries}"
+    return entries[0]
+
+
+def run_sql(*statements: str, params=None) -> None:
+    with connection.cursor() as cursor:
+        for sql in statements:
+            cursor.execute(sql, params)
+
+
+def installed_triggers() -> set[str]:
+    """The names of the triggers on the audit tables, read from the database's catalog."""
+    if connection.vendor == "postgresql":
+        sql = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgrelid = %s::regclass"
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s"
+    names = set()
+    with connection.cursor() as cursor:
+        for table in triggers.TABLES:
+            cursor.execute(sql, [table])
+            names |= {row[0] for row in cursor.fetchall()}
+    return names
+
+
+def drop_triggers() -> None:
+    run_sql(*triggers.uninstall_sql(connection.vendor))
+
+
+def install_triggers() -> None:
+    run_sql(*triggers.uninstall_sql(connection.vendor), *triggers.install_sql(connection.vendor))
+
+
+@contextmanager
+def triggers_lifted():
+    """What a database superuser can do: drop the append-only triggers for a while."""
+    drop_triggers()
+    try:
+        yield
+    finally:
+        install_triggers()
+
+
+def db_value(moment: datetime.datetime):
+    return connection.ops.adapt_datetimefield_value(moment)
+
+
+def age_entries(*, days: int, through_id: int | None = None) -> datetime.datetime:
+    """Backdate entries (all, or those up to `through_id`): `created_at` is set by the
+    database, so time travel needs the triggers lifted. Do it before sealing them."""
+    moment = timezone.now() - datetime.timedelta(days=days)
+    through_id = through_id if through_id is not None else last_entry_id()
+    with triggers_lifted():
+        run_sql(
+            "UPDATE audit_auditlog SET created_at = %s WHERE id <= %s",
+            params=[db_value(moment), through_id],
+        )
+    return moment
+
+
+def run_count(table: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM {table}")  # noqa: S608
+        return cursor.fetchone()[0]

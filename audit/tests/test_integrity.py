@@ -1,0 +1,344 @@
+"""Tamper evidence: row digests, checkpoints chained by the seal, and their verification by
+`verify_audit_log()`, `manage.py verify_audit_log` and GET /api/audit/verify/.
+
+Tampering is done as a database superuser would: with the append-only triggers dropped."""
+
+import io
+from contextlib import contextmanager
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.forms.models import model_to_dict
+
+from audit import integrity, services
+from audit import tasks as audit_tasks
+from audit.integrity import Verification, verify_audit_log
+from audit.models import AuditLog, Checkpoint
+from audit.tests.factories import AuditLogFactory
+from audit.tests.helpers import db_value, run_sql
+
+pytestmark = pytest.mark.django_db
+
+VERIFY = "/api/audit/verify/"
+
+
+def sealed_entries(count: int) -> tuple[list[AuditLog], Checkpoint]:
+    entries = AuditLogFactory.create_batch(count)
+    checkpoint = services.seal_audit_log()
+    assert checkpoint is not None
+    return entries, checkpoint
+
+
+def copy_of(entry: AuditLog, **changes) -> AuditLog:
+    """A new row saying what `entry` says, with its digest: a replay."""
+    fields = model_to_dict(entry, exclude=["id", "user", "created_at"])
+    return AuditLog.objects.create(**{**fields, "user_id": entry.user_id, **changes})
+
+
+@contextmanager
+def with_key(settings, key: str):
+    """Sign with another HMAC key for a while, as someone without the real one would."""
+    real = settings.AUDIT_HMAC_KEY
+    settings.AUDIT_HMAC_KEY = key
+    try:
+        yield
+    finally:
+        settings.AUDIT_HMAC_KEY = real
+
+
+def assert_broken_at(first_bad_id: int):
+    result = verify_audit_log()
+    assert (result.ok, result.first_bad_id) == (False, first_bad_id)
+
+
+# Sealing
+
+
+def test_a_row_digest_covers_what_the_row_says():
+    entry = AuditLogFactory(metadata={"amount": "10.00"})
+
+    values = {field: getattr(entry, field) for field in integrity.DIGEST_FIELDS}
+
+    assert integrity.row_digest(values) == entry.digest
+    assert integrity.row_digest({**values, "metadata": {"amount": "99.00"}}) != entry.digest
+
+
+def test_sealing_covers_every_settled_row(seal_at_once):
+    entries = AuditLogFactory.create_batch(3)
+    first_id = AuditLog.objects.order_by("id").first().id
+
+    checkpoint = services.seal_audit_log()
+
+    assert (checkpoint.first_id, checkpoint.last_id) == (first_id, entries[-1].id)
+    assert checkpoint.row_count == AuditLog.objects.count()
+    assert checkpoint.previous_digest == integrity.GENESIS
+
+
+def test_the_next_seal_chains_to_the_previous_checkpoint(seal_at_once):
+    _, first = sealed_entries(2)
+    later = AuditLogFactory.create_batch(2)
+
+    second = services.seal_audit_log()
+
+    assert (second.first_id, second.last_id, second.row_count) == (
+        first.last_id + 1,
+        later[-1].id,
+        2,
+    )
+    assert second.previous_digest == first.digest
+
+
+def test_sealing_with_nothing_new_writes_no_checkpoint(seal_at_once):
+    sealed_entries(2)
+
+    assert services.seal_audit_log() is None
+    assert Checkpoint.objects.count() == 1
+
+
+def test_rows_younger_than_the_settle_delay_are_not_sealed_yet(settings):
+    settings.AUDIT_SEAL_SETTLE_SECONDS = 300
+    AuditLogFactory.create_batch(2)
+
+    assert services.seal_audit_log() is None
+    assert not Checkpoint.objects.exists()
+
+
+def test_a_large_backlog_is_sealed_in_several_checkpoints(seal_at_once):
+    AuditLogFactory.create_batch(5)
+
+    checkpoints = [services.seal_audit_log(max_rows=2) for _ in range(3)]
+
+    assert [c.row_count for c in checkpoints] == [2, 2, AuditLog.objects.count() - 4]
+    assert services.seal_audit_log(max_rows=2) is None
+    assert verify_audit_log().ok
+
+
+def test_the_seal_command_seals_and_reports(seal_at_once):
+    AuditLogFactory.create_batch(3)
+    out = io.StringIO()
+
+    call_command("seal_audit_log", stdout=out)
+
+    checkpoint = Checkpoint.objects.get()
+    assert f"sealed #{checkpoint.first_id}..#{checkpoint.last_id}" in out.getvalue()
+    assert f"sealed {checkpoint.row_count} entries" in out.getvalue()
+
+
+def test_the_seal_task_seals_everything_settled(seal_at_once):
+    AuditLogFactory.create_batch(3)
+
+    sealed = audit_tasks.seal_audit_log.delay().get()
+
+    assert sealed == AuditLog.objects.count()
+    assert Checkpoint.objects.get().row_count == sealed
+
+
+# Verification of an untouched trail
+
+
+def test_an_untouched_trail_verifies(seal_at_once):
+    sealed_entries(3)
+    sealed_entries(2)
+    AuditLogFactory.create_batch(2)  # not sealed yet
+
+    result = verify_audit_log()
+
+    assert result == Verification(ok=True, checked=AuditLog.objects.count(), first_bad_id=None)
+
+
+def test_an_empty_trail_verifies():
+    assert verify_audit_log() == Verification(ok=True, checked=0, first_bad_id=None)
+
+
+def test_the_verify_command_reports_an_intact_trail(seal_at_once):
+    sealed_entries(3)
+    out = io.StringIO()
+
+    call_command("verify_audit_log", stdout=out)
+
+    assert f"audit trail OK: {AuditLog.objects.count()} entries" in out.getvalue()
+
+
+def test_the_verify_endpoint_reports_an_intact_trail(seal_at_once, staff_api):
+    sealed_entries(3)
+
+    response = staff_api.get(VERIFY)
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "ok": True,
+        "checked": AuditLog.objects.count(),
+        "first_bad_id": None,
+    }
+
+
+# Tampering
+
+
+def test_a_modified_unsealed_row_is_detected(db_superuser):
+    entries = AuditLogFactory.create_batch(3)
+
+    run_sql("UPDATE audit_auditlog SET success = %s WHERE id = %s", params=[False, entries[1].id])
+
+    assert_broken_at(entries[1].id)
+
+
+def test_a_modified_sealed_row_is_detected_at_that_row(db_superuser, seal_at_once):
+    """Its digest names the row: the rows sealed before it in its range are intact."""
+    entries, _ = sealed_entries(4)
+
+    run_sql(
+        "UPDATE audit_auditlog SET user_email = %s WHERE id = %s",
+        params=["someone-else@example.com", entries[2].id],
+    )
+
+    assert_broken_at(entries[2].id)
+
+
+def test_a_modified_sealed_row_time_is_detected(db_superuser, seal_at_once):
+    entries, checkpoint = sealed_entries(3)
+    sealed_entries(2)
+    earlier = AuditLog.objects.get(pk=entries[0].id).created_at.replace(year=2020)
+
+    run_sql(
+        "UPDATE audit_auditlog SET created_at = %s WHERE id = %s",
+        params=[db_value(earlier), entries[1].id],
+    )
+
+    assert_broken_at(checkpoint.first_id)
+
+
+def test_a_deleted_sealed_row_is_detected(db_superuser, seal_at_once):
+    entries, checkpoint = sealed_entries(4)
+    sealed_entries(2)
+    AuditLogFactory()  # not sealed yet
+
+    run_sql("DELETE FROM audit_auditlog WHERE id = %s", params=[entries[2].id])
+
+    result = verify_audit_log()
+    assert not result.ok
+    assert checkpoint.first_id <= result.first_bad_id <= entries[2].id
+
+
+def test_the_deleted_tail_of_the_last_sealed_range_is_detected(db_superuser, seal_at_once):
+    entries, checkpoint = sealed_entries(3)
+
+    run_sql("DELETE FROM audit_auditlog WHERE id >= %s", params=[entries[1].id])
+
+    result = verify_audit_log()
+    assert not result.ok
+    assert checkpoint.first_id <= result.first_bad_id <= entries[1].id
+
+
+def test_a_whole_deleted_sealed_range_is_detected(db_superuser, seal_at_once):
+    sealed_entries(2)
+    _, second = sealed_entries(2)
+    sealed_entries(2)
+
+    run_sql(
+        "DELETE FROM audit_auditlog WHERE id BETWEEN %s AND %s",
+        params=[second.first_id, second.last_id],
+    )
+
+    assert_broken_at(second.first_id)
+
+
+def test_an_inserted_forged_row_is_detected():
+    AuditLogFactory.create_batch(2)
+
+    forged = AuditLog.objects.create(
+        action="invoice.paid", category="invoice", resource_type="invoice", resource_id="7",
+        digest="f" * 64,
+    )  # fmt: skip
+
+    assert_broken_at(forged.id)
+
+
+def test_a_forged_row_signed_with_a_guessed_key_is_detected(settings):
+    AuditLogFactory()
+    with with_key(settings, "guessed"):
+        forged = AuditLogFactory(action="invoice.paid")
+
+    assert_broken_at(forged.id)
+
+
+def test_a_replayed_row_slipped_into_a_sealed_range_is_detected(db_superuser, seal_at_once):
+    entries = AuditLogFactory.create_batch(4)
+    run_sql("DELETE FROM audit_auditlog WHERE id = %s", params=[entries[2].id])
+    checkpoint = services.seal_audit_log()
+    AuditLogFactory()
+    assert verify_audit_log().ok
+
+    copy_of(entries[1], id=entries[2].id)  # a valid digest: it does not cover the id
+
+    assert_broken_at(checkpoint.first_id)
+
+
+def test_a_modified_checkpoint_is_detected(db_superuser, seal_at_once):
+    sealed_entries(2)
+    _, second = sealed_entries(2)
+
+    run_sql(
+        "UPDATE audit_checkpoint SET row_count = row_count + 1 WHERE id = %s", params=[second.id]
+    )
+
+    assert_broken_at(second.first_id)
+
+
+def test_a_checkpoint_removed_from_the_chain_is_detected(db_superuser, seal_at_once):
+    sealed_entries(2)
+    _, second = sealed_entries(2)
+    _, third = sealed_entries(2)
+
+    run_sql("DELETE FROM audit_checkpoint WHERE id = %s", params=[second.id])
+
+    assert_broken_at(third.first_id)
+
+
+def test_a_chain_resealed_without_the_key_is_detected(db_superuser, seal_at_once, settings):
+    """Someone deletes a sealed row, drops the checkpoints and seals again: without the HMAC
+    key the new chain does not verify."""
+    entries, checkpoint = sealed_entries(3)
+    run_sql("DELETE FROM audit_auditlog WHERE id = %s", params=[entries[1].id])
+    run_sql("DELETE FROM audit_checkpoint")
+    with with_key(settings, "guessed"):
+        resealed = services.seal_audit_log()
+
+    assert resealed.first_id == checkpoint.first_id
+    assert_broken_at(checkpoint.first_id)
+
+
+def test_a_forged_checkpoint_appended_to_the_chain_is_detected(seal_at_once):
+    _, last = sealed_entries(2)
+    later = AuditLogFactory()
+
+    forged = Checkpoint.objects.create(
+        first_id=last.last_id + 1, last_id=later.id, row_count=1, rows_hash="0" * 64,
+        previous_digest=last.digest, digest="0" * 64,
+    )  # fmt: skip
+
+    assert_broken_at(forged.first_id)
+
+
+def test_the_verify_command_fails_naming_the_first_bad_id(db_superuser):
+    entries = AuditLogFactory.create_batch(3)
+    run_sql("UPDATE audit_auditlog SET action = 'user.login' WHERE id = %s", params=[entries[1].id])
+
+    with pytest.raises(CommandError, match=f"first bad id {entries[1].id}") as failure:
+        call_command("verify_audit_log", stdout=io.StringIO())
+
+    assert failure.value.returncode != 0
+
+
+def test_the_verify_endpoint_reports_the_first_bad_id(db_superuser, staff_api):
+    entries = AuditLogFactory.create_batch(3)
+    run_sql("UPDATE audit_auditlog SET resource_id = '999' WHERE id = %s", params=[entries[0].id])
+
+    response = staff_api.get(VERIFY)
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "ok": False,
+        "checked": AuditLog.objects.filter(id__lte=entries[0].id).count(),
+        "first_bad_id": entries[0].id,
+    }

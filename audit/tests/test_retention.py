@@ -1,0 +1,243 @@
+"""The retention cleanup, the one delete path: whole sealed ranges past the cutoff, in batches,
+never below AUDIT_MIN_RETENTION_DAYS, audited, re-runnable; the service, command and task."""
+
+import io
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+from django.db import DatabaseError, transaction
+
+from audit import services
+from audit import tasks as audit_tasks
+from audit.integrity import verify_audit_log
+from audit.models import AuditLog, Checkpoint, RetentionGrant
+from audit.tests.factories import AuditLogFactory
+from audit.tests.helpers import age_entries, entries_after, last_entry_id, only_entry, run_sql
+
+pytestmark = pytest.mark.django_db
+
+OLD = 400  # days: past the default retention (365)
+
+
+@pytest.fixture(autouse=True)
+def _seal_at_once(seal_at_once):
+    pass
+
+
+def old_sealed_range(count: int) -> Checkpoint:
+    """`count` more entries; everything so far backdated OLD days, then sealed."""
+    AuditLogFactory.create_batch(count)
+    age_entries(days=OLD)
+    return services.seal_audit_log()
+
+
+def young_sealed_range(count: int) -> Checkpoint:
+    AuditLogFactory.create_batch(count)
+    return services.seal_audit_log()
+
+
+def test_cleanup_deletes_sealed_entries_older_than_the_cutoff():
+    old = old_sealed_range(3)
+    young = young_sealed_range(2)
+    kept = list(AuditLog.objects.filter(id__gt=old.last_id).values_list("id", flat=True))
+
+    result = services.cleanup_audit_logs(days=365)
+
+    assert result.deleted == old.row_count
+    assert not AuditLog.objects.filter(id__lte=old.last_id).exists()
+    assert set(kept) <= set(AuditLog.objects.values_list("id", flat=True))
+    assert AuditLog.objects.filter(id__range=(young.first_id, young.last_id)).count() == 2
+
+
+def test_cleanup_deletes_whole_sealed_ranges_only():
+    """A range holding one entry younger than the cutoff is kept whole, old rows included."""
+    old = old_sealed_range(2)
+    AuditLogFactory.create_batch(2)
+    age_entries(days=OLD)
+    AuditLogFactory()  # young, sealed in the same range as the two old ones
+    mixed = services.seal_audit_log()
+
+    result = services.cleanup_audit_logs(days=365)
+
+    assert result.deleted == old.row_count
+    assert result.purged_through_id == old.last_id
+    assert AuditLog.objects.filter(id__range=(mixed.first_id, mixed.last_id)).count() == 3
+
+
+def test_old_entries_not_sealed_yet_are_kept():
+    AuditLogFactory.create_batch(3)
+    age_entries(days=OLD)
+    count = AuditLog.objects.count()
+
+    result = services.cleanup_audit_logs(days=365)
+
+    assert result.deleted == 0
+    assert AuditLog.objects.filter(action="admin.audit_cleanup").count() == 1
+    assert AuditLog.objects.count() == count + 1
+
+
+def test_cleanup_deletes_in_batches_each_recorded_as_audit_purged():
+    old = old_sealed_range(5)
+    mark = last_entry_id()
+
+    result = services.cleanup_audit_logs(days=365, batch_size=2)
+
+    purged = list(entries_after(mark, action="audit.purged"))
+    assert result.deleted == old.row_count == 5
+    assert [entry.metadata["deleted"] for entry in purged] == [2, 2, 1]
+    assert purged[-1].metadata["purged_through_id"] == old.last_id
+    ids = [entry.metadata["purged_through_id"] for entry in purged]
+    assert ids == sorted(ids)
+
+
+def test_cleanup_below_the_minimum_retention_is_refused(settings):
+    settings.AUDIT_MIN_RETENTION_DAYS = 365
+    old_sealed_range(2)
+    count = AuditLog.objects.count()
+
+    with pytest.raises(ValidationError) as refusal:
+        services.cleanup_audit_logs(days=30)
+
+    assert list(refusal.value.message_dict) == ["days"]
+    assert "at least 365 days" in refusal.value.message_dict["days"][0]
+    assert AuditLog.objects.count() == count
+
+
+def test_a_dry_run_deletes_nothing_and_reports_the_count():
+    old = old_sealed_range(3)
+    count = AuditLog.objects.count()
+    mark = last_entry_id()
+
+    result = services.cleanup_audit_logs(days=365, dry_run=True)
+
+    assert (result.deleted, result.dry_run) == (old.row_count, True)
+    assert AuditLog.objects.count() == count + 1
+    entry = only_entry(mark, "admin.audit_cleanup")
+    assert entry.metadata["dry_run"] is True
+    assert entry.metadata["deleted"] == old.row_count
+
+
+def test_cleanup_is_recorded_as_admin_audit_cleanup():
+    old = old_sealed_range(2)
+    mark = last_entry_id()
+
+    result = services.cleanup_audit_logs(days=365)
+
+    entry = only_entry(mark, "admin.audit_cleanup")
+    assert entry.category == "audit"
+    assert entry.metadata["days"] == 365
+    assert entry.metadata["deleted"] == old.row_count
+    assert entry.metadata["dry_run"] is False
+    assert entry.metadata["cutoff"].startswith(result.cutoff.isoformat()[:19])
+
+
+def test_the_trail_still_verifies_after_a_cleanup():
+    old_sealed_range(3)
+    old_sealed_range(2)
+    young_sealed_range(2)
+    AuditLogFactory()
+
+    services.cleanup_audit_logs(days=365, batch_size=2)
+
+    assert verify_audit_log().ok
+    assert services.seal_audit_log() is not None
+    assert verify_audit_log().ok
+
+
+def test_a_cleanup_can_be_run_again():
+    old_sealed_range(3)
+    services.cleanup_audit_logs(days=365)
+    count = AuditLog.objects.count()
+
+    again = services.cleanup_audit_logs(days=365)
+
+    assert again.deleted == 0
+    assert AuditLog.objects.count() == count + 1
+    assert verify_audit_log().ok
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_cleanup_leaves_a_verifiable_trail_and_resumes():
+    old = old_sealed_range(5)
+
+    def stop_after_first_batch(deleted, total):
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        services.cleanup_audit_logs(days=365, batch_size=2, progress=stop_after_first_batch)
+
+    assert AuditLog.objects.filter(id__lte=old.last_id).count() == 3
+    assert verify_audit_log().ok
+    assert services.cleanup_audit_logs(days=365, batch_size=2).deleted == 3
+    assert verify_audit_log().ok
+
+
+def test_after_a_cleanup_deletes_are_refused_again():
+    old_sealed_range(2)
+
+    services.cleanup_audit_logs(days=365)
+
+    assert not RetentionGrant.objects.exists()
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        run_sql("DELETE FROM audit_auditlog")
+
+
+# The command
+
+
+def test_the_cleanup_command_deletes_and_reports():
+    old = old_sealed_range(3)
+    out = io.StringIO()
+
+    call_command("cleanup_audit_logs", "--days", "365", stdout=out)
+
+    assert f"deleted {old.row_count} entries older than" in out.getvalue()
+    assert not AuditLog.objects.filter(id__lte=old.last_id).exists()
+
+
+def test_the_cleanup_command_reports_its_batches():
+    old_sealed_range(5)
+    out = io.StringIO()
+
+    call_command("cleanup_audit_logs", "--days=365", "--batch-size=2", stdout=out)
+
+    assert "deleted 2 of 5" in out.getvalue()
+    assert "deleted 5 of 5" in out.getvalue()
+
+
+def test_the_cleanup_command_dry_run_only_counts():
+    old = old_sealed_range(3)
+    count = AuditLog.objects.count()
+    out = io.StringIO()
+
+    call_command("cleanup_audit_logs", "--days=365", "--dry-run", stdout=out)
+
+    assert f"would delete {old.row_count} entries" in out.getvalue()
+    assert AuditLog.objects.count() == count + 1
+
+
+def test_the_cleanup_command_refuses_below_the_minimum_with_a_clear_message(settings):
+    settings.AUDIT_MIN_RETENTION_DAYS = 365
+    old_sealed_range(2)
+    count = AuditLog.objects.count()
+
+    with pytest.raises(CommandError, match="at least 365 days; got 30") as refusal:
+        call_command("cleanup_audit_logs", "--days=30", stdout=io.StringIO())
+
+    assert refusal.value.returncode != 0
+    assert AuditLog.objects.count() == count
+
+
+def test_the_scheduled_cleanup_task_uses_the_configured_retention(settings):
+    settings.AUDIT_RETENTION_DAYS = 380
+    old = old_sealed_range(2)
+
+    deleted = audit_tasks.cleanup_audit_logs.delay().get()
+
+    assert deleted == old.row_count
+    entry = AuditLog.objects.filter(action="admin.audit_cleanup").get()
+    assert entry.metadata["days"] == 380
