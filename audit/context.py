@@ -6,8 +6,10 @@ characters removed, lengths bounded, tokens in paths redacted, the client IP tak
 TRUSTED_PROXY_COUNT proxies only.
 """
 
+import getpass
 import ipaddress
 import re
+import sys
 import uuid
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -83,11 +85,24 @@ class AuditContext:
         return values
 
 
-_current: ContextVar[AuditContext] = ContextVar("audit_context", default=AuditContext())  # noqa: B039 (frozen)
+def _process_context() -> AuditContext:
+    """Outside a request or task: a management command (its name, never its arguments, which
+    may hold secrets) and the operating-system user who ran it, or the plain system."""
+    if len(sys.argv) > 1 and sys.argv[0].endswith("manage.py"):
+        return AuditContext(
+            path=clean_text(f"manage.py {sys.argv[1]}", MAX_PATH),
+            user_agent=clean_text(f"manage.py (os user {getpass.getuser()})", MAX_USER_AGENT),
+            origin="command",
+        )
+    return AuditContext()
+
+
+_current: ContextVar[AuditContext | None] = ContextVar("audit_context", default=None)
+_process = _process_context()
 
 
 def current() -> AuditContext:
-    return _current.get()
+    return _current.get() or _process
 
 
 @contextmanager

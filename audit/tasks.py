@@ -15,3 +15,8 @@ def seal_audit_log() -> int:
 @shared_task
 def cleanup_audit_logs() -> int:
     return services.cleanup_audit_logs(days=settings.AUDIT_RETENTION_DAYS).deleted
+
+
+@shared_task
+def verify_audit_log() -> bool:
+    return services.check_audit_log().ok

@@ -206,6 +206,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 12 * 3600}
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "seal-audit-log": {"task": "audit.tasks.seal_audit_log", "schedule": 300.0},
+    "verify-audit-log": {"task": "audit.tasks.verify_audit_log", "schedule": crontab(minute=41)},
     "cleanup-audit-logs": {
         "task": "audit.tasks.cleanup_audit_logs",
         "schedule": crontab(hour=3, minute=17),

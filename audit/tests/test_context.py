@@ -250,3 +250,18 @@ def test_an_eager_task_run_inside_a_request_keeps_its_context(staff):
     entry = only_entry(mark, "admin.audit_cleanup")
     assert (entry.user_id, entry.ip_address) == (staff.pk, "203.0.113.10")
     assert entry.request_id == "req-factory"
+
+
+def test_a_management_command_is_the_context_outside_requests(monkeypatch):
+    monkeypatch.setattr("sys.argv", ["manage.py", "cleanup_audit_logs", "--days", "400"])
+
+    context = audit_context._process_context()
+
+    assert (context.origin, context.path) == ("command", "manage.py cleanup_audit_logs")
+    assert context.user_agent.startswith("manage.py (os user ")
+
+
+def test_outside_a_command_the_context_is_the_system(monkeypatch):
+    monkeypatch.setattr("sys.argv", ["celery", "worker"])
+
+    assert audit_context._process_context() == audit_context.AuditContext()

@@ -342,3 +342,30 @@ def test_the_verify_endpoint_reports_the_first_bad_id(db_superuser, staff_api):
         "checked": AuditLog.objects.filter(id__lte=entries[0].id).count(),
         "first_bad_id": entries[0].id,
     }
+
+
+def test_a_failed_verification_is_recorded_as_a_tamper_alarm(db_superuser, staff_api):
+    entries = AuditLogFactory.create_batch(2)
+    run_sql("UPDATE audit_auditlog SET success = %s WHERE id = %s", params=[False, entries[0].id])
+
+    result = services.check_audit_log()
+
+    alarm = AuditLog.objects.get(action="audit.tamper_detected")
+    assert (result.ok, alarm.success) == (False, False)
+    assert alarm.metadata["first_bad_id"] == entries[0].id
+    listed = staff_api.get("/api/audit/security-events/").json()["results"]
+    assert alarm.id in [entry["id"] for entry in listed]
+
+
+def test_an_intact_trail_raises_no_alarm(seal_at_once):
+    sealed_entries(2)
+
+    assert services.check_audit_log().ok
+    assert not AuditLog.objects.filter(action="audit.tamper_detected").exists()
+
+
+def test_each_checkpoint_digest_also_goes_to_the_log(seal_at_once, caplog):
+    """A copy outside the database, for whoever deletes the newest checkpoint with its rows."""
+    _, checkpoint = sealed_entries(2)
+
+    assert f"digest {checkpoint.digest}" in caplog.text

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.integrity import verify_audit_log
+from audit.services import check_audit_log
 
 
 class Command(BaseCommand):
@@ -10,7 +10,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        result = verify_audit_log(progress=lambda n: self.stdout.write(f"  checked {n:,}"))
+        result = check_audit_log(progress=lambda n: self.stdout.write(f"  checked {n:,}"))
         if not result.ok:
             raise CommandError(
                 f"audit trail verification FAILED: first bad id {result.first_bad_id} "
