@@ -5,6 +5,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connection, models
@@ -128,7 +129,10 @@ class AuditLogAdmin(ReadOnlyAdmin):
     list_display_links = ["id", "action"]
     list_filter = [ActionPrefixFilter, CategoryFilter, "success", "created_at"]
     search_fields = ["user_email"]
-    search_help_text = "An email, an IP address, or a resource as type:id (invoice:42)."
+    search_help_text = (
+        "A user's email, an IP address, a resource as type:id (invoice:42, user:7), "
+        "or an action (invoice.sent)."
+    )
     date_hierarchy = "created_at"
     actions = ["export_csv", "export_jsonl"]
     fields = [
@@ -146,12 +150,13 @@ class AuditLogAdmin(ReadOnlyAdmin):
             return queryset, False
         if audit_context.clean_ip(term):
             return queryset.filter(ip_address=audit_context.clean_ip(term)), False
-        if "@" in term:
-            return queryset.filter(user_email=term.lower()), False
+        if "@" in term:  # through the indexed actor id; a deleted user's by their former id
+            users = get_user_model().objects.filter(email=term.lower()).values("pk")
+            return queryset.filter(user_id__in=users), False
         resource_type, _, resource_id = term.partition(":")
         if resource_id:
             return queryset.filter(resource_type=resource_type, resource_id=resource_id), False
-        return queryset.filter(resource_id=term), False
+        return queryset.filter(action=term), False
 
     def lookup_allowed(self, lookup, value, request=None):
         # The detail page links to a resource's history through these.
@@ -314,17 +319,11 @@ class AuditedModelAdmin(admin.ModelAdmin):
     receivers, named `admin.<type>_<verb>`."""
 
     def log_addition(self, request, obj, message):
-        services.record_admin_action(
-            AdminAction.Kind.ADD, action=f"admin.{_label(obj)}_created", target=obj,
-            details={"message": message},
-        )  # fmt: skip
+        _record_admin_change(AdminAction.Kind.ADD, obj, "created", message)
         return super().log_addition(request, obj, message)
 
     def log_change(self, request, obj, message):
-        services.record_admin_action(
-            AdminAction.Kind.CHANGE, action=f"admin.{_label(obj)}_updated", target=obj,
-            details={"message": message},
-        )  # fmt: skip
+        _record_admin_change(AdminAction.Kind.CHANGE, obj, "updated", message)
         return super().log_change(request, obj, message)
 
     def log_deletions(self, request, queryset):
@@ -353,3 +352,9 @@ def _label(obj) -> str:
     from audit.tracking import describe_instance
 
     return describe_instance(obj)[0]
+
+
+def _record_admin_change(kind: str, obj, verb: str, message) -> None:
+    services.record_admin_action(
+        kind, action=f"admin.{_label(obj)}_{verb}", target=obj, details={"message": message}
+    )

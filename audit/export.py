@@ -5,24 +5,9 @@ import json
 
 from django.core.serializers.json import DjangoJSONEncoder
 
-FIELDS = (
-    "id",
-    "created_at",
-    "action",
-    "category",
-    "description",
-    "user_id",
-    "user_email",
-    "resource_type",
-    "resource_id",
-    "ip_address",
-    "user_agent",
-    "method",
-    "path",
-    "request_id",
-    "success",
-    "metadata",
-)
+from audit.integrity import DIGEST_FIELDS
+
+FIELDS = ("id", "created_at", *DIGEST_FIELDS)
 FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -7,6 +7,7 @@ import logging
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import cache, partial
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -96,11 +97,14 @@ INSERT_SQL = (
 )
 
 
+@cache
 def insert_select_sql() -> str:
-    """INSERT ... SELECT of one entry: typed placeholders, since a SELECT list does not take
-    its types from the target columns."""
+    """INSERT ... SELECT of one entry (PostgreSQL): typed placeholders, since a SELECT list does
+    not take its types from the target columns. Types without lengths, so that an overlong
+    value fails as it would in VALUES instead of being cut short by the cast."""
     fields = {f.column: f for f in AuditLog._meta.concrete_fields}
-    casts = ", ".join(f"%s::{fields[column].db_type(connection)}" for column in COLUMNS)
+    types = [fields[column].db_type(connection).split("(")[0] for column in COLUMNS]
+    casts = ", ".join(f"%s::{db_type}" for db_type in types)
     return f"INSERT INTO {AuditLog._meta.db_table} ({', '.join(COLUMNS)}) SELECT {casts}"
 
 
@@ -160,6 +164,21 @@ def record_admin_action(
     )
 
 
+def _user(user_id: int):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.get(pk=user_id)
+
+
+def _log_for_invoice(action: str, user_id: int, invoice_id: int, invoice_number: str):
+    return log(
+        action,
+        target=("invoice", invoice_id),
+        actor=_user(user_id),
+        metadata={"invoice_number": invoice_number},
+    )
+
+
 class AuditService:
     """The seed's calls, kept for callers written against it; each is one `log()`."""
 
@@ -169,21 +188,11 @@ class AuditService:
     def log_user_login(user_id: int, ip_address: str | None = None, user_agent: str = ""):
         return _log_with_client("user.login", user_id, ip_address, user_agent)
 
-    @staticmethod
-    def log_invoice_created(user_id: int, invoice_id: int, invoice_number: str):
-        return _log_for_invoice("invoice.created", user_id, invoice_id, invoice_number)
-
-    @staticmethod
-    def log_invoice_finalized(user_id: int, invoice_id: int, invoice_number: str):
-        return _log_for_invoice("invoice.finalized", user_id, invoice_id, invoice_number)
-
-    @staticmethod
-    def log_invoice_sent(user_id: int, invoice_id: int, invoice_number: str):
-        return _log_for_invoice("invoice.sent", user_id, invoice_id, invoice_number)
-
-    @staticmethod
-    def log_invoice_paid(user_id: int, invoice_id: int, invoice_number: str):
-        return _log_for_invoice("invoice.paid", user_id, invoice_id, invoice_number)
+    # (user_id, invoice_id, invoice_number)
+    log_invoice_created = staticmethod(partial(_log_for_invoice, "invoice.created"))
+    log_invoice_finalized = staticmethod(partial(_log_for_invoice, "invoice.finalized"))
+    log_invoice_sent = staticmethod(partial(_log_for_invoice, "invoice.sent"))
+    log_invoice_paid = staticmethod(partial(_log_for_invoice, "invoice.paid"))
 
     @staticmethod
     def get_user_logs(user_id: int):
@@ -192,12 +201,6 @@ class AuditService:
     @staticmethod
     def get_resource_logs(resource_type: str, resource_id):
         return AuditLog.objects.filter(resource_type=resource_type, resource_id=str(resource_id))
-
-
-def _user(user_id: int):
-    from django.contrib.auth import get_user_model
-
-    return get_user_model().objects.get(pk=user_id)
 
 
 def _log_with_client(action: str, user_id: int, ip_address: str | None, user_agent: str):
@@ -212,15 +215,6 @@ def _log_with_client(action: str, user_id: int, ip_address: str | None, user_age
     )
     user = _user(user_id)
     return log(action, target=user, actor=user, context=context)
-
-
-def _log_for_invoice(action: str, user_id: int, invoice_id: int, invoice_number: str):
-    return log(
-        action,
-        target=("invoice", invoice_id),
-        actor=_user(user_id),
-        metadata={"invoice_number": invoice_number},
-    )
 
 
 @transaction.atomic
