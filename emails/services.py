@@ -1,18 +1,262 @@
-"""Sending templated emails (templates/email/<name>.email: subject, plain-text and HTML parts)."""
+"""The outbox: every email is an EmailLog row first, in the caller's transaction; a Celery task
+sends it after commit; a sweeper re-dispatches what a lost message or a killed worker left.
 
+Templates are `templates/email/<name>.email` (django-templated-email: subject, plain and HTML
+parts sharing one layout). Secrets (reset and verification links, download tokens) are never
+stored: apps register a *link maker* for a template, called when the email is rendered for
+sending, so the row holds only what is safe to keep.
+"""
+
+import logging
+import random
+import smtplib
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import make_msgid
 from functools import partial
 
 from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
+from django.db.models import F, Q
+from django.db.models.functions import Now
+from django.utils import timezone
+from templated_email import get_templated_mail
 
-from emails.tasks import send_templated_email_task
+from audit import services as audit
+from audit.integrity import normalize_json
+from emails.models import EmailLog
+
+logger = logging.getLogger(__name__)
+
+LINK_PLACEHOLDER = "[link made when the email is sent]"
+# template name -> function(stored context) -> extra context holding secrets
+_link_makers: dict[str, Callable[[dict], dict]] = {}
 
 
-def queue_templated_email(template_name: str, *, to: str, context: dict) -> None:
-    """Send the email once the caller's transaction commits: a rolled-back change sends nothing."""
-    context = {"app_base_url": settings.APP_BASE_URL, **context}
-    transaction.on_commit(
-        partial(
-            send_templated_email_task.delay, template_name=template_name, to=to, context=context
-        )
+def register_link_maker(template_name: str, make: Callable[[dict], dict]) -> None:
+    _link_makers[template_name] = make
+
+
+def render(email: EmailLog, *, with_secrets: bool) -> EmailMultiAlternatives:
+    context = {"app_base_url": settings.APP_BASE_URL, **email.context}
+    make = _link_makers.get(email.template_name)
+    if make is not None:
+        secrets = make(email.context)
+        context |= secrets if with_secrets else dict.fromkeys(secrets, LINK_PLACEHOLDER)
+    message = get_templated_mail(
+        email.template_name, context, from_email=email.from_email, to=[email.to_email]
     )
+    message.extra_headers["Message-ID"] = email.message_id
+    return message
+
+
+def queue_email(
+    template_name: str,
+    *,
+    to: str,
+    context: dict,
+    user=None,
+    notification=None,
+    resource: tuple[str, object] | None = None,
+) -> EmailLog:
+    """Write the email to the outbox; it is sent once the caller's transaction commits (a
+    rolled-back change leaves no row and sends nothing)."""
+    resource_type, resource_id = resource or ("", "")
+    email = EmailLog(
+        to_email=to,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        template_name=template_name,
+        context=normalize_json(context),
+        message_id=make_msgid(domain=settings.DEFAULT_FROM_EMAIL.rpartition("@")[2] or None),
+        user=user,
+        notification=notification,
+        resource_type=resource_type,
+        resource_id=str(resource_id),
+    )
+    email.subject = render(email, with_secrets=False).subject[:255]
+    email.save()
+    transaction.on_commit(partial(dispatch, email.pk))
+    return email
+
+
+def dispatch(email_id: int) -> None:
+    """Hand the email to a worker. A broker that is down loses nothing: the row is queued and
+    the sweeper sends it later."""
+    from emails.tasks import deliver_email
+
+    try:
+        deliver_email.delay(email_id=email_id)
+    except Exception:  # the broker's errors are many; the request must not fail for any
+        logger.warning("email %s not dispatched (broker unavailable); the sweeper will", email_id)
+
+
+def _claim(email_id: int) -> EmailLog | None:
+    """Take the row for sending, atomically: two workers, or a message delivered twice, never
+    send one row twice. A row stuck in `sending` past its lease (a killed worker) is free."""
+    lease_over = timezone.now() - _seconds(settings.EMAIL_SENDING_LEASE_SECONDS)
+    claimed = (
+        EmailLog.objects.filter(pk=email_id)
+        .filter(
+            Q(status=EmailLog.Status.QUEUED, next_attempt_at__lte=Now())
+            | Q(status=EmailLog.Status.SENDING, claimed_at__lt=lease_over)
+        )
+        .update(status=EmailLog.Status.SENDING, claimed_at=Now(), attempts=F("attempts") + 1)
+    )
+    return EmailLog.objects.get(pk=email_id) if claimed else None
+
+
+def _seconds(seconds: float):
+    return timezone.timedelta(seconds=seconds)
+
+
+def is_permanent(error: Exception) -> bool:
+    """5xx replies are final; refused connections, timeouts and 4xx replies are worth a retry."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return all(500 <= code < 600 for code, _ in error.recipients.values())
+    code = getattr(error, "smtp_code", None)
+    return isinstance(code, int) and 500 <= code < 600
+
+
+def retry_delay(attempts: int) -> float:
+    """Exponential backoff with jitter, so that a recovering server is not hit all at once."""
+    base = settings.EMAIL_RETRY_BASE_SECONDS * 2 ** (attempts - 1)
+    return min(base, settings.EMAIL_RETRY_MAX_SECONDS) * random.uniform(0.75, 1.25)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    status: str | None  # None: someone else has the row, or it is not due
+    retry_in: float | None = None
+
+
+def deliver_email(email_id: int) -> Delivery:
+    email = _claim(email_id)
+    if email is None:
+        return Delivery(None)
+    try:
+        message = render(email, with_secrets=True)
+        message.connection = get_connection(timeout=settings.EMAIL_TIMEOUT)
+        message.send()
+    except Exception as error:  # SMTP, socket and template errors all end the same way
+        return _record_failure(email, error)
+    EmailLog.objects.filter(pk=email.pk).update(
+        status=EmailLog.Status.SENT, sent_at=Now(), last_error=""
+    )
+    return Delivery(EmailLog.Status.SENT)
+
+
+def _record_failure(email: EmailLog, error: Exception) -> Delivery:
+    reason = f"{type(error).__name__}: {error}"[:2000]
+    if is_permanent(error) or email.attempts >= settings.EMAIL_MAX_ATTEMPTS:
+        with transaction.atomic():
+            EmailLog.objects.filter(pk=email.pk).update(
+                status=EmailLog.Status.FAILED, last_error=reason
+            )
+            audit.log(
+                "email.failed",
+                target=("email", email.pk),
+                metadata={
+                    "to": email.to_email,
+                    "template": email.template_name,
+                    "attempts": email.attempts,
+                    "reason": reason,
+                },
+                success=False,
+            )
+        return Delivery(EmailLog.Status.FAILED)
+    delay = retry_delay(email.attempts)
+    EmailLog.objects.filter(pk=email.pk).update(
+        status=EmailLog.Status.QUEUED,
+        next_attempt_at=timezone.now() + _seconds(delay),
+        last_error=reason,
+    )
+    return Delivery(EmailLog.Status.QUEUED, retry_in=delay)
+
+
+def pending_emails():
+    """Rows due for a (re)try, and rows stuck in `sending` past their lease."""
+    lease_over = timezone.now() - _seconds(settings.EMAIL_SENDING_LEASE_SECONDS)
+    return EmailLog.objects.filter(
+        Q(status=EmailLog.Status.QUEUED, next_attempt_at__lte=Now())
+        | Q(status=EmailLog.Status.SENDING, claimed_at__lt=lease_over)
+    ).order_by("id")
+
+
+def redispatch_pending(*, limit: int = 1000) -> int:
+    """The sweeper: hand every pending row to a worker again (a claim makes duplicates safe)."""
+    ids = list(pending_emails().values_list("pk", flat=True)[:limit])
+    for email_id in ids:
+        dispatch(email_id)
+    return len(ids)
+
+
+@transaction.atomic
+def resend_email(email: EmailLog) -> EmailLog:
+    """A new outbox row with the same template and context (fresh links, new Message-ID)."""
+    copy = queue_email(
+        email.template_name,
+        to=email.to_email,
+        context=email.context,
+        user=email.user,
+        notification=email.notification,
+        resource=(email.resource_type, email.resource_id) if email.resource_type else None,
+    )
+    audit.log("admin.email_resent", target=("email", email.pk), metadata={"copy_id": copy.pk})
+    return copy
+
+
+@transaction.atomic
+def retry_email(email: EmailLog) -> bool:
+    """Put a failed row back in the queue now, keeping its Message-ID."""
+    updated = EmailLog.objects.filter(pk=email.pk, status=EmailLog.Status.FAILED).update(
+        status=EmailLog.Status.QUEUED, next_attempt_at=Now(), attempts=0
+    )
+    if updated:
+        audit.log("admin.email_retried", target=("email", email.pk))
+        transaction.on_commit(partial(dispatch, email.pk))
+    return bool(updated)
+
+
+def send_invoice_notification(
+    user, invoice, notification_type: str, client_email: str | None = None, *, notification=None
+) -> list[EmailLog]:
+    """The owner's email about an invoice event and, for a sent invoice, the client's email
+    (its download link is made when it is sent). Returns the outbox rows."""
+    context = {
+        "name": user.get_short_name(),
+        "issuer": user.get_full_name(),
+        "event": notification_type,
+        "invoice_id": invoice.pk,
+        "invoice_number": invoice.number,
+        "client_name": invoice.client_name,
+        "total": f"{invoice.total} {invoice.currency}",
+        "due_date": invoice.due_date,
+    }
+    resource = ("invoice", invoice.pk)
+    emails = [
+        queue_email(
+            "invoice_notification_user",
+            to=user.email,
+            context=context,
+            user=user,
+            notification=notification,
+            resource=resource,
+        )
+    ]
+    if client_email:
+        emails.append(
+            queue_email(
+                "invoice_notification_client", to=client_email, context=context, resource=resource
+            )
+        )
+    return emails
+
+
+class EmailService:
+    """The seed's calls, for callers written against it."""
+
+    queue_email = staticmethod(queue_email)
+    send_invoice_notification = staticmethod(send_invoice_notification)
+    resend_email = staticmethod(resend_email)
+    retry_email = staticmethod(retry_email)

@@ -1,13 +1,18 @@
 from celery import shared_task
-from django.conf import settings
-from templated_email import send_templated_mail
+
+from emails import services
 
 
-@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
-def send_templated_email_task(*, template_name: str, to: str, context: dict) -> None:
-    send_templated_mail(
-        template_name=template_name,
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        recipient_list=[to],
-        context=context,
-    )
+@shared_task(bind=True, ignore_result=True)
+def deliver_email(self, *, email_id: int) -> str | None:
+    """Send one outbox row; a temporary failure comes back after its backoff. The row keeps
+    its own schedule too, so the sweeper retries it if this message is lost."""
+    delivery = services.deliver_email(email_id)
+    if delivery.retry_in is not None and not self.request.is_eager:
+        raise self.retry(countdown=delivery.retry_in, max_retries=None)
+    return delivery.status
+
+
+@shared_task(ignore_result=True)
+def redispatch_pending_emails() -> int:
+    return services.redispatch_pending()

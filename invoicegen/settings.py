@@ -171,6 +171,12 @@ else:
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("FROM_EMAIL", default="noreply@invoicegen.local")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# The outbox (emails/): attempts before a row is failed, backoff between them, and how long a
+# row may stay `sending` before the sweeper takes it back (a killed worker).
+EMAIL_MAX_ATTEMPTS = env.int("EMAIL_MAX_ATTEMPTS", default=6)
+EMAIL_RETRY_BASE_SECONDS = env.float("EMAIL_RETRY_BASE_SECONDS", default=30)
+EMAIL_RETRY_MAX_SECONDS = env.float("EMAIL_RETRY_MAX_SECONDS", default=3600)
+EMAIL_SENDING_LEASE_SECONDS = env.int("EMAIL_SENDING_LEASE_SECONDS", default=300)
 TEMPLATED_EMAIL_TEMPLATE_DIR = "email/"
 TEMPLATED_EMAIL_FILE_EXTENSION = "email"
 
@@ -200,11 +206,23 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A request that queues a task must not hang on a broker that is down: publishing fails fast
+# and the outbox row waits for the sweeper instead.
+CELERY_BROKER_CONNECTION_TIMEOUT = 1
+CELERY_TASK_PUBLISH_RETRY = False
 # A message not acknowledged within this time is redelivered: it must exceed every countdown
 # and ETA a task is given, or a delayed task would run twice.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 12 * 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 12 * 3600,
+    "socket_connect_timeout": 1,
+    "socket_timeout": 5,
+}
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
+    "redispatch-pending-emails": {
+        "task": "emails.tasks.redispatch_pending_emails",
+        "schedule": 60.0,
+    },
     "seal-audit-log": {"task": "audit.tasks.seal_audit_log", "schedule": 300.0},
     "verify-audit-log": {"task": "audit.tasks.verify_audit_log", "schedule": crontab(minute=41)},
     "cleanup-audit-logs": {

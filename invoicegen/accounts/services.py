@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 
 from audit import services as audit
 from audit.services import audit_as
-from emails.services import queue_templated_email
+from emails.services import queue_email
 from invoicegen.accounts.models import AuthToken, User, hash_token, normalize_email
 from invoicegen.accounts.tokens import (
     decode_uid,
@@ -23,6 +23,7 @@ from invoicegen.accounts.tokens import (
     encode_uid,
     password_reset_token,
 )
+from notifications import services as notifications
 
 INVALID_LINK = "This link is invalid or has expired."
 
@@ -38,16 +39,26 @@ def _spa_link(page: str, user: User, token: str) -> str:
     return f"{settings.APP_BASE_URL}/{page}?uid={encode_uid(user)}&token={token}"
 
 
-def _queue_verification_email(user: User) -> None:
-    queue_templated_email(
-        "email_verification",
+def make_verification_link(context: dict) -> dict:
+    """Made when the email is sent (emails.services link makers): no token is ever stored."""
+    user = User.objects.get(pk=context["user_id"])
+    return {
+        "verify_url": _spa_link("verify-email", user, email_verification_token.make_token(user))
+    }
+
+
+def make_reset_link(context: dict) -> dict:
+    user = User.objects.get(pk=context["user_id"])
+    return {"reset_url": _spa_link("reset-password", user, password_reset_token.make_token(user))}
+
+
+def _queue_account_email(template_name: str, user: User) -> None:
+    queue_email(
+        template_name,
         to=user.email,
-        context={
-            "name": user.get_short_name(),
-            "verify_url": _spa_link(
-                "verify-email", user, email_verification_token.make_token(user)
-            ),
-        },
+        context={"name": user.get_short_name(), "user_id": user.pk},
+        user=user,
+        resource=("user", user.pk),
     )
 
 
@@ -61,8 +72,8 @@ def sign_up(*, email: str, password: str, name: str = "") -> User:
             user.save()
     except IntegrityError as error:
         raise ValidationError({"email": ["A user with this email already exists."]}) from error
-    queue_templated_email("welcome", to=user.email, context={"name": user.get_short_name()})
-    _queue_verification_email(user)
+    _queue_account_email("welcome", user)
+    _queue_account_email("email_verification", user)
     return user
 
 
@@ -135,16 +146,8 @@ def request_password_reset(*, email: str) -> User | None:
         success=user is not None,
     )
     if user is not None:
-        queue_templated_email(
-            "password_reset",
-            to=user.email,
-            context={
-                "name": user.get_short_name(),
-                "reset_url": _spa_link(
-                    "reset-password", user, password_reset_token.make_token(user)
-                ),
-            },
-        )
+        _queue_account_email("password_reset", user)
+        notifications.notify_password_reset_requested(user)
     return user
 
 

@@ -13,6 +13,8 @@ from audit import services as audit
 from audit.services import audit_as
 from invoicegen.billing.models import Invoice, InvoiceItem, InvoiceSequence, Payment, Subscription
 from invoicegen.exceptions import ConflictError
+from notifications import services as notifications
+from notifications.models import Notification
 
 CENT = Decimal("0.01")
 MAX_AMOUNT = Decimal("999999999999.99")  # what DecimalField(max_digits=14, decimal_places=2) holds
@@ -118,6 +120,7 @@ def finalize_invoice(invoice: Invoice) -> Invoice:
     invoice.status = Invoice.Status.FINALIZED
     invoice.finalized_at = timezone.now()
     invoice.save(update_fields=["status", "finalized_at", "updated_at"])
+    notifications.notify_invoice_finalized(invoice)
     return invoice
 
 
@@ -129,6 +132,7 @@ def send_invoice(invoice: Invoice, *, to: str | None = None) -> Invoice:
     invoice.sent_at = timezone.now()
     with audit_as("invoice.sent"):  # a resend is a send too, though the status stays
         invoice.save(update_fields=["status", "sent_at", "updated_at"])
+    notifications.notify_invoice_sent(invoice, to=to)
     return invoice
 
 
@@ -179,6 +183,8 @@ def _record_payment(invoice: Invoice, *, amount: Decimal, method: str) -> Paymen
         invoice.paid_at = timezone.now()
         fields += ["status", "paid_at"]
     invoice.save(update_fields=fields)
+    if invoice.status == Invoice.Status.PAID:
+        notifications.notify_invoice_paid(invoice)
     return payment
 
 
@@ -208,6 +214,7 @@ def activate_subscription(user, *, plan: str) -> Subscription:
             subscription.save()
     except IntegrityError as error:  # a concurrent request created it first
         raise ConflictError("The subscription is already active.") from error
+    notifications.notify_subscription(subscription, Notification.Type.SUBSCRIPTION_ACTIVATED)
     return subscription
 
 
@@ -220,6 +227,7 @@ def cancel_subscription(subscription: Subscription) -> Subscription:
     subscription.status = Subscription.Status.CANCELLED
     subscription.cancelled_at = timezone.now()
     subscription.save()
+    notifications.notify_subscription(subscription, Notification.Type.SUBSCRIPTION_CANCELLED)
     return subscription
 
 
@@ -237,6 +245,7 @@ def renew_subscription(subscription: Subscription) -> Subscription:
     subscription.cancelled_at = None
     with audit_as("subscription.renewed"):
         subscription.save()
+    notifications.notify_subscription(subscription, Notification.Type.SUBSCRIPTION_RENEWED)
     return subscription
 
 
