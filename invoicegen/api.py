@@ -1,8 +1,11 @@
 """Shared pieces of the HTTP API: routing, pagination, throttling and error shapes (API.md)."""
 
+import logging
+
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
+from redis.exceptions import RedisError
 from rest_framework import exceptions, pagination, routers, status, throttling
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -10,6 +13,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from audit import services as audit
 from invoicegen.exceptions import ConflictError
+
+logger = logging.getLogger(__name__)
 
 
 class OptionalSlashRouter(routers.SimpleRouter):
@@ -26,7 +31,19 @@ class PageSizePagination(pagination.PageNumberPagination):
     max_page_size = 200
 
 
-class ClientIPThrottle(throttling.SimpleRateThrottle):
+class FailOpen:
+    """A throttle whose counter store (Redis) is down lets requests through rather than
+    failing them: an outage of the cache must not become an outage of the API."""
+
+    def allow_request(self, request, view):
+        try:
+            return super().allow_request(request, view)
+        except (RedisError, OSError):
+            logger.warning("throttle %s skipped: its cache is unavailable", self.scope)
+            return True
+
+
+class ClientIPThrottle(FailOpen, throttling.SimpleRateThrottle):
     """Counts requests per client IP (through TRUSTED_PROXY_COUNT proxies), signed in or not."""
 
     def get_cache_key(self, request, view):

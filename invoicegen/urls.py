@@ -7,6 +7,7 @@ urlpatterns = [
     path("api/auth/", include("invoicegen.accounts.api.urls")),
     path("api/", include("invoicegen.billing.api.urls")),
     path("api/audit/", include("audit.api.urls")),
+    path("api/", include("notifications.api.urls")),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

@@ -5,6 +5,7 @@ and as fast as a cache read (bench/bench_notifications.py), so nothing is cached
 from django.db import transaction
 from django.db.models.functions import Now
 
+from audit import services as audit
 from audit.integrity import normalize_json
 from emails import services as emails
 from notifications.models import Notification
@@ -158,14 +159,33 @@ def notify_account_activity(user, *, title: str, message: str = "", send_email: 
     )
 
 
+@transaction.atomic
 def send_admin_message(
     users, *, title: str, message: str, send_email: bool = False
 ) -> list[Notification]:
-    with transaction.atomic():
-        return [
-            create_notification(user.pk, Type.ADMIN_MESSAGE, title, message, send_email=send_email)
-            for user in users
-        ]
+    """One notification (and email, if asked) per user; audited as one broadcast."""
+    sent = [
+        create_notification(user.pk, Type.ADMIN_MESSAGE, title, message, send_email=send_email)
+        for user in users
+    ]
+    audit.log(
+        "admin.notification_broadcast",
+        metadata={"count": len(sent), "title": title, "emailed": send_email},
+    )
+    return sent
+
+
+@transaction.atomic
+def send_test_notification(user) -> Notification:
+    notification = create_notification(
+        user.pk,
+        Type.ADMIN_MESSAGE,
+        "Test notification",
+        "Notifications reach you here.",
+        metadata={"test": True},
+    )
+    audit.log("notification.test", target=("notification", notification.pk), actor=user)
+    return notification
 
 
 def mark_read(notification: Notification) -> Notification:
@@ -194,6 +214,7 @@ class NotificationService:
     notify_password_reset_requested = staticmethod(notify_password_reset_requested)
     notify_account_activity = staticmethod(notify_account_activity)
     send_admin_message = staticmethod(send_admin_message)
+    send_test_notification = staticmethod(send_test_notification)
     mark_read = staticmethod(mark_read)
     mark_all_read = staticmethod(mark_all_read)
     unread_count = staticmethod(unread_count)

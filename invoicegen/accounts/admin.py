@@ -1,9 +1,13 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.template.response import TemplateResponse
 
 from audit.admin import AuditedModelAdmin
 from invoicegen.accounts.models import AuthToken, User
+from notifications.services import send_admin_message
 
 
 class UserCreationForm(AdminUserCreationForm):
@@ -18,8 +22,15 @@ class UserEditForm(UserChangeForm):
         fields = "__all__"
 
 
+class AdminMessageForm(forms.Form):
+    title = forms.CharField(max_length=200)
+    message = forms.CharField(widget=forms.Textarea)
+    send_email = forms.BooleanField(required=False, help_text="Also email it to them.")
+
+
 @admin.register(User)
 class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
+    actions = ["send_message"]
     form = UserEditForm
     add_form = UserCreationForm
     ordering = ["-date_joined"]
@@ -36,6 +47,25 @@ class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
         ),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
+
+    @admin.action(description="Send a message to the selected users", permissions=["change"])
+    def send_message(self, request, queryset):
+        """An intermediate page asks for the message; its submit sends it to every user."""
+        form = AdminMessageForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            sent = send_admin_message(list(queryset), **form.cleaned_data)
+            self.message_user(request, f"Message sent to {len(sent)} user(s).", messages.SUCCESS)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Send a message",
+            "form": form,
+            "users": queryset,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/accounts/user/send_message.html", context)
+
     add_fieldsets = (
         (
             None,

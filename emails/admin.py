@@ -1,0 +1,64 @@
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from audit.admin import AuditedModelAdmin
+from emails import services
+from emails.models import EmailLog
+
+
+@admin.register(EmailLog)
+class EmailLogAdmin(AuditedModelAdmin):
+    """The outbox, for staff: what was sent, what failed and why; retry or resend."""
+
+    list_display = [
+        "id",
+        "created_at",
+        "to_email",
+        "template_name",
+        "status",
+        "attempts",
+        "sent_at",
+    ]
+    list_filter = ["status", "template_name", "created_at"]
+    search_fields = ["=to_email", "=message_id", "subject"]
+    date_hierarchy = "created_at"
+    list_per_page = 50
+    show_full_result_count = False
+    actions = ["retry_selected", "resend_selected"]
+    fields = [
+        "status", "to_email", "from_email", "subject", "template_name", "message_id",
+        "attempts", "next_attempt_at", "claimed_at", "last_error", "sent_at", "created_at",
+        "user", "notification", "resource_type", "resource_id", "rendered_text",
+        "rendered_html",
+    ]  # fmt: skip
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="plain text")
+    def rendered_text(self, email):
+        return format_html("<pre>{}</pre>", services.render(email, with_secrets=False).body)
+
+    @admin.display(description="HTML")
+    def rendered_html(self, email):
+        html = services.render(email, with_secrets=False).alternatives[0][0]
+        # In a sandboxed frame: the email's HTML never runs in the admin's origin.
+        return format_html(
+            '<iframe sandbox srcdoc="{}" style="width:100%;height:420px;border:1px solid #ccc">'
+            "</iframe>",
+            html,
+        )
+
+    @admin.action(description="Retry selected failed emails", permissions=["change"])
+    def retry_selected(self, request, queryset):
+        retried = sum(services.retry_email(email) for email in queryset)
+        self.message_user(request, f"{retried} failed email(s) queued again.", messages.SUCCESS)
+
+    @admin.action(description="Resend selected emails (a new copy)", permissions=["change"])
+    def resend_selected(self, request, queryset):
+        copies = [services.resend_email(email) for email in queryset]
+        self.message_user(request, f"{len(copies)} email(s) queued again.", messages.SUCCESS)

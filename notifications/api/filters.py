@@ -1,0 +1,12 @@
+import django_filters
+
+from notifications.models import Notification
+
+
+class NotificationFilter(django_filters.FilterSet):
+    is_read = django_filters.BooleanFilter(field_name="read_at", lookup_expr="isnull", exclude=True)
+    type = django_filters.ChoiceFilter(choices=Notification.Type.choices)
+
+    class Meta:
+        model = Notification
+        fields = []

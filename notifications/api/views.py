@@ -1,0 +1,50 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, throttling, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from invoicegen.api import FailOpen
+from notifications import services
+from notifications.api import serializers
+from notifications.api.filters import NotificationFilter
+from notifications.models import Notification
+
+
+class NotificationTestThrottle(FailOpen, throttling.UserRateThrottle):
+    scope = "notification_test"
+
+
+class NotificationViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """The caller's own notifications, newest first."""
+
+    queryset = Notification.objects.all()
+    serializer_class = serializers.NotificationSerializer
+    filterset_class = NotificationFilter
+    lookup_value_regex = r"\d+"
+
+    def get_queryset(self):
+        return super().get_queryset().filter(user=self.request.user)
+
+    @extend_schema(responses=serializers.UnreadCountSerializer)
+    @action(detail=False, url_path="unread-count")
+    def unread_count(self, request):
+        return Response({"unread_count": services.unread_count(request.user)})
+
+    @extend_schema(request=None, responses=serializers.NotificationSerializer)
+    @action(detail=True, methods=["put"])
+    def read(self, request, pk=None):
+        notification = services.mark_read(self.get_object())
+        return Response(self.get_serializer(notification).data)
+
+    @extend_schema(request=None, responses=serializers.MarkedSerializer)
+    @action(detail=False, methods=["put"], url_path="mark-all-read")
+    def mark_all_read(self, request):
+        return Response({"marked": services.mark_all_read(request.user)})
+
+    @extend_schema(request=None, responses={201: serializers.NotificationSerializer})
+    @action(detail=False, methods=["post"], throttle_classes=[NotificationTestThrottle])
+    def test(self, request):
+        notification = services.send_test_notification(request.user)
+        return Response(self.get_serializer(notification).data, status=status.HTTP_201_CREATED)
