@@ -10,6 +10,7 @@ sending, so the row holds only what is safe to keep.
 import logging
 import random
 import smtplib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import make_msgid
@@ -18,7 +19,7 @@ from functools import partial
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 from templated_email import get_templated_mail
@@ -91,19 +92,67 @@ def dispatch(email_id: int) -> None:
         logger.warning("email %s not dispatched (broker unavailable); the sweeper will", email_id)
 
 
-def _claim(email_id: int) -> EmailLog | None:
-    """Take the row for sending, atomically: two workers, or a message delivered twice, never
-    send one row twice. A row stuck in `sending` past its lease (a killed worker) is free."""
-    lease_over = timezone.now() - _seconds(settings.EMAIL_SENDING_LEASE_SECONDS)
-    claimed = (
-        EmailLog.objects.filter(pk=email_id)
-        .filter(
-            Q(status=EmailLog.Status.QUEUED, next_attempt_at__lte=Now())
-            | Q(status=EmailLog.Status.SENDING, claimed_at__lt=lease_over)
-        )
-        .update(status=EmailLog.Status.SENDING, claimed_at=Now(), attempts=F("attempts") + 1)
+_CLAIM_SQL = f"""
+    UPDATE {EmailLog._meta.db_table}
+    SET status = 'sending', claimed_at = %(now)s, attempts = attempts + 1
+    WHERE id = %(id)s AND (
+        (status = 'queued' AND next_attempt_at <= %(now)s)
+        OR (status = 'sending' AND claimed_at < %(lease_over)s)
     )
-    return EmailLog.objects.get(pk=email_id) if claimed else None
+    RETURNING *
+"""  # noqa: S608 (a table name)
+
+
+def _claim(email_id: int) -> EmailLog | None:
+    """Take the row for sending in one atomic statement: two workers, or a message delivered
+    twice, never send one row twice. A row stuck in `sending` past its lease (a killed
+    worker) is free again. Times are the application's clock, like next_attempt_at."""
+    now = timezone.now()
+    lease_over = now - _seconds(settings.EMAIL_SENDING_LEASE_SECONDS)
+    params = {"id": email_id, "now": now, "lease_over": lease_over}
+    return next(iter(EmailLog.objects.raw(_CLAIM_SQL, params)), None)
+
+
+class _Connections(threading.local):
+    """One SMTP connection per worker (process or thread), kept open between emails: opening
+    and greeting cost as much as sending. A connection the server dropped while idle is
+    opened again once; after any other error it is closed, so the next email starts clean."""
+
+    backend = None
+    settings_key = None
+
+    def _backend(self):
+        key = (settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_PORT)
+        if key != self.settings_key:
+            self.close()
+            self.backend = get_connection(timeout=settings.EMAIL_TIMEOUT)
+            self.settings_key = key
+        return self.backend
+
+    def send(self, message: EmailMultiAlternatives) -> None:
+        backend = self._backend()
+        reused = getattr(backend, "connection", None) is not None
+        try:
+            backend.open()
+            try:
+                backend.send_messages([message])
+            except smtplib.SMTPServerDisconnected:
+                if not reused:
+                    raise
+                backend.close()
+                backend.open()
+                backend.send_messages([message])
+        except Exception:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+        self.backend = self.settings_key = None
+
+
+_connections = _Connections()
 
 
 def _seconds(seconds: float):
@@ -135,9 +184,7 @@ def deliver_email(email_id: int) -> Delivery:
     if email is None:
         return Delivery(None)
     try:
-        message = render(email, with_secrets=True)
-        message.connection = get_connection(timeout=settings.EMAIL_TIMEOUT)
-        message.send()
+        _connections.send(render(email, with_secrets=True))
     except Exception as error:  # SMTP, socket and template errors all end the same way
         return _record_failure(email, error)
     EmailLog.objects.filter(pk=email.pk).update(
@@ -178,7 +225,7 @@ def pending_emails():
     """Rows due for a (re)try, and rows stuck in `sending` past their lease."""
     lease_over = timezone.now() - _seconds(settings.EMAIL_SENDING_LEASE_SECONDS)
     return EmailLog.objects.filter(
-        Q(status=EmailLog.Status.QUEUED, next_attempt_at__lte=Now())
+        Q(status=EmailLog.Status.QUEUED, next_attempt_at__lte=timezone.now())
         | Q(status=EmailLog.Status.SENDING, claimed_at__lt=lease_over)
     ).order_by("id")
 
@@ -210,7 +257,7 @@ def resend_email(email: EmailLog) -> EmailLog:
 def retry_email(email: EmailLog) -> bool:
     """Put a failed row back in the queue now, keeping its Message-ID."""
     updated = EmailLog.objects.filter(pk=email.pk, status=EmailLog.Status.FAILED).update(
-        status=EmailLog.Status.QUEUED, next_attempt_at=Now(), attempts=0
+        status=EmailLog.Status.QUEUED, next_attempt_at=timezone.now(), attempts=0
     )
     if updated:
         audit.log("admin.email_retried", target=("email", email.pk))
