@@ -2,6 +2,8 @@
 
 import logging
 
+import django_filters
+from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
@@ -29,6 +31,25 @@ class PageSizePagination(pagination.PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+
+
+class TrueFalseField(forms.NullBooleanField):
+    """`true` or `false`; anything else is a 400 naming the field, never a filter silently
+    dropped (django-filter's BooleanFilter ignores values it does not know)."""
+
+    widget = forms.TextInput
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        try:
+            return {"true": True, "false": False}[str(value).lower()]
+        except KeyError:
+            raise forms.ValidationError("Must be true or false.", code="invalid") from None
+
+
+class TrueFalseFilter(django_filters.BooleanFilter):
+    field_class = TrueFalseField
 
 
 class FailOpen:

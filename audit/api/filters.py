@@ -2,6 +2,7 @@ import django_filters
 from django.core.validators import validate_ipv46_address
 
 from audit.models import AuditLog
+from invoicegen.api import TrueFalseFilter
 
 
 class AuditLogFilter(django_filters.FilterSet):
@@ -11,7 +12,7 @@ class AuditLogFilter(django_filters.FilterSet):
     user = django_filters.NumberFilter(field_name="user_id", min_value=1)
     resource_type = django_filters.CharFilter(max_length=50)
     resource_id = django_filters.CharFilter(max_length=64)
-    success = django_filters.BooleanFilter()
+    success = TrueFalseFilter()
     ip = django_filters.CharFilter(field_name="ip_address", validators=[validate_ipv46_address])
     since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")

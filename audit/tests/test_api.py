@@ -243,6 +243,7 @@ def test_since_and_until_filters(staff_api):
         ("ip", "999.1.1.1"),
         ("ip", "not-an-ip"),
         ("resource_id", "x" * 65),
+        ("success", "maybe"),
     ],
 )
 def test_a_bad_filter_value_is_400_naming_the_field(staff_api, field, value):

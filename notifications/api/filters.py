@@ -1,10 +1,11 @@
 import django_filters
 
+from invoicegen.api import TrueFalseFilter
 from notifications.models import Notification
 
 
 class NotificationFilter(django_filters.FilterSet):
-    is_read = django_filters.BooleanFilter(field_name="read_at", lookup_expr="isnull", exclude=True)
+    is_read = TrueFalseFilter(field_name="read_at", lookup_expr="isnull", exclude=True)
     type = django_filters.ChoiceFilter(choices=Notification.Type.choices)
 
     class Meta:
