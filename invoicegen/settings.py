@@ -218,6 +218,7 @@ CELERY_TASK_PUBLISH_RETRY = False
 # and ETA a task is given, or a delayed task would run twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 12 * 3600,
+    "max_retries": 0,  # a publish to a broker that is down fails at once (workers reconnect)
     "socket_connect_timeout": 1,
     "socket_timeout": 5,
 }

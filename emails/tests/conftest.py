@@ -1,0 +1,50 @@
+import os
+import shutil
+
+import pytest
+
+from emails import services
+from emails.tests.helpers import RedisServer, SMTPServer
+
+
+@pytest.fixture
+def smtp(settings):
+    """Django sends through SMTP to a real server on loopback."""
+    server = SMTPServer()
+    server.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = server.port
+    settings.EMAIL_USE_TLS = False
+    settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = ""
+    settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_TIMEOUT = 5
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def queue(db):
+    """Queue an email as an app does (through the service), inside the test's transaction:
+    the row is written, and its dispatch waits for a commit that does not come (in a
+    transactional test it comes at once: autocommit)."""
+
+    def make(to: str = "ada@example.com", *, name: str = "Ada", **kwargs):
+        return services.queue_email("welcome", to=to, context={"name": name}, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A redis-server of the test's own, to crash at will (never the machine's main Redis)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed, and CI must run the broker tests")
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(binary, tmp_path)
+    server.start()
+    yield server
+    server.kill()

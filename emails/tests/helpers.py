@@ -1,0 +1,232 @@
+"""The real parts the outbox talks to: an SMTP server (aiosmtpd) on loopback, a redis-server
+as a broker, and the Celery app pointed at a broker for a test."""
+
+import base64
+import datetime
+import json
+import socket
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+import kombu.pools
+import redis
+from aiosmtpd.controller import Controller
+from django.utils import timezone
+
+from emails.models import EmailLog
+from invoicegen import celery_app
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def make_due(*emails: EmailLog) -> None:
+    """Skip the backoff: the schedule is a column, moved through the ORM."""
+    EmailLog.objects.filter(pk__in=[email.pk for email in emails]).update(
+        next_attempt_at=timezone.now() - datetime.timedelta(seconds=1)
+    )
+
+
+def stuck_in_sending(email: EmailLog, *, seconds_ago: float) -> None:
+    """What a worker killed mid-send leaves: the row claimed, never finished."""
+    EmailLog.objects.filter(pk=email.pk).update(
+        status=EmailLog.Status.SENDING,
+        attempts=1,
+        claimed_at=timezone.now() - datetime.timedelta(seconds=seconds_ago),
+    )
+
+
+def reload(email: EmailLog) -> EmailLog:
+    return EmailLog.objects.get(pk=email.pk)
+
+
+def wait_until(condition, *, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage
+
+
+@dataclass
+class Reply:
+    """An answer the server gives instead of accepting, at one stage of the dialogue."""
+
+    text: str
+    stage: str  # "RCPT" or "DATA"
+    to: str | None  # only for this recipient; None: any
+    times: int | None  # None: every time
+
+
+@dataclass
+class RecordingHandler:
+    received: list[Received] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    replies: list[Reply] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _reply_for(self, stage: str, recipients: list[str]) -> str | None:
+        with self.lock:
+            for reply in self.replies:
+                if reply.stage != stage or (reply.to is not None and reply.to not in recipients):
+                    continue
+                if reply.times is not None:
+                    if reply.times == 0:
+                        continue
+                    reply.times -= 1
+                self.refused.append(reply.text)
+                return reply.text
+        return None
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        reply = self._reply_for("RCPT", [address])
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        reply = self._reply_for("DATA", envelope.rcpt_tos)
+        if reply is not None:
+            return reply
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        with self.lock:
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+        return "250 Message accepted for delivery"
+
+
+class SMTPServer:
+    """aiosmtpd on 127.0.0.1: records what it accepts, answers the replies it is told to, and
+    can be stopped and started again on the same port (a mail server that goes down)."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.handler = RecordingHandler()
+        self._controller = None
+
+    def start(self) -> None:
+        self._controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def answer(
+        self, text: str, *, stage: str = "DATA", to: str | None = None, times: int | None = None
+    ) -> None:
+        """Answer `text` (e.g. "550 5.1.1 no such user") instead of accepting."""
+        self.handler.replies.append(Reply(text, stage, to, times))
+
+    @property
+    def received(self) -> list[Received]:
+        with self.handler.lock:
+            return list(self.handler.received)
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        return [received.message for received in self.received]
+
+    @property
+    def refused(self) -> list[str]:
+        with self.handler.lock:
+            return list(self.handler.refused)
+
+    def wait_for(self, count: int, *, timeout: float) -> bool:
+        return wait_until(lambda: len(self.received) >= count, timeout=timeout)
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free port (never the machine's main Redis)."""
+
+    def __init__(self, binary: str, directory):
+        self.binary = binary
+        self.directory = directory
+        self.port = free_port()
+        self.process = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
+
+    def _answers(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except redis.RedisError:
+            return False
+
+    def start(self) -> None:
+        # fmt: off
+        self.process = subprocess.Popen(
+            [
+                self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--daemonize", "no",
+                "--dir", str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        # fmt: on
+        if not wait_until(self._answers, timeout=10):
+            self.kill()
+            raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, not a shutdown; with no persistence its messages are lost."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+def _drop_broker_connections() -> None:
+    """Celery keeps its broker connections in kombu's pools, made for the URL it first used:
+    close and forget them all, so that the next publish connects to the broker now set."""
+    kombu.pools.reset()
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
+@contextmanager
+def celery_publishing_to(broker_url: str):
+    """Tasks are published to this broker instead of run in process, for the block."""
+    conf = celery_app.conf
+    saved = conf.broker_url, conf.task_always_eager
+    _drop_broker_connections()
+    conf.broker_url = broker_url
+    conf.task_always_eager = False
+    try:
+        yield
+    finally:
+        _drop_broker_connections()
+        conf.broker_url, conf.task_always_eager = saved
+
+
+def dispatched_email_ids(client: redis.Redis, queue: str = "celery") -> list[int]:
+    """The email ids of the delivery tasks waiting in a queue of a Redis broker, sorted."""
+    ids = []
+    for raw in client.lrange(queue, 0, -1):
+        envelope = json.loads(raw)
+        assert envelope["headers"]["task"] == "emails.tasks.deliver_email"
+        _args, kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
+        ids.append(kwargs["email_id"])
+    return sorted(ids)

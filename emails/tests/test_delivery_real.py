@@ -1,0 +1,173 @@
+"""The outbox with its real surroundings: a Redis broker that crashes, and a Celery worker
+process on Redis delivering to the SMTP server."""
+
+import os
+import subprocess
+import sys
+import time
+from io import StringIO
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import pytest
+import redis
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection, transaction
+
+from emails import services
+from emails.models import EmailLog
+from emails.tests.helpers import celery_publishing_to, dispatched_email_ids, wait_until
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "a-long-enough-passphrase-9"
+# The worker's broker gets a database of its own on REDIS_URL's server: the cache's database
+# is flushed by every test (cache.clear()).
+WORKER_BROKER_DB = 14
+
+
+def sign_up(client, email: str):
+    return client.post(
+        "/api/auth/signup/", {"email": email, "password": PASSWORD, "name": "Ada"}, format="json"
+    )
+
+
+def test_signup_answers_at_once_while_the_broker_is_down_and_its_emails_go_out_later(
+    smtp, redis_server, anon_client, django_capture_on_commit_callbacks
+):
+    with celery_publishing_to(redis_server.url()):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert sign_up(anon_client, "before@example.com").status_code == 201
+        assert dispatched_email_ids(redis_server.client()) == list(
+            EmailLog.objects.order_by("pk").values_list("pk", flat=True)
+        )
+
+        redis_server.kill()  # a crash: the two task messages die with it
+        for email in ["during@example.com", "later@example.com"]:
+            started = time.monotonic()
+            with django_capture_on_commit_callbacks(execute=True) as callbacks:
+                response = sign_up(anon_client, email)
+            elapsed = time.monotonic() - started
+
+            assert response.status_code == 201
+            assert elapsed < 2, f"signing up {email} took {elapsed:.1f} s, the broker down"
+            assert len(callbacks) == 2  # both dispatches ran, and failed quietly
+            assert sorted(
+                EmailLog.objects.filter(to_email=email).values_list(
+                    "template_name", "status", "attempts"
+                )
+            ) == [("email_verification", "queued", 0), ("welcome", "queued", 0)]
+        assert smtp.received == []
+
+        redis_server.start()
+        assert services.redispatch_pending() == 6
+        assert dispatched_email_ids(redis_server.client()) == list(
+            EmailLog.objects.order_by("pk").values_list("pk", flat=True)
+        )
+
+    out = StringIO()
+    call_command("send_queued_emails", stdout=out)
+
+    assert "6 due: 6 sent" in out.getvalue()
+    assert sorted(m["Message-ID"] for m in smtp.messages) == sorted(
+        EmailLog.objects.values_list("message_id", flat=True)
+    )
+    assert sorted(r.rcpt_tos[0] for r in smtp.received) == sorted(
+        2 * ["before@example.com", "during@example.com", "later@example.com"]
+    )
+
+
+def database_url_of(settings_dict: dict) -> str:
+    user = quote(settings_dict["USER"] or "", safe="")
+    password = quote(settings_dict["PASSWORD"] or "", safe="")
+    credentials = f"{user}:{password}@" if password else f"{user}@" if user else ""
+    host = settings_dict["HOST"] or "localhost"
+    port = f":{settings_dict['PORT']}" if settings_dict["PORT"] else ""
+    return f"postgres://{credentials}{host}{port}/{quote(settings_dict['NAME'], safe='')}"
+
+
+@pytest.fixture
+def worker_broker(transactional_db):
+    """A purged database of REDIS_URL's server, for the broker of a worker process that works
+    on the test database: committed rows, on a server the process can reach."""
+    if connection.vendor != "postgresql":
+        pytest.skip("a worker process needs the test database on a server (PostgreSQL)")
+    if not settings.REDIS_URL:
+        pytest.skip("REDIS_URL is not set: no Redis for a real worker")
+    parts = urlsplit(settings.REDIS_URL)
+    db = WORKER_BROKER_DB if parts.path != f"/{WORKER_BROKER_DB}" else WORKER_BROKER_DB - 1
+    url = urlunsplit(parts._replace(path=f"/{db}"))
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def celery_worker(worker_broker, smtp, tmp_path):
+    """`celery worker` as a process on the test database, sending through the test's SMTP
+    server; stopped before the test database is flushed."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_of(connection.settings_dict),
+        "CELERY_BROKER_URL": worker_broker,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp.port),
+        "SMTP_USE_TLS": "false",
+        "EMAIL_TIMEOUT": "5",
+        "EMAIL_RETRY_BASE_SECONDS": "0.5",
+        "EMAIL_RETRY_MAX_SECONDS": "1",
+    }
+    log_path = tmp_path / "worker.log"
+    # fmt: off
+    command = [
+        sys.executable, "-m", "celery", "-A", "invoicegen", "worker", "--pool=solo",
+        "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
+        f"--hostname=emails-test-{os.getpid()}@%h",
+    ]
+    # fmt: on
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=Path(settings.BASE_DIR),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    process.log_path = log_path
+    yield process
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_celery_worker_on_redis_delivers_a_batch_once_each_retrying_by_itself(
+    smtp, celery_worker, worker_broker
+):
+    smtp.answer("451 4.3.0 Try again in a moment", times=3)
+    with celery_publishing_to(worker_broker), transaction.atomic():
+        emails = [
+            services.queue_email("welcome", to=f"user{n}@example.com", context={"name": "Ada"})
+            for n in range(20)
+        ]
+
+    def all_sent_or_worker_gone():
+        sent = EmailLog.objects.filter(status=EmailLog.Status.SENT).count()
+        return sent == 20 or celery_worker.poll() is not None
+
+    wait_until(all_sent_or_worker_gone, timeout=30, interval=0.2)
+    log = celery_worker.log_path.read_text(errors="replace")[-3000:]
+    assert EmailLog.objects.filter(status=EmailLog.Status.SENT).count() == 20, log
+    assert smtp.wait_for(20, timeout=5)
+    time.sleep(0.5)  # a duplicate would arrive about now
+    assert len(smtp.received) == 20
+    assert sorted(m["Message-ID"] for m in smtp.messages) == sorted(e.message_id for e in emails)
+    # The three refused ones came back through the task's own retry: no sweeper ran.
+    assert len(smtp.refused) == 3
+    assert sorted(EmailLog.objects.values_list("attempts", flat=True)) == [1] * 17 + [2] * 3

@@ -1,0 +1,461 @@
+import datetime
+import html
+import re
+import threading
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audit.tests.helpers import actions_after, last_entry_id, only_entry
+from emails import services
+from emails.models import EmailLog
+from emails.tests.helpers import make_due, reload, stuck_in_sending
+from invoicegen.accounts import services as accounts
+from invoicegen.accounts.tokens import email_verification_token
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "a-long-enough-passphrase-9"
+
+
+class Boom(Exception):
+    pass
+
+
+def links(text: str) -> list[str]:
+    return [html.unescape(url) for url in re.findall(r"https?://[^\s\"<]+", text)]
+
+
+# Every email is a row first
+
+
+def test_queued_email_is_a_queued_row_in_the_callers_transaction_sent_only_after_commit(
+    smtp, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        with transaction.atomic():
+            email = services.queue_email("welcome", to="ada@example.com", context={"name": "Ada"})
+            row = reload(email)
+            assert row.status == EmailLog.Status.QUEUED
+            assert row.attempts == 0
+            assert re.fullmatch(r"<[^@<>]+@invoicegen\.local>", row.message_id)
+            assert row.subject == "Welcome to invoicegen"
+        assert smtp.received == []  # the outer transaction has not committed yet
+
+    assert len(callbacks) == 1
+    row = reload(email)
+    assert row.status == EmailLog.Status.SENT
+    assert row.sent_at is not None
+    assert row.attempts == 1
+    assert [received.message["Message-ID"] for received in smtp.received] == [row.message_id]
+    assert smtp.received[0].rcpt_tos == ["ada@example.com"]
+
+
+def test_rolled_back_transaction_leaves_no_row_and_sends_nothing(
+    smtp, django_capture_on_commit_callbacks
+):
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(Boom),
+        transaction.atomic(),
+    ):
+        services.queue_email("welcome", to="ada@example.com", context={"name": "Ada"})
+        raise Boom
+
+    assert callbacks == []
+    assert not EmailLog.objects.exists()
+    assert smtp.received == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_email_leaves_only_when_a_real_transaction_commits(smtp):
+    with pytest.raises(Boom), transaction.atomic():
+        services.queue_email("welcome", to="lost@example.com", context={"name": "Lost"})
+        raise Boom
+    with transaction.atomic():
+        email = services.queue_email("welcome", to="ada@example.com", context={"name": "Ada"})
+        assert smtp.received == []
+
+    assert list(EmailLog.objects.values_list("to_email", "status")) == [
+        ("ada@example.com", EmailLog.Status.SENT)
+    ]
+    assert [message["Message-ID"] for message in smtp.messages] == [reload(email).message_id]
+
+
+def test_delivered_email_is_multipart_with_subject_links_and_the_rows_message_id(
+    smtp, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        user = accounts.sign_up(email="ada@example.com", password=PASSWORD, name="Ada")
+
+    row = EmailLog.objects.get(template_name="email_verification")
+    [message] = [m for m in smtp.messages if m["Message-ID"] == row.message_id]
+    assert message["Subject"] == "Confirm your email address" == row.subject
+    assert message["To"] == "ada@example.com"
+    assert message["From"] == "noreply@invoicegen.local"
+    assert message.get_content_type() == "multipart/alternative"
+    text = message.get_body(("plain",)).get_content()
+    body_html = message.get_body(("html",)).get_content()
+    assert "Hello Ada," in text
+    assert "<p>Hello Ada,</p>" in body_html
+
+    verify_links = [url for url in links(text) if "/verify-email?" in url]
+    assert len(verify_links) == 1
+    assert verify_links[0] in links(body_html)
+    query = parse_qs(urlsplit(verify_links[0]).query)
+    assert email_verification_token.check_token(user, query["token"][0])
+    # The secret link is made at sending time and never stored.
+    assert query["token"][0] not in str(row.context)
+    assert query["token"][0] not in row.body_text + row.body_html
+
+
+# Temporary failures: backoff, then delivery
+
+
+def test_unreachable_server_puts_the_row_back_in_the_queue_with_a_backoff(smtp, queue, settings):
+    settings.EMAIL_RETRY_BASE_SECONDS = 30
+    smtp.stop()
+    email = queue()
+    before = timezone.now()
+
+    delivery = services.deliver_email(email.pk)
+
+    row = reload(email)
+    assert delivery.status == EmailLog.Status.QUEUED
+    assert 22.5 <= delivery.retry_in <= 37.5
+    assert row.status == EmailLog.Status.QUEUED
+    assert row.attempts == 1
+    assert "ConnectionRefusedError" in row.last_error
+    assert before + datetime.timedelta(seconds=22.5) <= row.next_attempt_at
+    assert row.next_attempt_at <= timezone.now() + datetime.timedelta(seconds=37.5)
+    assert row.sent_at is None
+
+
+def test_row_waiting_for_its_backoff_is_not_sent_before_it_is_due(smtp, queue):
+    email = queue()
+    smtp.stop()
+    services.deliver_email(email.pk)
+    smtp.start()
+
+    assert services.deliver_email(email.pk).status is None
+    assert email.pk not in services.pending_emails().values_list("pk", flat=True)
+    assert smtp.received == []
+    assert reload(email).attempts == 1
+
+
+def test_server_back_up_gets_the_email_once_with_the_message_id_of_the_first_try(smtp, queue):
+    email = queue()
+    message_id = reload(email).message_id
+    smtp.stop()
+    assert services.deliver_email(email.pk).status == EmailLog.Status.QUEUED
+    smtp.start()
+    make_due(email)
+
+    assert services.deliver_email(email.pk).status == EmailLog.Status.SENT
+    assert services.deliver_email(email.pk).status is None
+
+    row = reload(email)
+    assert row.status == EmailLog.Status.SENT
+    assert row.attempts == 2
+    assert row.last_error == ""
+    assert [message["Message-ID"] for message in smtp.messages] == [message_id]
+
+
+def test_email_after_a_server_restart_goes_out_at_once_on_a_new_connection(smtp, queue):
+    first, second = queue("first@example.com"), queue("second@example.com")
+    assert services.deliver_email(first.pk).status == EmailLog.Status.SENT
+    smtp.stop()  # drops the connection the worker kept open
+    smtp.start()
+
+    assert services.deliver_email(second.pk).status == EmailLog.Status.SENT
+
+    assert reload(second).attempts == 1
+    assert [r.rcpt_tos for r in smtp.received] == [["first@example.com"], ["second@example.com"]]
+
+
+def test_retry_delay_doubles_with_each_attempt_up_to_the_cap_within_a_quarter(settings):
+    settings.EMAIL_RETRY_BASE_SECONDS = 30
+    settings.EMAIL_RETRY_MAX_SECONDS = 3600
+    for attempts, nominal in [(1, 30), (2, 60), (3, 120), (5, 480), (8, 3600), (40, 3600)]:
+        delays = [services.retry_delay(attempts) for _ in range(200)]
+        assert 0.75 * nominal <= min(delays), attempts
+        assert max(delays) <= 1.25 * nominal, attempts
+
+
+def test_retry_delay_is_jittered_so_retries_spread_out(settings):
+    settings.EMAIL_RETRY_BASE_SECONDS = 100
+    delays = [services.retry_delay(1) for _ in range(200)]
+    assert min(delays) < 90
+    assert max(delays) > 110
+
+
+# Replies of the server
+
+
+@pytest.mark.parametrize("stage", ["RCPT", "DATA"])
+def test_permanent_reply_fails_the_row_at_once_and_audits_it(smtp, queue, stage):
+    smtp.answer("550 5.1.1 No such mailbox here", stage=stage)
+    email = queue()
+    mark = last_entry_id()
+
+    assert services.deliver_email(email.pk).status == EmailLog.Status.FAILED
+
+    row = reload(email)
+    assert row.status == EmailLog.Status.FAILED
+    assert row.attempts == 1
+    assert "550" in row.last_error
+    assert "No such mailbox here" in row.last_error
+    assert row.sent_at is None
+    entry = only_entry(mark, "email.failed")
+    assert entry.success is False
+    assert (entry.resource_type, entry.resource_id) == ("email", str(email.pk))
+    assert entry.metadata["to"] == "ada@example.com"
+    assert entry.metadata["attempts"] == 1
+    assert "No such mailbox here" in entry.metadata["reason"]
+
+
+def test_permanently_failed_row_is_not_retried(smtp, queue):
+    smtp.answer("550 5.1.1 No such mailbox here")
+    email = queue()
+    services.deliver_email(email.pk)
+    make_due(email)
+
+    assert services.redispatch_pending() == 0
+    assert services.deliver_email(email.pk).status is None
+    assert reload(email).attempts == 1
+    assert len(smtp.refused) == 1
+
+
+def test_temporary_reply_is_retried_and_then_delivered(smtp, queue):
+    smtp.answer("451 4.3.0 Try again later", times=1)
+    email = queue()
+    mark = last_entry_id()
+
+    assert services.deliver_email(email.pk).status == EmailLog.Status.QUEUED
+    row = reload(email)
+    assert (row.status, row.attempts) == (EmailLog.Status.QUEUED, 1)
+    assert "451" in row.last_error
+    assert row.next_attempt_at > timezone.now()
+    assert actions_after(mark) == []
+
+    make_due(email)
+    assert services.deliver_email(email.pk).status == EmailLog.Status.SENT
+    assert [message["Message-ID"] for message in smtp.messages] == [row.message_id]
+
+
+def test_temporary_failures_up_to_the_maximum_attempts_fail_the_row_with_the_reason(
+    smtp, queue, settings
+):
+    settings.EMAIL_MAX_ATTEMPTS = 3
+    smtp.answer("451 4.3.0 Greylisted, come back later")
+    email = queue()
+    mark = last_entry_id()
+
+    outcomes = []
+    for _ in range(4):
+        outcomes.append(services.deliver_email(email.pk).status)
+        make_due(email)
+
+    assert outcomes == ["queued", "queued", "failed", None]
+    row = reload(email)
+    assert (row.status, row.attempts) == (EmailLog.Status.FAILED, 3)
+    assert "Greylisted" in row.last_error
+    assert len(smtp.refused) == 3
+    entry = only_entry(mark, "email.failed")
+    assert entry.metadata["attempts"] == 3
+    assert entry.success is False
+
+
+def test_template_that_cannot_be_rendered_is_recorded_not_raised(smtp, queue):
+    email = queue()
+    EmailLog.objects.filter(pk=email.pk).update(template_name="no_such_template")
+
+    assert services.deliver_email(email.pk).status == EmailLog.Status.QUEUED
+    assert "TemplateDoesNotExist" in reload(email).last_error
+    assert smtp.received == []
+
+
+# One row, one email
+
+
+def test_delivering_one_row_twice_sends_one_email(smtp, queue):
+    email = queue()
+
+    assert services.deliver_email(email.pk).status == EmailLog.Status.SENT
+    assert services.deliver_email(email.pk).status is None
+
+    assert len(smtp.received) == 1
+    assert reload(email).attempts == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_workers_delivering_the_same_rows_at_once_send_each_email_once(smtp, queue):
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent claims need PostgreSQL (SQLite serializes every writer)")
+    smtp.stop()  # the commit-time dispatch fails, and leaves the rows queued
+    emails = [queue(f"user{n}@example.com") for n in range(5)]
+    smtp.start()
+    make_due(*emails)
+    workers = 4
+    barrier = threading.Barrier(workers)
+    outcomes = []
+
+    def worker(email_id):
+        try:
+            barrier.wait(timeout=10)
+            outcomes.append(services.deliver_email(email_id).status)
+        finally:
+            connection.close()
+
+    for email in emails:
+        threads = [threading.Thread(target=worker, args=(email.pk,)) for _ in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        barrier.reset()
+
+    assert outcomes.count(EmailLog.Status.SENT) == 5
+    assert outcomes.count(None) == 5 * (workers - 1)
+    assert sorted(m["Message-ID"] for m in smtp.messages) == sorted(
+        EmailLog.objects.values_list("message_id", flat=True)
+    )
+    assert set(EmailLog.objects.values_list("status", "attempts")) == {("sent", 2)}
+
+
+# A worker killed mid-send
+
+
+def test_sweeper_sends_a_row_stuck_in_sending_past_its_lease(smtp, queue, settings):
+    settings.EMAIL_SENDING_LEASE_SECONDS = 300
+    abandoned = queue("abandoned@example.com")
+    stuck_in_sending(abandoned, seconds_ago=301)
+
+    assert services.redispatch_pending() == 1
+
+    row = reload(abandoned)
+    assert (row.status, row.attempts) == (EmailLog.Status.SENT, 2)
+    assert [message["Message-ID"] for message in smtp.messages] == [row.message_id]
+
+
+def test_sweeper_leaves_a_row_still_inside_its_sending_lease(smtp, queue, settings):
+    settings.EMAIL_SENDING_LEASE_SECONDS = 300
+    in_flight = queue("in-flight@example.com")
+    stuck_in_sending(in_flight, seconds_ago=290)
+    claimed_at = reload(in_flight).claimed_at
+
+    assert services.redispatch_pending() == 0
+    assert services.deliver_email(in_flight.pk).status is None
+
+    row = reload(in_flight)
+    assert (row.status, row.attempts, row.claimed_at) == ("sending", 1, claimed_at)
+    assert smtp.received == []
+
+
+def test_sweeper_dispatches_due_rows_only(smtp, queue):
+    due = queue("due@example.com")
+    waiting = queue("waiting@example.com")
+    EmailLog.objects.filter(pk=waiting.pk).update(
+        next_attempt_at=timezone.now() + datetime.timedelta(minutes=5)
+    )
+
+    assert services.redispatch_pending() == 1
+    assert [r.rcpt_tos for r in smtp.received] == [["due@example.com"]]
+    assert reload(waiting).status == EmailLog.Status.QUEUED
+    assert reload(due).status == EmailLog.Status.SENT
+
+
+def test_sweeper_dispatches_no_more_than_its_limit(smtp, queue):
+    for n in range(3):
+        queue(f"user{n}@example.com")
+
+    assert services.redispatch_pending(limit=2) == 2
+    assert len(smtp.received) == 2
+    assert EmailLog.objects.filter(status=EmailLog.Status.QUEUED).count() == 1
+
+
+# Staff: retry and resend
+
+
+def failed_email(smtp, queue) -> EmailLog:
+    smtp.answer("550 5.7.1 Rejected by policy", times=1)
+    email = queue()
+    services.deliver_email(email.pk)
+    return reload(email)
+
+
+def test_retry_puts_a_failed_row_back_and_sends_it_with_its_message_id(
+    smtp, queue, django_capture_on_commit_callbacks
+):
+    email = failed_email(smtp, queue)
+    mark = last_entry_id()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.retry_email(email) is True
+
+    row = reload(email)
+    assert row.status == EmailLog.Status.SENT
+    assert row.attempts == 1  # counted afresh
+    assert [message["Message-ID"] for message in smtp.messages] == [email.message_id]
+    entry = only_entry(mark, "admin.email_retried")
+    assert (entry.resource_type, entry.resource_id) == ("email", str(email.pk))
+
+
+@pytest.mark.parametrize("status", ["queued", "sending", "sent"])
+def test_retry_refuses_a_row_that_has_not_failed(
+    smtp, queue, status, django_capture_on_commit_callbacks
+):
+    email = queue()
+    EmailLog.objects.filter(pk=email.pk).update(status=status, attempts=1)
+    mark = last_entry_id()
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert services.retry_email(reload(email)) is False
+
+    assert callbacks == []
+    assert (reload(email).status, reload(email).attempts) == (status, 1)
+    assert actions_after(mark) == []
+    assert smtp.received == []
+
+
+def test_resend_queues_a_new_row_with_a_new_message_id(
+    smtp, queue, django_capture_on_commit_callbacks
+):
+    email = queue(resource=("invoice", 42))
+    services.deliver_email(email.pk)
+    original = reload(email)
+    mark = last_entry_id()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        copy = services.resend_email(original)
+
+    copy = reload(copy)
+    assert copy.pk != original.pk
+    assert copy.message_id != original.message_id
+    assert copy.status == EmailLog.Status.SENT
+    assert (copy.to_email, copy.template_name, copy.context) == (
+        original.to_email,
+        original.template_name,
+        original.context,
+    )
+    assert (copy.resource_type, copy.resource_id) == ("invoice", "42")
+    assert reload(original).status == EmailLog.Status.SENT
+    assert [m["Message-ID"] for m in smtp.messages] == [original.message_id, copy.message_id]
+    entry = only_entry(mark, "admin.email_resent")
+    assert entry.resource_id == str(original.pk)
+    assert entry.metadata["copy_id"] == copy.pk
+
+
+def test_resend_of_a_failed_row_leaves_the_failed_row_as_it_was(
+    smtp, queue, django_capture_on_commit_callbacks
+):
+    email = failed_email(smtp, queue)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        copy = services.resend_email(email)
+
+    assert reload(email).status == EmailLog.Status.FAILED
+    assert reload(copy).status == EmailLog.Status.SENT
+    assert [m["Message-ID"] for m in smtp.messages] == [copy.message_id]
