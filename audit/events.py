@@ -72,6 +72,7 @@ for _name, _category, _template, _security in [
     ("download.link_created", "download", "{actor} created a download link", False),
     ("download.succeeded", "download", "Invoice downloaded through a link", False),
     ("download.denied", "download", "Download refused: {reason}", True),
+    ("download.link_revoked", "download", "{actor} revoked a download link", False),
     ("notification.test", "notification", "{actor} sent a test notification", False),
     ("admin.notification_broadcast", "admin", "{actor} messaged {count} user(s)", False),
     ("email.failed", "email", "Email to {to} failed: {reason}", False),

@@ -31,20 +31,20 @@ from emails.models import EmailLog
 logger = logging.getLogger(__name__)
 
 LINK_PLACEHOLDER = "[link made when the email is sent]"
-# template name -> function(stored context) -> extra context holding secrets
-_link_makers: dict[str, Callable[[dict], dict]] = {}
+# template name -> (the context keys it makes, function(email row) -> those values)
+_link_makers: dict[str, tuple[tuple[str, ...], Callable]] = {}
 
 
-def register_link_maker(template_name: str, make: Callable[[dict], dict]) -> None:
-    _link_makers[template_name] = make
+def register_link_maker(template_name: str, *, keys: tuple[str, ...], make: Callable) -> None:
+    """`make(email)` returns the secret links `keys` of an email, when it is sent."""
+    _link_makers[template_name] = (keys, make)
 
 
 def render(email: EmailLog, *, with_secrets: bool) -> EmailMultiAlternatives:
     context = {"app_base_url": settings.APP_BASE_URL, **email.context}
-    make = _link_makers.get(email.template_name)
-    if make is not None:
-        secrets = make(email.context)
-        context |= secrets if with_secrets else dict.fromkeys(secrets, LINK_PLACEHOLDER)
+    if email.template_name in _link_makers:
+        keys, make = _link_makers[email.template_name]
+        context |= make(email) if with_secrets else dict.fromkeys(keys, LINK_PLACEHOLDER)
     message = get_templated_mail(
         email.template_name, context, from_email=email.from_email, to=[email.to_email]
     )

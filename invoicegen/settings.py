@@ -140,6 +140,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "auth": env.str("AUTH_THROTTLE_RATE", default="20/min"),
         "notification_test": env.str("NOTIFICATION_TEST_THROTTLE_RATE", default="10/hour"),
+        "download": env.str("DOWNLOAD_THROTTLE_RATE", default="60/min"),
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     # `?format=` selects an export's file type (audit API), not a renderer.
@@ -199,6 +200,12 @@ AUDIT_BRUTE_FORCE_WINDOW_SECONDS = env.int("AUDIT_BRUTE_FORCE_WINDOW_SECONDS", d
 AUDIT_BRUTE_FORCE_ACCOUNT_THRESHOLD = env.int("AUDIT_BRUTE_FORCE_ACCOUNT_THRESHOLD", default=5)
 AUDIT_BRUTE_FORCE_IP_THRESHOLD = env.int("AUDIT_BRUTE_FORCE_IP_THRESHOLD", default=20)
 
+# Secure downloads
+DOWNLOAD_TOKEN_TTL_HOURS = env.int("DOWNLOAD_TOKEN_TTL_HOURS", default=24)
+DOWNLOAD_TOKEN_MAX_DOWNLOADS = env.int("DOWNLOAD_TOKEN_MAX_DOWNLOADS", default=5)
+# Expired links and their events are deleted this many days after they expire.
+DOWNLOAD_TOKEN_RETENTION_DAYS = env.int("DOWNLOAD_TOKEN_RETENTION_DAYS", default=90)
+
 # Celery: Redis in production; with no broker configured tasks run in process (after commit).
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
@@ -227,6 +234,10 @@ CELERY_BEAT_SCHEDULE = {
     "redispatch-pending-emails": {
         "task": "emails.tasks.redispatch_pending_emails",
         "schedule": 60.0,
+    },
+    "purge-expired-download-tokens": {
+        "task": "downloads.tasks.purge_expired_tokens",
+        "schedule": crontab(hour=4, minute=7),
     },
     "seal-audit-log": {"task": "audit.tasks.seal_audit_log", "schedule": 300.0},
     "verify-audit-log": {"task": "audit.tasks.verify_audit_log", "schedule": crontab(minute=41)},

@@ -8,6 +8,7 @@ urlpatterns = [
     path("api/", include("invoicegen.billing.api.urls")),
     path("api/audit/", include("audit.api.urls")),
     path("api/", include("notifications.api.urls")),
+    path("downloads/", include("downloads.urls")),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

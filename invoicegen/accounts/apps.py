@@ -10,5 +10,7 @@ class AccountsConfig(AppConfig):
         from emails.services import register_link_maker
         from invoicegen.accounts import services
 
-        register_link_maker("email_verification", services.make_verification_link)
-        register_link_maker("password_reset", services.make_reset_link)
+        register_link_maker(
+            "email_verification", keys=("verify_url",), make=services.make_verification_link
+        )
+        register_link_maker("password_reset", keys=("reset_url",), make=services.make_reset_link)

@@ -39,16 +39,16 @@ def _spa_link(page: str, user: User, token: str) -> str:
     return f"{settings.APP_BASE_URL}/{page}?uid={encode_uid(user)}&token={token}"
 
 
-def make_verification_link(context: dict) -> dict:
+def make_verification_link(email) -> dict:
     """Made when the email is sent (emails.services link makers): no token is ever stored."""
-    user = User.objects.get(pk=context["user_id"])
+    user = User.objects.get(pk=email.context["user_id"])
     return {
         "verify_url": _spa_link("verify-email", user, email_verification_token.make_token(user))
     }
 
 
-def make_reset_link(context: dict) -> dict:
-    user = User.objects.get(pk=context["user_id"])
+def make_reset_link(email) -> dict:
+    user = User.objects.get(pk=email.context["user_id"])
     return {"reset_url": _spa_link("reset-password", user, password_reset_token.make_token(user))}
 
 

@@ -185,7 +185,7 @@ def test_outbox_change_page_shows_the_message_with_a_placeholder_for_its_secret_
 ):
     accounts.request_password_reset(email=user.email)
     row = EmailLog.objects.get(template_name="password_reset")
-    reset_url = accounts.make_reset_link(row.context)["reset_url"]
+    reset_url = accounts.make_reset_link(row)["reset_url"]
 
     response = admin_site.get(reverse("admin:emails_emaillog_change", args=[row.pk]))
 

@@ -1,7 +1,9 @@
 from decimal import Decimal
 
+from django.conf import settings
 from rest_framework import serializers
 
+from downloads.models import SecureDownloadToken
 from invoicegen.billing.currencies import ISO_4217_CODES
 from invoicegen.billing.models import Invoice, InvoiceItem, Payment, Subscription
 
@@ -84,3 +86,30 @@ class SubscriptionSerializer(serializers.ModelSerializer):
 
 class ActivateSubscriptionSerializer(serializers.Serializer):
     plan = serializers.ChoiceField(choices=Subscription.Plan.choices)
+
+
+class DownloadLinkInputSerializer(serializers.Serializer):
+    expires_in_hours = serializers.IntegerField(
+        min_value=1, max_value=168, default=lambda: settings.DOWNLOAD_TOKEN_TTL_HOURS
+    )
+    max_downloads = serializers.IntegerField(
+        min_value=1, max_value=100, default=lambda: settings.DOWNLOAD_TOKEN_MAX_DOWNLOADS
+    )
+
+
+class DownloadLinkSerializer(serializers.ModelSerializer):
+    """A link as its owner sees it later: never the raw token."""
+
+    class Meta:
+        model = SecureDownloadToken
+        fields = [
+            "id", "expires_at", "max_downloads", "download_count", "revoked_at", "created_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class NewDownloadLinkSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.URLField()
+    expires_at = serializers.DateTimeField()
+    max_downloads = serializers.IntegerField()

@@ -9,6 +9,8 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from downloads import services as downloads
+from downloads.models import SecureDownloadToken
 from invoicegen.billing import services
 from invoicegen.billing.api import serializers
 from invoicegen.billing.models import Invoice, Subscription
@@ -92,6 +94,48 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         response = HttpResponse(render_invoice_pdf(invoice), content_type="application/pdf")
         response["Content-Disposition"] = f'inline; filename="{invoice.number}.pdf"'
         return response
+
+    @extend_schema(
+        request=serializers.DownloadLinkInputSerializer,
+        responses={
+            201: serializers.NewDownloadLinkSerializer,
+            200: serializers.DownloadLinkSerializer(many=True),
+        },
+    )
+    @action(detail=True, methods=["get", "post"], url_path="download-links")
+    def download_links(self, request, pk=None):
+        """POST makes a link (its raw token is in this answer only); GET lists the links."""
+        invoice = self.get_object()
+        if request.method == "GET":
+            links = SecureDownloadToken.objects.filter(
+                resource_type="invoice", resource_id=str(invoice.pk)
+            )
+            return Response(serializers.DownloadLinkSerializer(links, many=True).data)
+        data = serializers.DownloadLinkInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        token, raw = downloads.issue_download_token(
+            "invoice", invoice.pk, created_by=request.user, **data.validated_data
+        )
+        answer = {"id": token.pk, "url": downloads.link_url(raw), "expires_at": token.expires_at,
+                  "max_downloads": token.max_downloads}  # fmt: skip
+        return Response(
+            serializers.NewDownloadLinkSerializer(answer).data, status=status.HTTP_201_CREATED
+        )
+
+    @extend_schema(request=None, responses={204: None})
+    @action(
+        detail=True,
+        methods=["delete"],
+        url_path=r"download-links/(?P<link_id>[0-9]+)",
+        url_name="download-link",
+    )
+    def revoke_download_link(self, request, pk=None, link_id=None):
+        invoice = self.get_object()
+        link = get_object_or_404(
+            SecureDownloadToken, pk=link_id, resource_type="invoice", resource_id=str(invoice.pk)
+        )
+        downloads.revoke_token(link)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class SubscriptionView(APIView):

@@ -1,0 +1,180 @@
+"""Secure downloads: issuing links, redeeming them atomically, revoking and purging them.
+
+`downloads` knows nothing of invoices: an app registers, per resource type, how to describe
+the resource on the landing page and how to render the file (billing registers "invoice").
+"""
+
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from audit import context as audit_context
+from audit import services as audit
+from downloads import tokens
+from downloads.models import DownloadEvent, SecureDownloadToken
+
+Reason = DownloadEvent.Reason
+
+
+@dataclass(frozen=True)
+class Resource:
+    describe: Callable[[str], dict]  # resource id -> what the landing page shows
+    render: Callable[[str], tuple[str, bytes]]  # resource id -> (file name, PDF bytes)
+
+
+_resources: dict[str, Resource] = {}
+
+
+def register_resource(resource_type: str, *, describe, render) -> None:
+    _resources[resource_type] = Resource(describe, render)
+
+
+def resource_of(token: SecureDownloadToken) -> Resource:
+    return _resources[token.resource_type]
+
+
+class DownloadDenied(Exception):
+    def __init__(self, reason: str, token: SecureDownloadToken | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.token = token
+
+
+def link_url(raw: str) -> str:
+    return f"{settings.APP_BASE_URL}/downloads/{raw}/"
+
+
+@transaction.atomic
+def issue_download_token(
+    resource_type: str,
+    resource_id,
+    *,
+    created_by=None,
+    expires_in_hours: int | None = None,
+    max_downloads: int | None = None,
+    email=None,
+) -> tuple[SecureDownloadToken, str]:
+    """A new link; returns the token and its raw value, which exists nowhere else."""
+    raw, token_hash = tokens.new_token()
+    hours = expires_in_hours or settings.DOWNLOAD_TOKEN_TTL_HOURS
+    token = SecureDownloadToken.objects.create(
+        token_hash=token_hash,
+        resource_type=resource_type,
+        resource_id=str(resource_id),
+        created_by=created_by,
+        email=email,
+        expires_at=timezone.now() + datetime.timedelta(hours=hours),
+        max_downloads=max_downloads or settings.DOWNLOAD_TOKEN_MAX_DOWNLOADS,
+    )
+    audit.log(
+        "download.link_created",
+        target=(resource_type, resource_id),
+        metadata={
+            "token_id": token.pk,
+            "expires_at": token.expires_at,
+            "max_downloads": token.max_downloads,
+            "email_id": getattr(email, "pk", None),
+        },
+    )
+    return token, raw
+
+
+def _find(raw: str) -> SecureDownloadToken | None:
+    token = SecureDownloadToken.objects.filter(token_hash=tokens.hash_token(raw)).first()
+    return token if token is not None and tokens.matches(raw, token.token_hash) else None
+
+
+def _why_unusable(token: SecureDownloadToken) -> str | None:
+    if token.revoked_at is not None:
+        return Reason.REVOKED
+    if token.expires_at <= timezone.now():
+        return Reason.EXPIRED
+    if token.download_count >= token.max_downloads:
+        return Reason.EXHAUSTED
+    return None
+
+
+def inspect_token(raw: str) -> SecureDownloadToken:
+    """The token behind a link, for its landing page; consumes nothing."""
+    token = _find(raw)
+    if token is None:
+        raise DownloadDenied(Reason.UNKNOWN)
+    reason = _why_unusable(token)
+    if reason:
+        raise DownloadDenied(reason, token)
+    return token
+
+
+def redeem_token(raw: str) -> SecureDownloadToken:
+    """Use one download. One conditional UPDATE decides (not revoked, not expired by the
+    database clock, below the limit), so the Nth of N racing requests wins and the N+1th
+    loses. Every attempt is recorded, granted or denied."""
+    token = _find(raw)
+    granted = token is not None and bool(
+        SecureDownloadToken.objects.filter(
+            pk=token.pk,
+            revoked_at__isnull=True,
+            expires_at__gt=Now(),
+            download_count__lt=F("max_downloads"),
+        ).update(download_count=F("download_count") + 1)
+    )
+    if granted:
+        token.refresh_from_db(fields=["download_count"])
+        _record(token, Reason.GRANTED)
+        return token
+    reason = Reason.UNKNOWN if token is None else _why_unusable(token) or Reason.EXHAUSTED
+    _record(token, reason)
+    raise DownloadDenied(reason, token)
+
+
+def _record(token: SecureDownloadToken | None, reason: str) -> None:
+    context = audit_context.current()
+    granted = reason == Reason.GRANTED
+    with transaction.atomic():
+        DownloadEvent.objects.create(
+            token=token,
+            granted=granted,
+            reason=reason,
+            ip_address=context.ip_address,
+            user_agent=context.user_agent,
+        )
+        audit.log(
+            "download.succeeded" if granted else "download.denied",
+            target=(token.resource_type, token.resource_id) if token else ("download", ""),
+            metadata={
+                "token_id": getattr(token, "pk", None),
+                "reason": reason,
+                "downloads_left": token.downloads_left if token else None,
+            },
+            success=granted,
+        )
+
+
+@transaction.atomic
+def revoke_token(token: SecureDownloadToken) -> SecureDownloadToken:
+    updated = SecureDownloadToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=Now()
+    )
+    if updated:
+        audit.log(
+            "download.link_revoked",
+            target=(token.resource_type, token.resource_id),
+            metadata={"token_id": token.pk},
+        )
+    token.refresh_from_db(fields=["revoked_at"])
+    return token
+
+
+@transaction.atomic
+def purge_expired_tokens(*, older_than_days: int | None = None) -> int:
+    """Delete tokens (and their events) expired more than the retention period ago."""
+    days = settings.DOWNLOAD_TOKEN_RETENTION_DAYS if older_than_days is None else older_than_days
+    cutoff = timezone.now() - datetime.timedelta(days=days)
+    deleted, _ = SecureDownloadToken.objects.filter(expires_at__lt=cutoff).delete()
+    return deleted

@@ -1,0 +1,75 @@
+"""The public link `/downloads/<token>/`: GET shows a landing page and consumes nothing (mail
+scanners and link previews fetch every link); POST spends one download and returns the file.
+The raw token is a credential: it never reaches a log line, the audit trail or an error page.
+"""
+
+from functools import wraps
+
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from downloads import services
+from invoicegen.api import ClientIPThrottle
+
+STATUS = {
+    services.Reason.UNKNOWN: 404,
+    services.Reason.EXPIRED: 410,
+    services.Reason.REVOKED: 410,
+    services.Reason.EXHAUSTED: 410,
+}
+
+
+class DownloadThrottle(ClientIPThrottle):
+    scope = "download"
+
+
+def _private(view):
+    """Headers for a page whose URL is a secret; and no request log line that would copy it."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        throttle = DownloadThrottle()
+        if not throttle.allow_request(request, None):
+            response = _page(request, "downloads/denied.html", {"reason": "throttled"}, 429)
+            response["Retry-After"] = str(int(throttle.wait() or 1))
+        else:
+            response = view(request, *args, **kwargs)
+        response["Cache-Control"] = "no-store"
+        response["Referrer-Policy"] = "no-referrer"
+        response["X-Content-Type-Options"] = "nosniff"
+        response["X-Robots-Tag"] = "noindex, nofollow"
+        response._has_been_logged = True  # Django would log "Not Found: /downloads/<token>/"
+        return response
+
+    return wrapped
+
+
+def _page(request, template, context, status):
+    return render(request, template, context, status=status)
+
+
+def _denied(request, denial: services.DownloadDenied):
+    return _page(request, "downloads/denied.html", {"reason": denial.reason}, STATUS[denial.reason])
+
+
+@csrf_exempt  # the token in the URL is the credential; there is no session to protect
+@require_http_methods(["GET", "HEAD", "POST"])
+@_private
+def download(request, token: str):
+    if request.method == "POST":
+        try:
+            link = services.redeem_token(token)
+        except services.DownloadDenied as denial:
+            return _denied(request, denial)
+        filename, content = services.resource_of(link).render(link.resource_id)
+        response = HttpResponse(content, content_type="application/pdf")
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+    try:
+        link = services.inspect_token(token)
+    except services.DownloadDenied as denial:
+        return _denied(request, denial)
+    details = services.resource_of(link).describe(link.resource_id)
+    return _page(request, "downloads/landing.html", {"link": link, **details}, 200)
