@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format bench install install-dev worker beat clean
+.PHONY: run test lint format bench demo install install-dev worker beat clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -m venv $(VENV) || { echo "Could not create $(VENV): on Debian run 'apt-get install python3-venv'."; exit 1; }
@@ -42,6 +42,10 @@ format: install-dev
 bench: install-dev
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	$(PY) -m bench
+
+demo: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py demo
 
 worker: install
 	$(VENV)/bin/celery -A invoicegen worker --loglevel=INFO

@@ -1,0 +1,188 @@
+"""The whole system in one story: a user signs up and bills a client, the client downloads the
+invoice, an admin steps in, and the audit trail, notifications, outbox and download log say
+what happened. Runs through the real API, in process, on whatever database is configured;
+emails are captured instead of sent, and it can be run again and again."""
+
+import re
+import uuid
+
+from django.conf import settings
+from django.core import mail
+from django.core.management.base import BaseCommand, CommandError
+from django.test import Client
+from django.test.utils import override_settings
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from audit import services as audit
+from audit.integrity import verify_audit_log
+from audit.models import AuditLog
+from downloads.models import DownloadEvent, SecureDownloadToken
+from emails.models import EmailLog
+from invoicegen import celery_app
+from invoicegen.accounts.models import User
+from invoicegen.accounts.services import create_auth_token
+from notifications.models import Notification
+
+PASSWORD = "demo-password-correct-horse"  # noqa: S105 (a demo account)
+CLIENT = {"HTTP_HOST": "localhost", "REMOTE_ADDR": "198.51.100.23", "HTTP_USER_AGENT": "demo"}
+
+
+class Command(BaseCommand):
+    help = "Run the whole lifecycle once (signup to audit verification) and print what happened."
+
+    def handle(self, *args, **options):
+        previous_eager = celery_app.conf.task_always_eager
+        celery_app.conf.task_always_eager = True  # tasks run here, after each commit
+        mail.outbox = []
+        try:
+            with override_settings(
+                EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+                AUDIT_SEAL_SETTLE_SECONDS=0,
+                ALLOWED_HOSTS=[*settings.ALLOWED_HOSTS, "localhost"],
+            ):
+                self.story()
+        finally:
+            celery_app.conf.task_always_eager = previous_eager
+
+    def say(self, text: str) -> None:
+        self.stdout.write(text)
+
+    def step(self, text: str) -> None:
+        self.stdout.write(self.style.MIGRATE_HEADING(f"\n{text}"))
+
+    def story(self):
+        mark = AuditLog.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        run = uuid.uuid4().hex[:6]
+        email = f"ada.{run}@example.com"
+        api = APIClient(**CLIENT)
+
+        self.step(f"1. Ada signs up as {email}, verifies her email and logs in")
+        _ok(api.post("/api/auth/signup/", {"email": email, "password": PASSWORD, "name": "Ada"}))
+        verify = _link(mail.outbox[-1], r"verify-email\?uid=([^&]+)&token=([^\s\"<]+)")
+        _ok(api.post("/api/auth/verify-email/", {"uid": verify[0], "token": verify[1]}))
+        token = _ok(api.post("/api/auth/login/", {"email": email, "password": PASSWORD})).json()
+        api.credentials(HTTP_AUTHORIZATION=f"Token {token['token']}")
+
+        self.step("2. She bills a client: create, finalize, send")
+        invoice = _ok(
+            api.post(
+                "/api/invoices/",
+                {
+                    "client_name": "Globex Ltd",
+                    "client_email": f"billing.{run}@globex.example",
+                    "currency": "EUR",
+                    "due_date": (timezone.localdate() + timezone.timedelta(days=30)).isoformat(),
+                    "items": [
+                        {"description": "Design sprint", "quantity": "3", "unit_price": "800.00"},
+                        {"description": "Hosting", "quantity": "1", "unit_price": "49.90"},
+                    ],
+                },
+                format="json",
+            )
+        ).json()
+        number, total = invoice["number"], invoice["total"]
+        _ok(api.post(f"/api/invoices/{invoice['id']}/finalize/"))
+        _ok(api.post(f"/api/invoices/{invoice['id']}/send/", {}, format="json"))
+        self.say(f"   {number}, total {total} EUR, sent to the client")
+
+        self.step("3. The client opens the emailed link and downloads the PDF three times")
+        url = _link(mail.outbox[-1], r"(https?://\S+/downloads/[A-Za-z0-9_-]+/)")[0]
+        path = url.split("://", 1)[1].split("/", 1)[1]
+        browser = Client(**CLIENT)
+        landing = browser.get(f"/{path}")
+        self.say(f"   landing page: {landing.status_code} (a preview consumes nothing)")
+        for _ in range(3):
+            response = browser.post(f"/{path}")
+            self.say(f"   download: {response.status_code} {response['Content-Type']}")
+
+        self.step("4. The client pays; Ada upgrades to Pro, then cancels")
+        _ok(
+            api.post(
+                f"/api/invoices/{invoice['id']}/payments/",
+                {"amount": total, "method": "bank_transfer"},
+                format="json",
+            )
+        )
+        _ok(api.post("/api/subscription/", {"plan": "pro"}))
+        _ok(api.post("/api/subscription/cancel/"))
+
+        self.step("5. An admin sends Ada a message from the admin, and previews a cleanup")
+        admin, _ = User.objects.get_or_create(
+            email="demo-admin@example.com",
+            defaults={"name": "Demo admin", "is_staff": True, "is_superuser": True},
+        )
+        admin_browser = Client(**CLIENT)
+        admin_browser.force_login(admin)
+        ada = User.objects.get(email=email)
+        admin_browser.post(
+            "/admin/accounts/user/",
+            {
+                "action": "send_message",
+                "_selected_action": [ada.pk],
+                "apply": "Send",
+                "title": "Welcome aboard",
+                "message": "Thanks for choosing invoicegen.",
+            },
+        )
+        staff_api = APIClient(**CLIENT)
+        staff_api.credentials(HTTP_AUTHORIZATION=f"Token {create_auth_token(admin)}")
+        preview = _ok(staff_api.delete("/api/audit/cleanup/?days=365&dry_run=true")).json()
+        self.say(f"   cleanup dry run: {preview['deleted']} entries older than 365 days")
+
+        self.tell(mark, ada, number)
+
+    def tell(self, mark: int, ada: User, number: str) -> None:
+        self.step("The audit trail of this run (who, what, from where)")
+        for entry in AuditLog.objects.filter(id__gt=mark).order_by("id"):
+            target = f"{entry.resource_type} {entry.resource_id}".strip()
+            self.say(
+                f"   #{entry.id:<5} {entry.action:<30} {entry.user_email or '-':<28} "
+                f"{target:<16} {entry.ip_address or '-':<15} {entry.method:<6} {entry.path}"
+            )
+
+        self.step("Ada's notifications")
+        for notification in Notification.objects.filter(user=ada).order_by("id"):
+            state = "read" if notification.read_at else "unread"
+            self.say(f"   [{state:<6}] {notification.type:<24} {notification.title}")
+
+        self.step("The outbox")
+        recipients = [ada.email, *(m.to[0] for m in mail.outbox)]
+        for email in EmailLog.objects.filter(to_email__in=recipients).order_by("id"):
+            self.say(
+                f"   {email.status:<7} {email.template_name:<28} to {email.to_email:<30} "
+                f"attempts {email.attempts}"
+            )
+
+        self.step(f"The download link of {number}")
+        link = SecureDownloadToken.objects.filter(email__to_email__in=recipients).last()
+        self.say(
+            f"   token {link.token_hash[:12]}… (only its hash is stored): "
+            f"{link.download_count} of {link.max_downloads} downloads used, "
+            f"expires {link.expires_at:%Y-%m-%d %H:%M} UTC"
+        )
+        for event in DownloadEvent.objects.filter(token=link).order_by("id"):
+            self.say(f"   {event.created_at:%H:%M:%S} {event.reason:<9} from {event.ip_address}")
+
+        self.step("Sealing and verifying the whole trail")
+        while audit.seal_audit_log():
+            pass
+        result = verify_audit_log()
+        style = self.style.SUCCESS if result.ok else self.style.ERROR
+        self.say(style(f"   verified {result.checked} entries: {'OK' if result.ok else 'BROKEN'}"))
+
+
+def _ok(response):
+    if response.status_code >= 400:
+        body = response.content.decode(errors="replace")[:500]
+        raise CommandError(
+            f"{response.request['PATH_INFO']} answered {response.status_code}: {body}"
+        )
+    return response
+
+
+def _link(message, pattern: str) -> tuple[str, ...]:
+    found = re.search(pattern, message.body)
+    if found is None:
+        raise RuntimeError(f"no link in the email {message.subject!r}")
+    return found.groups()

@@ -1,0 +1,42 @@
+import io
+import re
+
+import pytest
+from django.core.management import call_command
+
+from audit.models import AuditLog
+from downloads.models import DownloadEvent
+
+# The demo commits as a real run does: its emails go out after each commit.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_demo() -> str:
+    out = io.StringIO()
+    call_command("demo", stdout=out)
+    return out.getvalue()
+
+
+def test_the_demo_tells_the_whole_story():
+    story = run_demo()
+
+    for action in [
+        "user.signup", "user.email_verified", "user.login", "invoice.created",
+        "invoice.finalized", "invoice.sent", "download.link_created", "download.succeeded",
+        "payment.processed", "invoice.paid", "subscription.activated", "subscription.cancelled",
+        "admin.bulk_action", "admin.audit_cleanup",
+    ]:  # fmt: skip
+        assert action in story
+    assert story.count("download: 200 application/pdf") == 3
+    assert "3 of 5 downloads used" in story
+    assert re.search(r"sent +invoice_notification_client", story)
+    assert "verified" in story and ": OK" in story
+    assert DownloadEvent.objects.filter(granted=True).count() == 3
+
+
+def test_the_demo_can_run_again():
+    run_demo()
+    second = run_demo()
+
+    assert ": OK" in second
+    assert AuditLog.objects.filter(action="user.signup").count() == 2
