@@ -348,6 +348,25 @@ class AuditedModelAdmin(admin.ModelAdmin):
         return response
 
 
+class ServiceOnlyAdmin(AuditedModelAdmin):
+    """Rows that change only through their services (a lifecycle, an outbox, a link): no add
+    or delete here; actions call the services."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 def _label(obj) -> str:
     from audit.tracking import describe_instance
 

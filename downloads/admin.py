@@ -1,25 +1,20 @@
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from audit.admin import AuditedModelAdmin
+from audit.admin import ReadOnlyInline, ServiceOnlyAdmin
 from downloads import services
 from downloads.models import DownloadEvent, SecureDownloadToken
 
 
-class DownloadEventInline(admin.TabularInline):
+class DownloadEventInline(ReadOnlyInline):
     model = DownloadEvent
     fields = ["created_at", "granted", "reason", "ip_address", "user_agent"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
     ordering = ["-id"]
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(SecureDownloadToken)
-class SecureDownloadTokenAdmin(AuditedModelAdmin):
+class SecureDownloadTokenAdmin(ServiceOnlyAdmin):
     """Links are listed by a prefix of their hash: no raw token exists to show."""
 
     list_display = [
@@ -36,12 +31,6 @@ class SecureDownloadTokenAdmin(AuditedModelAdmin):
         "max_downloads", "expires_at", "revoked_at", "email", "created_by", "created_at",
     ]  # fmt: skip
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="token (hash prefix)")
     def hash_prefix(self, token):

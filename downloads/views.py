@@ -3,16 +3,17 @@ scanners and link previews fetch every link); POST spends one download and retur
 The raw token is a credential: it never reaches a log line, the audit trail or an error page.
 """
 
+import re
 from functools import wraps
 
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
 
 from downloads import services
 from invoicegen.api import ClientIPThrottle
 
+TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 STATUS = {
     services.Reason.UNKNOWN: 404,
     services.Reason.EXPIRED: 410,
@@ -55,9 +56,13 @@ def _denied(request, denial: services.DownloadDenied):
 
 
 @csrf_exempt  # the token in the URL is the credential; there is no session to protect
-@require_http_methods(["GET", "HEAD", "POST"])
 @_private
 def download(request, token: str):
+    if request.method not in ("GET", "HEAD", "POST"):
+        return HttpResponseNotAllowed(["GET", "HEAD", "POST"])
+    token = token.removesuffix("/")
+    if not TOKEN.fullmatch(token):
+        return _denied(request, services.DownloadDenied(services.Reason.UNKNOWN))
     if request.method == "POST":
         try:
             link = services.redeem_token(token)

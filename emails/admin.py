@@ -1,13 +1,13 @@
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from audit.admin import AuditedModelAdmin
+from audit.admin import ServiceOnlyAdmin
 from emails import services
 from emails.models import EmailLog
 
 
 @admin.register(EmailLog)
-class EmailLogAdmin(AuditedModelAdmin):
+class EmailLogAdmin(ServiceOnlyAdmin):
     """The outbox, for staff: what was sent, what failed and why; retry or resend."""
 
     list_display = [
@@ -32,12 +32,6 @@ class EmailLogAdmin(AuditedModelAdmin):
         "rendered_html",
     ]  # fmt: skip
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="plain text")
     def rendered_text(self, email):

@@ -1,35 +1,25 @@
 from django.contrib import admin, messages
 
-from audit.admin import AuditedModelAdmin
+from audit.admin import ReadOnlyInline, ServiceOnlyAdmin
 from invoicegen.billing import services
 from invoicegen.billing.models import Invoice, InvoiceItem, Payment, Subscription
 from invoicegen.exceptions import ConflictError
 
 
-class InvoiceItemInline(admin.TabularInline):
+class InvoiceItemInline(ReadOnlyInline):
     model = InvoiceItem
     fields = ["position", "description", "quantity", "unit_price", "amount"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
-class PaymentInline(admin.TabularInline):
+class PaymentInline(ReadOnlyInline):
     model = Payment
     fields = ["amount", "method", "created_at"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(AuditedModelAdmin):
+class InvoiceAdmin(ServiceOnlyAdmin):
     """Invoices change only through their lifecycle (the API, or the void action here)."""
 
     list_display = [
@@ -65,12 +55,6 @@ class InvoiceAdmin(AuditedModelAdmin):
         "paid_at",
     ]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     @admin.action(description="Void selected invoices", permissions=["change"])
     def void_selected(self, request, queryset):
         voided = 0
@@ -84,7 +68,7 @@ class InvoiceAdmin(AuditedModelAdmin):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(AuditedModelAdmin):
+class SubscriptionAdmin(ServiceOnlyAdmin):
     list_display = ["user", "plan", "status", "current_period_end"]
     list_filter = ["plan", "status"]
     search_fields = ["user__email"]
@@ -99,9 +83,3 @@ class SubscriptionAdmin(AuditedModelAdmin):
         "created_at",
         "updated_at",
     ]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
