@@ -50,6 +50,5 @@ class SecureDownloadTokenAdmin(ServiceOnlyAdmin):
 
     @admin.action(description="Revoke selected links", permissions=["change"])
     def revoke_selected(self, request, queryset):
-        for token in queryset:
-            services.revoke_token(token)
-        self.message_user(request, f"Revoked {queryset.count()} link(s).", messages.SUCCESS)
+        revoked = [services.revoke_token(token) for token in queryset.filter(revoked_at=None)]
+        self.message_user(request, f"Revoked {len(revoked)} link(s).", messages.SUCCESS)

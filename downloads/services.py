@@ -173,8 +173,10 @@ def revoke_token(token: SecureDownloadToken) -> SecureDownloadToken:
 
 @transaction.atomic
 def purge_expired_tokens(*, older_than_days: int | None = None) -> int:
-    """Delete tokens (and their events) expired more than the retention period ago."""
+    """Delete tokens expired more than the retention period ago, with their events, and the
+    events of unknown tokens as old; returns how many tokens went."""
     days = settings.DOWNLOAD_TOKEN_RETENTION_DAYS if older_than_days is None else older_than_days
     cutoff = timezone.now() - datetime.timedelta(days=days)
-    deleted, _ = SecureDownloadToken.objects.filter(expires_at__lt=cutoff).delete()
-    return deleted
+    DownloadEvent.objects.filter(token__isnull=True, created_at__lt=cutoff).delete()
+    _, deleted = SecureDownloadToken.objects.filter(expires_at__lt=cutoff).delete()
+    return deleted.get(SecureDownloadToken._meta.label, 0)

@@ -2,6 +2,7 @@
 download landing page, how its file is made, and the link in the client's email."""
 
 from downloads import services as downloads
+from downloads.models import SecureDownloadToken
 from invoicegen.billing.models import Invoice
 from invoicegen.billing.pdf import render_invoice_pdf
 
@@ -26,10 +27,19 @@ def render_invoice_file(invoice_id: str) -> tuple[str, bytes]:
 
 def make_client_download_link(email) -> dict:
     """A fresh link for each sending of the client's email: the token exists only in the
-    message. A previous attempt's unused link is withdrawn."""
-    for token in email.download_tokens.filter(download_count=0, revoked_at__isnull=True):
-        downloads.revoke_token(token)
+    message. The unused links of earlier sendings to that client are withdrawn; one the
+    client already used stays valid."""
     invoice = Invoice.objects.get(pk=email.context["invoice_id"])
+    unused = SecureDownloadToken.objects.filter(
+        resource_type="invoice",
+        resource_id=str(invoice.pk),
+        email__template_name=email.template_name,
+        email__to_email=email.to_email,
+        download_count=0,
+        revoked_at__isnull=True,
+    )
+    for token in unused:
+        downloads.revoke_token(token)
     _, raw = downloads.issue_download_token(
         "invoice", invoice.pk, created_by=invoice.user, email=email
     )

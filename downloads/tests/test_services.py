@@ -1,0 +1,234 @@
+"""Issuing, inspecting, redeeming, revoking and purging links, through the services."""
+
+import datetime
+
+import pytest
+from django.utils import timezone
+
+from audit.tests.helpers import last_entry_id, only_entry
+from downloads import services, tasks, tokens
+from downloads.models import DownloadEvent, SecureDownloadToken
+from downloads.tests.helpers import expire, invoice_link, reload
+
+pytestmark = pytest.mark.django_db
+
+Reason = DownloadEvent.Reason
+HOUR = datetime.timedelta(hours=1)
+
+
+def expires_in(token: SecureDownloadToken) -> datetime.timedelta:
+    return token.expires_at - timezone.now()
+
+
+# Issuing
+
+
+def test_issued_link_lasts_24_hours_and_allows_5_downloads_by_default():
+    invoice, token, _ = invoice_link()
+
+    token = reload(token)
+    assert 23 * HOUR < expires_in(token) <= 24 * HOUR
+    assert token.max_downloads == 5
+    assert token.download_count == 0
+    assert token.revoked_at is None
+    assert (token.resource_type, token.resource_id) == ("invoice", str(invoice.pk))
+    assert token.created_by == invoice.user
+
+
+def test_issued_link_defaults_come_from_the_settings(settings):
+    settings.DOWNLOAD_TOKEN_TTL_HOURS = 2
+    settings.DOWNLOAD_TOKEN_MAX_DOWNLOADS = 3
+
+    _, token, _ = invoice_link()
+
+    assert HOUR < expires_in(token) <= 2 * HOUR
+    assert token.max_downloads == 3
+
+
+def test_issued_link_takes_its_lifetime_and_limit_from_the_caller():
+    _, token, _ = invoice_link(expires_in_hours=168, max_downloads=100)
+
+    assert 167 * HOUR < expires_in(token) <= 168 * HOUR
+    assert token.max_downloads == 100
+
+
+def test_issued_link_keeps_only_the_sha256_of_its_raw_token():
+    _, token, raw = invoice_link()
+
+    row = SecureDownloadToken.objects.filter(pk=token.pk).values().get()
+    assert row["token_hash"] == tokens.hash_token(raw)
+    assert raw not in {str(value) for value in row.values()}
+
+
+def test_issuing_a_link_is_audited_once_with_its_token_id_and_not_its_token():
+    mark = last_entry_id()
+
+    invoice, token, raw = invoice_link(max_downloads=2)
+
+    entry = only_entry(mark, "download.link_created")
+    assert (entry.resource_type, entry.resource_id) == ("invoice", str(invoice.pk))
+    assert entry.metadata["token_id"] == token.pk
+    assert entry.metadata["max_downloads"] == 2
+    assert raw not in str(entry.__dict__)
+    assert token.token_hash not in str(entry.__dict__)
+
+
+# Inspecting (the landing page) consumes nothing
+
+
+def test_inspecting_a_link_consumes_nothing_and_records_nothing():
+    _, token, raw = invoice_link(max_downloads=1)
+
+    for _ in range(3):
+        assert services.inspect_token(raw).pk == token.pk
+
+    assert reload(token).download_count == 0
+    assert not DownloadEvent.objects.exists()
+
+
+# Redeeming
+
+
+def test_each_redemption_uses_one_download_and_the_one_past_the_limit_is_refused():
+    _, token, raw = invoice_link(max_downloads=3)
+
+    counts = [services.redeem_token(raw).download_count for _ in range(3)]
+    with pytest.raises(services.DownloadDenied) as denial:
+        services.redeem_token(raw)
+
+    assert counts == [1, 2, 3]
+    assert denial.value.reason == Reason.EXHAUSTED
+    assert reload(token).download_count == 3
+
+
+def test_a_link_is_refused_once_its_expiry_has_passed():
+    _, token, raw = invoice_link()
+    expire(token, ago=datetime.timedelta(seconds=1))
+
+    with pytest.raises(services.DownloadDenied) as inspected:
+        services.inspect_token(raw)
+    with pytest.raises(services.DownloadDenied) as redeemed:
+        services.redeem_token(raw)
+
+    assert inspected.value.reason == redeemed.value.reason == Reason.EXPIRED
+    assert reload(token).download_count == 0
+
+
+def test_a_revoked_link_is_refused_although_downloads_and_time_are_left():
+    _, token, raw = invoice_link()
+
+    services.revoke_token(token)
+
+    with pytest.raises(services.DownloadDenied) as inspected:
+        services.inspect_token(raw)
+    with pytest.raises(services.DownloadDenied) as redeemed:
+        services.redeem_token(raw)
+    assert inspected.value.reason == redeemed.value.reason == Reason.REVOKED
+    assert reload(token).download_count == 0
+
+
+def test_an_unknown_token_is_refused_as_unknown():
+    raw, _ = tokens.new_token()
+
+    with pytest.raises(services.DownloadDenied) as denial:
+        services.redeem_token(raw)
+
+    assert denial.value.reason == Reason.UNKNOWN
+    assert denial.value.token is None
+
+
+def test_every_redemption_is_recorded_granted_or_denied():
+    _, token, raw = invoice_link(max_downloads=1)
+    unknown, _ = tokens.new_token()
+
+    services.redeem_token(raw)
+    for attempt in (raw, unknown):
+        with pytest.raises(services.DownloadDenied):
+            services.redeem_token(attempt)
+
+    events = DownloadEvent.objects.order_by("id").values_list("token", "granted", "reason")
+    assert list(events) == [
+        (token.pk, True, Reason.GRANTED),
+        (token.pk, False, Reason.EXHAUSTED),
+        (None, False, Reason.UNKNOWN),
+    ]
+
+
+# Revoking
+
+
+def test_revoking_a_link_is_audited_once_and_revoking_it_again_changes_nothing():
+    _, token, raw = invoice_link()
+    mark = last_entry_id()
+
+    services.revoke_token(token)
+    revoked_at = reload(token).revoked_at
+    services.revoke_token(token)
+
+    entry = only_entry(mark, "download.link_revoked")
+    assert entry.metadata["token_id"] == token.pk
+    assert raw not in str(entry.__dict__)
+    assert revoked_at is not None
+    assert reload(token).revoked_at == revoked_at
+
+
+# Purging
+
+
+@pytest.fixture
+def links_by_expiry(settings):
+    """Links expired just past the retention period, just within it, and still valid; each
+    with one download event."""
+    settings.DOWNLOAD_TOKEN_RETENTION_DAYS = 90
+    links = {}
+    for name in ("expired_past_retention", "expired_within_retention", "valid"):
+        _, token, raw = invoice_link()
+        services.redeem_token(raw)
+        links[name] = token
+    expire(links["expired_past_retention"], ago=datetime.timedelta(days=90, hours=1))
+    expire(links["expired_within_retention"], ago=datetime.timedelta(days=89, hours=23))
+    return links
+
+
+def test_purge_deletes_links_expired_longer_than_the_retention_with_their_events(
+    links_by_expiry,
+):
+    services.purge_expired_tokens()
+
+    gone = links_by_expiry["expired_past_retention"]
+    kept = [links_by_expiry["expired_within_retention"].pk, links_by_expiry["valid"].pk]
+    assert set(SecureDownloadToken.objects.values_list("pk", flat=True)) == set(kept)
+    assert not DownloadEvent.objects.filter(token_id=gone.pk).exists()
+    assert set(DownloadEvent.objects.values_list("token_id", flat=True)) == set(kept)
+
+
+def test_purge_counts_links_and_drops_old_events_of_unknown_links(links_by_expiry):
+    old = DownloadEvent.objects.create(token=None, granted=False, reason="unknown")
+    DownloadEvent.objects.filter(pk=old.pk).update(
+        created_at=timezone.now() - datetime.timedelta(days=400)
+    )
+    recent = DownloadEvent.objects.create(token=None, granted=False, reason="unknown")
+
+    assert services.purge_expired_tokens() == 1
+
+    unknown = DownloadEvent.objects.filter(token=None).values_list("pk", flat=True)
+    assert list(unknown) == [recent.pk]
+
+
+def test_purge_follows_the_retention_setting(links_by_expiry, settings):
+    settings.DOWNLOAD_TOKEN_RETENTION_DAYS = 30
+
+    services.purge_expired_tokens()
+
+    assert list(SecureDownloadToken.objects.values_list("pk", flat=True)) == [
+        links_by_expiry["valid"].pk
+    ]
+
+
+def test_purge_task_runs_the_purge(links_by_expiry):
+    tasks.purge_expired_tokens.delay()
+
+    remaining = set(SecureDownloadToken.objects.values_list("pk", flat=True))
+    assert links_by_expiry["expired_past_retention"].pk not in remaining
+    assert links_by_expiry["expired_within_retention"].pk in remaining
+    assert links_by_expiry["valid"].pk in remaining
