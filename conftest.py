@@ -1,5 +1,8 @@
+import threading
+
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from rest_framework.test import APIClient
 
 from invoicegen import celery_app
@@ -40,6 +43,36 @@ def _isolated_run(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     yield
     cache.clear()
+
+
+@pytest.fixture
+def race():
+    """Run `work` in `count` threads released together (a barrier), each closing its own
+    database connection; return their results, or raise the first error one of them hit."""
+
+    def run(work, count: int) -> list:
+        start = threading.Barrier(count)
+        results, errors = [], []
+
+        def racer():
+            try:
+                start.wait(timeout=10)
+                results.append(work())
+            except Exception as error:  # raised below, in the test's thread
+                errors.append(error)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=racer) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        if errors:
+            raise errors[0]
+        return results
+
+    return run
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 import datetime
 import html
 import re
-import threading
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -291,7 +290,7 @@ def test_delivering_one_row_twice_sends_one_email(smtp, queue):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_workers_delivering_the_same_rows_at_once_send_each_email_once(smtp, queue):
+def test_workers_delivering_the_same_rows_at_once_send_each_email_once(smtp, queue, race):
     if connection.vendor != "postgresql":
         pytest.skip("concurrent claims need PostgreSQL (SQLite serializes every writer)")
     smtp.stop()  # the commit-time dispatch fails, and leaves the rows queued
@@ -299,23 +298,9 @@ def test_workers_delivering_the_same_rows_at_once_send_each_email_once(smtp, que
     smtp.start()
     make_due(*emails)
     workers = 4
-    barrier = threading.Barrier(workers)
     outcomes = []
-
-    def worker(email_id):
-        try:
-            barrier.wait(timeout=10)
-            outcomes.append(services.deliver_email(email_id).status)
-        finally:
-            connection.close()
-
     for email in emails:
-        threads = [threading.Thread(target=worker, args=(email.pk,)) for _ in range(workers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
-        barrier.reset()
+        outcomes += race(lambda pk=email.pk: services.deliver_email(pk).status, workers)
 
     assert outcomes.count(EmailLog.Status.SENT) == 5
     assert outcomes.count(None) == 5 * (workers - 1)

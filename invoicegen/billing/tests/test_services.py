@@ -1,5 +1,4 @@
 import datetime
-import threading
 from decimal import Decimal
 
 import pytest
@@ -89,31 +88,14 @@ def test_create_invoice_totals_its_lines_each_rounded_half_up_to_cents():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_invoice_creation_numbers_are_gap_free_and_unique():
+def test_concurrent_invoice_creation_numbers_are_gap_free_and_unique(race):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL row locks; SQLite serialises every writer anyway")
     user = UserFactory()
     threads_count, per_thread = 6, 4
-    start = threading.Barrier(threads_count)
-    errors = []
 
-    def create_some():
-        try:
-            start.wait()
-            for _ in range(per_thread):
-                InvoiceFactory(user=user)
-        except Exception as error:  # reported by the assertion below
-            errors.append(error)
-        finally:
-            connection.close()
+    race(lambda: InvoiceFactory.create_batch(per_thread, user=user), threads_count)
 
-    threads = [threading.Thread(target=create_some) for _ in range(threads_count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert errors == []
     numbers = sorted(Invoice.objects.filter(user=user).values_list("number", flat=True))
     assert numbers == [this_years_number(n) for n in range(1, threads_count * per_thread + 1)]
 
