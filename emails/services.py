@@ -21,7 +21,9 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
 from django.db.models import Q
 from django.db.models.functions import Now
+from django.template import Context
 from django.utils import timezone
+from render_block import render_block_to_string
 from templated_email import get_templated_mail
 
 from audit import services as audit
@@ -38,6 +40,23 @@ _link_makers: dict[str, tuple[tuple[str, ...], Callable]] = {}
 def register_link_maker(template_name: str, *, keys: tuple[str, ...], make: Callable) -> None:
     """`make(email)` returns the secret links `keys` of an email, when it is sent."""
     _link_makers[template_name] = (keys, make)
+
+
+def _template(email: EmailLog) -> str:
+    return (
+        f"{settings.TEMPLATED_EMAIL_TEMPLATE_DIR}{email.template_name}"
+        f".{settings.TEMPLATED_EMAIL_FILE_EXTENSION}"
+    )
+
+
+def subject_of(email: EmailLog) -> str:
+    """The subject block alone (cleaned as django-templated-email does): queueing an email
+    renders no more than the outbox row keeps."""
+    context = {"app_base_url": settings.APP_BASE_URL, **email.context}
+    subject = render_block_to_string(
+        _template(email), "subject", Context(context, autoescape=False)
+    )
+    return subject.strip("\n\r").replace("\n", " ").replace("\r", " ")[:255]
 
 
 def render(email: EmailLog, *, with_secrets: bool) -> EmailMultiAlternatives:
@@ -75,7 +94,7 @@ def queue_email(
         resource_type=resource_type,
         resource_id=str(resource_id),
     )
-    email.subject = render(email, with_secrets=False).subject[:255]
+    email.subject = subject_of(email)
     email.save()
     transaction.on_commit(partial(dispatch, email.pk))
     return email

@@ -444,3 +444,14 @@ def test_resend_of_a_failed_row_leaves_the_failed_row_as_it_was(
     assert reload(email).status == EmailLog.Status.FAILED
     assert reload(copy).status == EmailLog.Status.SENT
     assert [m["Message-ID"] for m in smtp.messages] == [copy.message_id]
+
+
+def test_the_stored_subject_is_the_sent_subject_unescaped():
+    email = services.queue_email(
+        "admin_message",
+        to="ada@example.com",
+        context={"name": "Ada", "title": "Fish & <Chips>", "message": "Hello."},
+    )
+
+    assert email.subject == "Fish & <Chips>"
+    assert services.render(email, with_secrets=True).subject == email.subject
