@@ -68,8 +68,11 @@ def record_login_failure(sender, credentials, request=None, **kwargs):
 
 
 def install_piggyback(sender, connection, **kwargs):
-    if connection.vendor == "postgresql":
-        connection.execute_wrappers.append(piggyback.attach_entry)
+    """connection_created fires on every reconnect of the same long-lived connection object
+    (each Celery task, each request with CONN_MAX_AGE=0): install the wrapper only once."""
+    wrappers = connection.execute_wrappers
+    if connection.vendor == "postgresql" and piggyback.attach_entry not in wrappers:
+        wrappers.append(piggyback.attach_entry)
 
 
 def connect_connection_receivers():

@@ -1,6 +1,27 @@
 from django.apps import AppConfig
+from django.conf import settings
+from django.core import checks
 
 
 class EmailsConfig(AppConfig):
     name = "emails"
     verbose_name = "Emails"
+
+    def ready(self):
+        checks.register(check_lease_outlasts_delivery)
+
+
+def check_lease_outlasts_delivery(app_configs, **kwargs):
+    """A lease shorter than a delivery may take lets a second worker send the row again."""
+    from emails.tasks import TIME_LIMIT
+
+    if settings.EMAIL_SENDING_LEASE_SECONDS > TIME_LIMIT:
+        return []
+    return [
+        checks.Error(
+            f"EMAIL_SENDING_LEASE_SECONDS ({settings.EMAIL_SENDING_LEASE_SECONDS}) must exceed "
+            f"the delivery task's time limit ({TIME_LIMIT} s, EMAIL_SEND_TIMEOUT + 10).",
+            hint="Raise EMAIL_SENDING_LEASE_SECONDS or lower EMAIL_SEND_TIMEOUT.",
+            id="emails.E001",
+        )
+    ]

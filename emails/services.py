@@ -10,29 +10,34 @@ sending, so the row holds only what is safe to keep.
 import logging
 import random
 import smtplib
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import make_msgid
 from functools import partial
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
-from django.db import transaction
+from django.core.cache import cache
+from django.core.mail import EmailMultiAlternatives
+from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.db.models.functions import Now
 from django.template import Context
 from django.utils import timezone
+from redis.exceptions import RedisError
 from render_block import render_block_to_string
 from templated_email import get_templated_mail
 
 from audit import services as audit
 from audit.integrity import normalize_json
+from emails import smtp
 from emails.models import EmailLog
 
 logger = logging.getLogger(__name__)
 
 LINK_PLACEHOLDER = "[link made when the email is sent]"
+# How long a server's acceptance is remembered when "sent" could not be written: far longer
+# than any outage of the database that a lease's retry would meet.
+ACCEPTANCE_MEMORY_SECONDS = 7 * 24 * 3600
 # template name -> (the context keys it makes, function(email row) -> those values)
 _link_makers: dict[str, tuple[tuple[str, ...], Callable]] = {}
 
@@ -132,48 +137,6 @@ def _claim(email_id: int) -> EmailLog | None:
     return next(iter(EmailLog.objects.raw(_CLAIM_SQL, params)), None)
 
 
-class _Connections(threading.local):
-    """One SMTP connection per worker (process or thread), kept open between emails: opening
-    and greeting cost as much as sending. A connection the server dropped while idle is
-    opened again once; after any other error it is closed, so the next email starts clean."""
-
-    backend = None
-    settings_key = None
-
-    def _backend(self):
-        key = (settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_PORT)
-        if key != self.settings_key:
-            self.close()
-            self.backend = get_connection(timeout=settings.EMAIL_TIMEOUT)
-            self.settings_key = key
-        return self.backend
-
-    def send(self, message: EmailMultiAlternatives) -> None:
-        backend = self._backend()
-        reused = getattr(backend, "connection", None) is not None
-        try:
-            backend.open()
-            try:
-                backend.send_messages([message])
-            except smtplib.SMTPServerDisconnected:
-                if not reused:
-                    raise
-                backend.close()
-                backend.open()
-                backend.send_messages([message])
-        except Exception:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        if self.backend is not None:
-            self.backend.close()
-        self.backend = self.settings_key = None
-
-
-_connections = _Connections()
-
-
 def _seconds(seconds: float):
     return timezone.timedelta(seconds=seconds)
 
@@ -199,17 +162,66 @@ class Delivery:
 
 
 def deliver_email(email_id: int) -> Delivery:
+    """Send one row at most once where that can be known: the claim keeps two workers apart,
+    and an acceptance whose "sent" could not be written (the database went away right after
+    the server took the message) is remembered in the cache, so that the lease's retry marks
+    the row sent instead of sending it again."""
     email = _claim(email_id)
     if email is None:
-        return Delivery(None)
+        return Delivery(None, retry_in=_lease_left(email_id))
+    if email.attempts > 1 and _accepted_before(email):
+        return _mark_sent(email)
     try:
-        _connections.send(render(email, with_secrets=True))
+        smtp.send(render(email, with_secrets=True))
     except Exception as error:  # SMTP, socket and template errors all end the same way
         return _record_failure(email, error)
+    try:
+        return _mark_sent(email)
+    except DatabaseError:
+        _remember_acceptance(email)
+        raise
+
+
+def _lease_left(email_id: int) -> float | None:
+    """Seconds until the lease of a row another worker holds runs out: a worker killed
+    mid-send leaves it `sending`, and its redelivered task comes back then, not a sweep later."""
+    claimed_at = (
+        EmailLog.objects.filter(pk=email_id, status=EmailLog.Status.SENDING)
+        .values_list("claimed_at", flat=True)
+        .first()
+    )
+    if claimed_at is None:
+        return None
+    lease_end = claimed_at + _seconds(settings.EMAIL_SENDING_LEASE_SECONDS)
+    return max((lease_end - timezone.now()).total_seconds(), 0) + 1
+
+
+def _mark_sent(email: EmailLog) -> Delivery:
     EmailLog.objects.filter(pk=email.pk).update(
         status=EmailLog.Status.SENT, sent_at=Now(), last_error=""
     )
     return Delivery(EmailLog.Status.SENT)
+
+
+def _acceptance_key(email: EmailLog) -> str:
+    return f"emails:accepted:{email.message_id}"
+
+
+def _remember_acceptance(email: EmailLog) -> None:
+    try:
+        cache.set(_acceptance_key(email), True, timeout=ACCEPTANCE_MEMORY_SECONDS)
+    except (RedisError, OSError):  # the cache is down too: the lease sends it again
+        logger.error("email %s accepted but recorded nowhere; it may be sent twice", email.pk)
+        return
+    logger.warning("email %s accepted; it is marked sent once the database answers", email.pk)
+
+
+def _accepted_before(email: EmailLog) -> bool:
+    try:
+        return bool(cache.get(_acceptance_key(email)))
+    except (RedisError, OSError):  # no cache: send again rather than lose the email
+        logger.warning("email %s: the cache is unavailable to say whether it went", email.pk)
+        return False
 
 
 def _record_failure(email: EmailLog, error: Exception) -> Delivery:

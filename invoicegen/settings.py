@@ -165,7 +165,7 @@ SPECTACULAR_SETTINGS = {
 # Email: the console unless SMTP_HOST is set.
 SMTP_HOST = env.str("SMTP_HOST", default="")
 if SMTP_HOST:
-    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_BACKEND = "emails.smtp.EmailBackend"  # Django's, with a deadline on each send
     EMAIL_HOST = SMTP_HOST
     EMAIL_PORT = env.int("SMTP_PORT", default=587)
     EMAIL_HOST_USER = env.str("SMTP_USER", default="")
@@ -174,14 +174,19 @@ if SMTP_HOST:
 else:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+# A hard deadline on one send (connect, greeting, dialogue, data): EMAIL_TIMEOUT bounds each
+# read only, and a server trickling bytes would hold a worker for ever.
+EMAIL_SEND_TIMEOUT = env.int("EMAIL_SEND_TIMEOUT", default=20)
 DEFAULT_FROM_EMAIL = env.str("FROM_EMAIL", default="noreply@invoicegen.local")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
-# The outbox (emails/): attempts before a row is failed, backoff between them, and how long a
-# row may stay `sending` before the sweeper takes it back (a killed worker).
+# The outbox (emails/): attempts before a row is failed, backoff between them, how long a row
+# may stay `sending` before it is taken back (a killed worker; it must outlast the delivery
+# task's time limit, EMAIL_SEND_TIMEOUT + 10 s), and how often the sweeper looks.
 EMAIL_MAX_ATTEMPTS = env.int("EMAIL_MAX_ATTEMPTS", default=6)
 EMAIL_RETRY_BASE_SECONDS = env.float("EMAIL_RETRY_BASE_SECONDS", default=30)
 EMAIL_RETRY_MAX_SECONDS = env.float("EMAIL_RETRY_MAX_SECONDS", default=3600)
-EMAIL_SENDING_LEASE_SECONDS = env.int("EMAIL_SENDING_LEASE_SECONDS", default=300)
+EMAIL_SENDING_LEASE_SECONDS = env.int("EMAIL_SENDING_LEASE_SECONDS", default=45)
+EMAIL_SWEEP_INTERVAL_SECONDS = env.float("EMAIL_SWEEP_INTERVAL_SECONDS", default=15)
 TEMPLATED_EMAIL_TEMPLATE_DIR = "email/"
 TEMPLATED_EMAIL_FILE_EXTENSION = "email"
 
@@ -233,7 +238,7 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "redispatch-pending-emails": {
         "task": "emails.tasks.redispatch_pending_emails",
-        "schedule": 60.0,
+        "schedule": EMAIL_SWEEP_INTERVAL_SECONDS,
     },
     "purge-expired-download-tokens": {
         "task": "downloads.tasks.purge_expired_tokens",

@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+handler500 = "invoicegen.errors.server_error"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/auth/", include("invoicegen.accounts.api.urls")),

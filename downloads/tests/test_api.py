@@ -300,7 +300,7 @@ def test_a_retried_delivery_mails_a_new_link_and_withdraws_the_failed_attempts_l
     api, invoice, settings, django_capture_on_commit_callbacks
 ):
     locmem = settings.EMAIL_BACKEND
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_BACKEND = "emails.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()  # nobody listens
     send(api, invoice, django_capture_on_commit_callbacks)
     email = client_email_rows(invoice).get()

@@ -4,7 +4,18 @@ import shutil
 import pytest
 
 from emails import services
-from emails.tests.helpers import RedisServer, SMTPServer
+from emails.tests.helpers import RedisServer, SMTPServer, TricklingSMTPServer
+
+
+def send_through(settings, port: int) -> None:
+    settings.EMAIL_BACKEND = "emails.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = port
+    settings.EMAIL_USE_TLS = False
+    settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = ""
+    settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_TIMEOUT = 5
 
 
 @pytest.fixture
@@ -12,14 +23,20 @@ def smtp(settings):
     """Django sends through SMTP to a real server on loopback."""
     server = SMTPServer()
     server.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = server.port
-    settings.EMAIL_USE_TLS = False
-    settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = ""
-    settings.EMAIL_HOST_PASSWORD = ""
-    settings.EMAIL_TIMEOUT = 5
+    send_through(settings, server.port)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def trickling_smtp(settings):
+    """A server that answers one byte at a time, faster than the read timeout (1 s) but far
+    slower than the send deadline (1 s), which ends before even the reply code is complete:
+    `trickle` says at which stage."""
+    server = TricklingSMTPServer(trickle=None, interval=0.4)
+    send_through(settings, server.port)
+    settings.EMAIL_TIMEOUT = 1
+    settings.EMAIL_SEND_TIMEOUT = 1
     yield server
     server.stop()
 

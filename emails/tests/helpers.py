@@ -1,6 +1,7 @@
 """The real parts the outbox talks to: an SMTP server (aiosmtpd) on loopback, a redis-server
 as a broker, and the Celery app pointed at a broker for a test."""
 
+import asyncio
 import base64
 import datetime
 import json
@@ -8,6 +9,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -80,6 +82,9 @@ class RecordingHandler:
     refused: list[str] = field(default_factory=list)
     replies: list[Reply] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    after_accept: Callable[[], None] | None = None  # runs before the "250" goes back
+    stall_first_rcpt: float = 0  # seconds the first RCPT waits: a worker caught mid-send
+    rcpt_stalled: threading.Event = field(default_factory=threading.Event)
 
     def _reply_for(self, stage: str, recipients: list[str]) -> str | None:
         with self.lock:
@@ -95,6 +100,9 @@ class RecordingHandler:
         return None
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.stall_first_rcpt and not self.rcpt_stalled.is_set():
+            self.rcpt_stalled.set()
+            await asyncio.sleep(self.stall_first_rcpt)
         reply = self._reply_for("RCPT", [address])
         if reply is not None:
             return reply
@@ -108,6 +116,8 @@ class RecordingHandler:
         message = message_from_bytes(envelope.content, policy=policy.default)
         with self.lock:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+        if self.after_accept is not None:
+            self.after_accept()
         return "250 Message accepted for delivery"
 
 
@@ -151,6 +161,64 @@ class SMTPServer:
 
     def wait_for(self, count: int, *, timeout: float) -> bool:
         return wait_until(lambda: len(self.received) >= count, timeout=timeout)
+
+
+class TricklingSMTPServer:
+    """A server that speaks SMTP at a trickle: one byte every `interval` seconds, always under
+    the client's read timeout, at the greeting or at the reply to the message's data (the
+    stage named by `trickle`; None: at full speed). What a socket timeout alone never ends."""
+
+    def __init__(self, *, trickle: str | None, interval: float):
+        self.trickle = trickle
+        self.interval = interval
+        self.accepted = 0  # messages whose final reply was sent in full
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._stopped = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._listener.close()
+
+    def _serve(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._talk, args=(client,), daemon=True).start()
+
+    def _say(self, client, line: str, *, stage: str) -> None:
+        data = f"{line}\r\n".encode()
+        if self.trickle != stage:
+            client.sendall(data)
+            return
+        for byte in data:  # ends when the client hangs up
+            if self._stopped.wait(self.interval):
+                return
+            client.sendall(bytes([byte]))
+
+    def _talk(self, client) -> None:
+        with client, client.makefile("rb") as lines:
+            try:
+                self._say(client, "220 trickle.test ESMTP, at one byte a moment", stage="greeting")
+                for line in lines:
+                    verb = line[:4].upper()
+                    if verb == b"DATA":
+                        self._say(client, "354 go ahead", stage="")
+                        for data_line in lines:
+                            if data_line == b".\r\n":
+                                break
+                        self._say(client, "250 2.0.0 accepted for delivery, at last", stage="data")
+                        self.accepted += 1
+                    elif verb == b"QUIT":
+                        self._say(client, "221 bye", stage="")
+                        return
+                    else:
+                        self._say(client, "250 ok", stage="")
+            except OSError:  # the client shut the connection down
+                return
 
 
 class RedisServer:

@@ -2,6 +2,7 @@
 process on Redis delivering to the SMTP server."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -106,44 +107,58 @@ def worker_broker(transactional_db):
 
 
 @pytest.fixture
-def celery_worker(worker_broker, smtp, tmp_path):
-    """`celery worker` as a process on the test database, sending through the test's SMTP
+def start_worker(worker_broker, smtp, tmp_path):
+    """`celery worker` processes on the test database, sending through the test's SMTP
     server; stopped before the test database is flushed."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url_of(connection.settings_dict),
-        "CELERY_BROKER_URL": worker_broker,
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(smtp.port),
-        "SMTP_USE_TLS": "false",
-        "EMAIL_TIMEOUT": "5",
-        "EMAIL_RETRY_BASE_SECONDS": "0.5",
-        "EMAIL_RETRY_MAX_SECONDS": "1",
-    }
-    log_path = tmp_path / "worker.log"
-    # fmt: off
-    command = [
-        sys.executable, "-m", "celery", "-A", "invoicegen", "worker", "--pool=solo",
-        "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
-        f"--hostname=emails-test-{os.getpid()}@%h",
-    ]
-    # fmt: on
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=Path(settings.BASE_DIR),
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    process.log_path = log_path
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
+    processes = []
+
+    def start(*, pool: str = "solo", **env_overrides):
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url_of(connection.settings_dict),
+            "CELERY_BROKER_URL": worker_broker,
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(smtp.port),
+            "SMTP_USE_TLS": "false",
+            "EMAIL_TIMEOUT": "5",
+            "EMAIL_RETRY_BASE_SECONDS": "0.5",
+            "EMAIL_RETRY_MAX_SECONDS": "1",
+            **env_overrides,
+        }
+        log_path = tmp_path / f"worker{len(processes)}.log"
+        # fmt: off
+        command = [
+            sys.executable, "-m", "celery", "-A", "invoicegen", "worker", f"--pool={pool}",
+            "--concurrency=1", "--loglevel=INFO", "--without-gossip", "--without-mingle",
+            "--without-heartbeat", f"--hostname=emails-test-{os.getpid()}-{len(processes)}@%h",
+        ]
+        # fmt: on
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                command, cwd=Path(settings.BASE_DIR), env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        process.log_path = log_path
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture
+def celery_worker(start_worker):
+    return start_worker()
+
+
+def pool_children(worker: subprocess.Popen) -> list[int]:
+    children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text()
+    return [int(pid) for pid in children.split()]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -171,3 +186,34 @@ def test_celery_worker_on_redis_delivers_a_batch_once_each_retrying_by_itself(
     # The three refused ones came back through the task's own retry: no sweeper ran.
     assert len(smtp.refused) == 3
     assert sorted(EmailLog.objects.values_list("attempts", flat=True)) == [1] * 17 + [2] * 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_email_of_a_worker_process_killed_mid_send_goes_out_once_when_its_lease_ends(
+    smtp, start_worker, worker_broker
+):
+    """The pool's child dies (SIGKILL) in the middle of the SMTP dialogue: its message goes
+    back to the broker, and the email goes out once its lease ends, not a lease later."""
+    lease = 14  # over the task's time limit: EMAIL_SEND_TIMEOUT + 10
+    worker = start_worker(
+        pool="prefork", EMAIL_SEND_TIMEOUT="3", EMAIL_SENDING_LEASE_SECONDS=str(lease)
+    )
+    smtp.handler.stall_first_rcpt = 30
+    with celery_publishing_to(worker_broker):
+        email = services.queue_email("welcome", to="ada@example.com", context={"name": "Ada"})
+    assert smtp.handler.rcpt_stalled.wait(timeout=30), worker.log_path.read_text()
+
+    children = pool_children(worker)
+    assert len(children) == 1
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    assert smtp.wait_for(1, timeout=lease + 10), worker.log_path.read_text()[-3000:]
+    delay = time.monotonic() - killed_at
+    assert delay < lease + 5, f"sent {delay:.0f} s after the kill (lease {lease} s)"
+    time.sleep(1)  # a duplicate would arrive about now
+    row = EmailLog.objects.get(pk=email.pk)
+    assert (row.status, row.attempts) == ("sent", 2)
+    assert [message["Message-ID"] for message in smtp.messages] == [row.message_id]
+    assert worker.poll() is None  # the worker itself went on

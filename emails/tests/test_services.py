@@ -3,8 +3,9 @@ import html
 import re
 from urllib.parse import parse_qs, urlsplit
 
+import psycopg
 import pytest
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from audit.tests.helpers import actions_after, last_entry_id, only_entry
@@ -337,6 +338,50 @@ def test_sweeper_leaves_a_row_still_inside_its_sending_lease(smtp, queue, settin
     row = reload(in_flight)
     assert (row.status, row.attempts, row.claimed_at) == ("sending", 1, claimed_at)
     assert smtp.received == []
+
+
+def test_row_inside_another_workers_lease_comes_back_when_the_lease_ends(smtp, queue, settings):
+    settings.EMAIL_SENDING_LEASE_SECONDS = 45
+    in_flight = queue("in-flight@example.com")
+    stuck_in_sending(in_flight, seconds_ago=10)
+
+    delivery = services.deliver_email(in_flight.pk)
+
+    assert delivery.status is None
+    assert 35 <= delivery.retry_in <= 37  # the 35 s left, and a second for the clocks
+    assert services.deliver_email(queue().pk).retry_in is None  # sent: nothing to come back for
+
+
+@pytest.mark.django_db(transaction=True)
+def test_acceptance_whose_sent_mark_is_lost_is_marked_sent_by_the_retry_never_sent_twice(
+    smtp, queue, settings
+):
+    """The database goes away between the server's 250 and the UPDATE to `sent`: the row
+    stays `sending`, and the lease's retry must not send that Message-ID again."""
+    if connection.vendor != "postgresql":
+        pytest.skip("terminating the worker's own database session needs PostgreSQL")
+    smtp.stop()  # the commit-time dispatch fails, and leaves the row queued
+    email = queue()
+    smtp.start()
+    make_due(email)
+    connection.ensure_connection()
+    worker_session = connection.connection.info.backend_pid
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as admin:
+        smtp.handler.after_accept = lambda: admin.execute(
+            "SELECT pg_terminate_backend(%s)", [worker_session]
+        )
+        with pytest.raises(DatabaseError):
+            services.deliver_email(email.pk)
+    smtp.handler.after_accept = None
+    connection.close_if_unusable_or_obsolete()  # as a worker does between tasks
+    assert (reload(email).status, len(smtp.received)) == ("sending", 1)
+
+    stuck_in_sending(email, seconds_ago=settings.EMAIL_SENDING_LEASE_SECONDS + 1)
+    assert services.redispatch_pending() == 1
+
+    row = reload(email)
+    assert (row.status, row.attempts) == ("sent", 2)
+    assert [message["Message-ID"] for message in smtp.messages] == [row.message_id]
 
 
 def test_sweeper_dispatches_due_rows_only(smtp, queue):
