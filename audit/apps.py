@@ -15,6 +15,26 @@ class AuditConfig(AppConfig):
         receivers.connect_auth_receivers()
         receivers.connect_task_receivers()
         checks.register(check_tracked_models_capture_bulk_writes)
+        checks.register(check_owner_role_is_not_the_app_role, checks.Tags.security, deploy=True)
+
+
+def check_owner_role_is_not_the_app_role(app_configs, **kwargs):
+    """One role that both owns the audit tables and runs the application can rewrite them."""
+    from django.conf import settings
+    from django.db import connection
+
+    app_role = connection.settings_dict["USER"]
+    if connection.vendor != "postgresql" or settings.DATABASE_OWNER.get("USER") != app_role:
+        return []
+    return [
+        checks.Warning(
+            f"The application connects as {app_role!r}, the role that owns the audit tables: "
+            "it can drop their triggers and rewrite the trail.",
+            hint="Set DATABASE_OWNER_URL to an owner role for migrations and DATABASE_URL to a "
+            "role of its own (README: production).",
+            id="audit.W001",
+        )
+    ]
 
 
 def check_tracked_models_capture_bulk_writes(app_configs, **kwargs):

@@ -81,15 +81,35 @@ def _purged_through(rows: list[dict]) -> int:
     return max((row["metadata"].get("purged_through_id", 0) for row in valid), default=0)
 
 
-def verify_audit_log(*, progress=None) -> Verification:
-    """Recompute every row's digest and the checkpoint chain. Finds altered rows, rows forged
-    without the key, sealed rows deleted or inserted, and forged or reordered checkpoints."""
+def _missing_copies(copies: list[dict]) -> list[int]:
+    """First ids of checkpoints copied out of the database (audit/sink.py) that the database
+    no longer holds as they were: the newest entries deleted with their checkpoint, or a chain
+    sealed again over altered rows by someone holding the key."""
+    from audit.models import Checkpoint
+
+    stored = dict(
+        Checkpoint.objects.filter(last_id__in=[copy["last_id"] for copy in copies]).values_list(
+            "last_id", "digest"
+        )
+    )
+    return [
+        copy["first_id"]
+        for copy in copies
+        if not constant_time_equal(stored.get(copy["last_id"], ""), copy["digest"])
+    ]
+
+
+def verify_audit_log(*, progress=None, copies: list[dict] | None = None) -> Verification:
+    """Recompute every row's digest and the checkpoint chain, and compare the checkpoints with
+    their copies outside the database when given. Finds altered rows, rows forged without the
+    key, sealed rows deleted or inserted, forged or reordered checkpoints, and checkpoints
+    that are gone or were made again."""
     from audit.models import AuditLog, Checkpoint
 
     fields = ("id", "created_at", "digest", *DIGEST_FIELDS)
     purge_rows = list(AuditLog.objects.filter(action="audit.purged").values(*fields))
     purged_through = _purged_through(purge_rows)
-    bad_ids = []
+    bad_ids = _missing_copies(copies or [])
 
     checkpoints = list(Checkpoint.objects.order_by("id"))
     previous_digest, previous_last = GENESIS, None

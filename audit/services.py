@@ -11,13 +11,20 @@ from functools import cache, partial
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, models, transaction
-from django.db.models import Min
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    OperationalError,
+    connection,
+    models,
+    transaction,
+)
+from django.db.models import Max, Min
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from audit import context as audit_context
-from audit import events, export, integrity
+from audit import events, export, integrity, roles, sink
 from audit.integrity import normalize_json, row_digest
 from audit.models import AdminAction, AuditLog, Checkpoint, RetentionGrant
 
@@ -25,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 REDACTED = "[redacted]"
 SENSITIVE_WORDS = ("password", "token", "secret", "key_hash", "otp")
+
+LOCK_NOT_AVAILABLE = "55P03"
 
 _action_hint: ContextVar[dict | None] = ContextVar("audit_action_hint", default=None)
 
@@ -217,54 +226,68 @@ def _log_with_client(action: str, user_id: int, ip_address: str | None, user_age
     return log(action, target=user, actor=user, context=context)
 
 
-@transaction.atomic
 def seal_audit_log(*, max_rows: int = 100_000) -> Checkpoint | None:
-    """Write a checkpoint over the settled rows after the last one (None if there are none).
+    """Write a checkpoint over the committed rows after the last one (None if there are none).
 
-    Rows younger than AUDIT_SEAL_SETTLE_SECONDS wait: a transaction still open may yet commit
-    a lower id. Two sealers racing make the same checkpoint; the unique last_id lets one win.
+    Only ids below the seal boundary are final: a transaction still open may yet commit a lower
+    id than rows already visible. Two sealers racing make the same checkpoint; the unique
+    last_id lets one win.
     """
-    previous = Checkpoint.objects.order_by("-id").first()
-    start = previous.last_id + 1 if previous else 0
-    cutoff = timezone.now() - datetime.timedelta(seconds=settings.AUDIT_SEAL_SETTLE_SECONDS)
-    unsettled = AuditLog.objects.filter(id__gte=start, created_at__gte=cutoff)
-    end = unsettled.aggregate(first=Min("id"))["first"]
-    rows = AuditLog.objects.filter(id__gte=start).order_by("id")
-    if end is not None:
-        rows = rows.filter(id__lt=end)
-    rows = list(rows.values_list("id", "created_at", "digest")[:max_rows])
-    if not rows:
+    boundary = _seal_boundary()
+    if boundary is None:
         return None
-    hasher = hashlib.sha256()
-    for row in rows:
-        hasher.update(integrity.row_line(*row))
-    first_id = previous.last_id + 1 if previous else rows[0][0]
-    values = {
-        "previous_digest": previous.digest if previous else integrity.GENESIS,
-        "first_id": first_id,
-        "last_id": rows[-1][0],
-        "row_count": len(rows),
-        "rows_hash": hasher.hexdigest(),
-    }
-    try:
-        with transaction.atomic():
-            checkpoint = Checkpoint.objects.create(
-                **values, digest=integrity.checkpoint_digest(**values)
-            )
-    except IntegrityError:
-        return None
-    # Out of the database too: whoever deletes the newest checkpoint with its rows cannot
-    # also delete this line from the log shipper.
-    logger.info(
-        "audit checkpoint %s..%s digest %s", checkpoint.first_id, checkpoint.last_id,
-        checkpoint.digest,
-    )  # fmt: skip
+    with transaction.atomic():
+        previous = Checkpoint.objects.order_by("-id").first()
+        start = previous.last_id + 1 if previous else 0
+        rows = AuditLog.objects.filter(id__gte=start, id__lte=boundary).order_by("id")
+        rows = list(rows.values_list("id", "created_at", "digest")[:max_rows])
+        if not rows:
+            return None
+        hasher = hashlib.sha256()
+        for row in rows:
+            hasher.update(integrity.row_line(*row))
+        values = {
+            "previous_digest": previous.digest if previous else integrity.GENESIS,
+            "first_id": start if previous else rows[0][0],
+            "last_id": rows[-1][0],
+            "row_count": len(rows),
+            "rows_hash": hasher.hexdigest(),
+        }
+        try:
+            with transaction.atomic():
+                checkpoint = Checkpoint.objects.create(
+                    **values, digest=integrity.checkpoint_digest(**values)
+                )
+        except IntegrityError:
+            return None
+        transaction.on_commit(partial(sink.publish, checkpoint))
     return checkpoint
 
 
-def check_audit_log(*, progress=None) -> integrity.Verification:
-    """Verify the trail; a failure is itself recorded, as a security event."""
-    result = integrity.verify_audit_log(progress=progress)
+def _seal_boundary() -> int | None:
+    """The highest id below which no entry can still appear. On PostgreSQL the owner's
+    audit_seal_boundary() waits for every open writer of the trail (audit/roles.py); a writer
+    holding on longer than a moment makes this round give up rather than stall new entries.
+    SQLite has one writer at a time: inside a transaction, what is visible is final."""
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            return AuditLog.objects.aggregate(last=Max("id"))["last"]
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '2s'")
+            cursor.execute("SELECT audit_seal_boundary()")
+            return cursor.fetchone()[0]
+    except OperationalError as error:
+        if getattr(error.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        logger.info("audit seal skipped: a transaction kept the trail busy")
+        return None
+
+
+def check_audit_log(*, progress=None, copies: list[dict] | None = None) -> integrity.Verification:
+    """Verify the trail (against checkpoint copies from outside the database, if given); a
+    failure is itself recorded, as a security event."""
+    result = integrity.verify_audit_log(progress=progress, copies=copies)
     if not result.ok:
         log(
             "audit.tamper_detected",
@@ -293,25 +316,34 @@ def _purge_boundary(cutoff: datetime.datetime) -> int | None:
     return checkpoints.values_list("last_id", flat=True).first()
 
 
-def _transaction_id() -> int | None:
-    if connection.vendor != "postgresql":
-        return None  # SQLite has one writer at a time: any grant row is this transaction's
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT txid_current()")
-        return cursor.fetchone()[0]
-
-
 @transaction.atomic
 def _purge_batch(through_id: int, batch_size: int) -> int:
     """Delete the oldest `batch_size` rows up to `through_id` in one short transaction."""
     nth = AuditLog.objects.filter(id__lte=through_id).order_by("id").values_list("id", flat=True)
     upper = next(iter(nth[batch_size - 1 : batch_size]), through_id)
-    grant = RetentionGrant.objects.create(transaction_id=_transaction_id())
-    deleted, _ = AuditLog.objects.filter(id__lte=upper).delete()
-    grant.delete()
+    deleted = _delete_through(upper)
     if deleted:
         log("audit.purged", metadata={"purged_through_id": upper, "deleted": deleted})
     return deleted
+
+
+def _delete_through(upper: int) -> int:
+    """On PostgreSQL only the owner's audit_purge() may delete, and it checks for itself that
+    every row is sealed and past the minimum retention (audit/roles.py). SQLite has no roles:
+    a grant row, which the trigger looks for, lets this transaction delete."""
+    if connection.vendor != "postgresql":
+        grant = RetentionGrant.objects.create()
+        deleted, _ = AuditLog.objects.filter(id__lte=upper).delete()
+        grant.delete()
+        return deleted
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT audit_purge(%s)", [upper])
+            return cursor.fetchone()[0]
+    except DatabaseError as error:
+        if getattr(error.__cause__, "sqlstate", None) not in (roles.NOT_SEALED, roles.TOO_YOUNG):
+            raise
+        raise ValidationError({"days": [str(error.__cause__.diag.message_primary)]}) from error
 
 
 def cleanup_audit_logs(

@@ -4,7 +4,7 @@ from django.conf import settings
 from audit import services
 
 
-@shared_task
+@shared_task(soft_time_limit=60, time_limit=90)  # a hanging checkpoint sink included
 def seal_audit_log() -> int:
     sealed = 0
     while checkpoint := services.seal_audit_log():

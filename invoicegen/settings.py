@@ -77,7 +77,11 @@ TEMPLATES = [
 ]
 
 # Database: SQLite file by default; DATABASE_URL=postgres://... for PostgreSQL (psycopg 3).
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASE_URL = env.str("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+# `migrate` logs in as this role, which owns the tables; DATABASE_URL's role may then only read
+# and append to the audit trail (audit/roles.py). Unset: the same role does both (a laptop).
+DATABASE_OWNER = env.db_url_config(env.str("DATABASE_OWNER_URL", default=DATABASE_URL))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE takes the write lock when a transaction starts, so concurrent writers queue
     # instead of failing with "database is locked" half-way; WAL lets readers run meanwhile.
@@ -198,8 +202,12 @@ AUDIT_MIN_RETENTION_DAYS = env.int("AUDIT_MIN_RETENTION_DAYS", default=365)
 # apart from the database: whoever holds it can re-seal a tampered trail. Changing it makes
 # existing entries fail verification.
 AUDIT_HMAC_KEY = env.str("AUDIT_HMAC_KEY", default="") or f"audit:{SECRET_KEY}"
-# Rows younger than this are not sealed yet: a transaction still open may commit lower ids.
-AUDIT_SEAL_SETTLE_SECONDS = env.int("AUDIT_SEAL_SETTLE_SECONDS", default=300)
+# How often new entries are sealed into a checkpoint (so none stays unsealed a minute), and
+# where each checkpoint is copied out of the database besides the log: a file path or an
+# http(s):// URL (audit/sink.py).
+AUDIT_SEAL_INTERVAL_SECONDS = env.float("AUDIT_SEAL_INTERVAL_SECONDS", default=30)
+AUDIT_CHECKPOINT_SINK = env.str("AUDIT_CHECKPOINT_SINK", default="")
+AUDIT_CHECKPOINT_SINK_TIMEOUT = env.float("AUDIT_CHECKPOINT_SINK_TIMEOUT", default=5)
 AUDIT_CLEANUP_BATCH_SIZE = env.int("AUDIT_CLEANUP_BATCH_SIZE", default=10000)
 AUDIT_BRUTE_FORCE_WINDOW_SECONDS = env.int("AUDIT_BRUTE_FORCE_WINDOW_SECONDS", default=900)
 AUDIT_BRUTE_FORCE_ACCOUNT_THRESHOLD = env.int("AUDIT_BRUTE_FORCE_ACCOUNT_THRESHOLD", default=5)
@@ -244,7 +252,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "downloads.tasks.purge_expired_tokens",
         "schedule": crontab(hour=4, minute=7),
     },
-    "seal-audit-log": {"task": "audit.tasks.seal_audit_log", "schedule": 300.0},
+    "seal-audit-log": {
+        "task": "audit.tasks.seal_audit_log",
+        "schedule": AUDIT_SEAL_INTERVAL_SECONDS,
+    },
     "verify-audit-log": {"task": "audit.tasks.verify_audit_log", "schedule": crontab(minute=41)},
     "cleanup-audit-logs": {
         "task": "audit.tasks.cleanup_audit_logs",

@@ -27,12 +27,6 @@ def admin(client, superuser):
 
 
 @pytest.fixture
-def seal_at_once(settings):
-    """Rows may be sealed as soon as they are written (no settle delay)."""
-    settings.AUDIT_SEAL_SETTLE_SECONDS = 0
-
-
-@pytest.fixture
 def db_superuser(db):
     """The append-only triggers dropped for the test, as a database superuser could. The drop
     is DDL inside the test's transaction, which both SQLite and PostgreSQL roll back; they are

@@ -306,7 +306,7 @@ def test_exporting_needs_the_export_permission(client):
 
 
 @pytest.fixture
-def old_sealed_entries(seal_at_once):
+def old_sealed_entries():
     AuditLogFactory.create_batch(3)
     age_entries(days=400)
     return services.seal_audit_log()

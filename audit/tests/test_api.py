@@ -312,7 +312,7 @@ def test_resource_logs_list_that_resources_entries(staff_api):
 
 
 @pytest.fixture
-def old_sealed_entries(seal_at_once):
+def old_sealed_entries():
     AuditLogFactory.create_batch(3)
     age_entries(days=400)
     return services.seal_audit_log()

@@ -20,11 +20,6 @@ pytestmark = pytest.mark.django_db
 OLD = 400  # days: past the default retention (365)
 
 
-@pytest.fixture(autouse=True)
-def _seal_at_once(seal_at_once):
-    pass
-
-
 def old_sealed_range(count: int) -> Checkpoint:
     """`count` more entries; everything so far backdated OLD days, then sealed."""
     AuditLogFactory.create_batch(count)

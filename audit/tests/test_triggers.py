@@ -25,7 +25,7 @@ def current_transaction_id() -> int | None:
 
 
 @pytest.fixture
-def rows_in_every_table(seal_at_once):
+def rows_in_every_table():
     AuditLogFactory.create_batch(2)
     services.record_admin_action(AdminAction.Kind.TOOL, action="admin.audit_cleanup")
     services.seal_audit_log()

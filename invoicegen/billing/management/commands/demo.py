@@ -38,7 +38,6 @@ class Command(BaseCommand):
         try:
             with override_settings(
                 EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
-                AUDIT_SEAL_SETTLE_SECONDS=0,
                 ALLOWED_HOSTS=[*settings.ALLOWED_HOSTS, "localhost"],
             ):
                 self.story()
