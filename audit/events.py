@@ -63,6 +63,7 @@ for _name, _category, _template, _security in [
     ("invoice.sent", "invoice", "{actor} sent invoice {target}", False),
     ("invoice.paid", "invoice", "Invoice {target} paid in full", False),
     ("invoice.voided", "invoice", "{actor} voided invoice {target}", False),
+    ("invoice.send_refused", "invoice", "Sending invoice {target} refused: {reason}", True),
     ("payment.processed", "payment", "Payment {target} recorded", False),
     ("payment.failed", "payment", "Payment on {target} refused: {reason}", False),
     ("subscription.activated", "subscription", "{actor} activated subscription {target}", False),

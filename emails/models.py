@@ -48,6 +48,16 @@ class EmailLog(models.Model):
     )
     resource_type = models.CharField(max_length=50, blank=True)
     resource_id = models.CharField(max_length=64, blank=True)
+    # The account an email to someone else goes out for (an invoice to its client): what that
+    # account's daily sending quota counts.
+    on_behalf_of = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,  # email_on_behalf_of below serves it
+    )
 
     class Meta:
         ordering = ["-id"]
@@ -60,6 +70,11 @@ class EmailLog(models.Model):
             ),
             models.Index(fields=["resource_type", "resource_id"], name="email_resource"),
             models.Index(fields=["created_at"], name="email_created_at"),
+            models.Index(
+                fields=["on_behalf_of", "created_at"],
+                condition=Q(on_behalf_of__isnull=False),
+                name="email_on_behalf_of",
+            ),
         ]
 
     def __str__(self):

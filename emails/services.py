@@ -84,9 +84,11 @@ def queue_email(
     user=None,
     notification=None,
     resource: tuple[str, object] | None = None,
+    on_behalf_of=None,
 ) -> EmailLog:
     """Write the email to the outbox; it is sent once the caller's transaction commits (a
-    rolled-back change leaves no row and sends nothing)."""
+    rolled-back change leaves no row and sends nothing). `on_behalf_of`: the account an email
+    to someone else is sent for (see `count_sent_on_behalf`)."""
     resource_type, resource_id = resource or ("", "")
     email = EmailLog(
         to_email=to,
@@ -98,11 +100,17 @@ def queue_email(
         notification=notification,
         resource_type=resource_type,
         resource_id=str(resource_id),
+        on_behalf_of=on_behalf_of,
     )
     email.subject = subject_of(email)
     email.save()
     transaction.on_commit(partial(dispatch, email.pk))
     return email
+
+
+def count_sent_on_behalf(account, *, since) -> int:
+    """How many emails to others were queued for the account since then (a sending quota)."""
+    return EmailLog.objects.filter(on_behalf_of=account, created_at__gte=since).count()
 
 
 def dispatch(email_id: int) -> None:
@@ -279,6 +287,7 @@ def resend_email(email: EmailLog) -> EmailLog:
         user=email.user,
         notification=email.notification,
         resource=(email.resource_type, email.resource_id) if email.resource_type else None,
+        on_behalf_of=email.on_behalf_of,
     )
     audit.log("admin.email_resent", target=("email", email.pk), metadata={"copy_id": copy.pk})
     return copy
@@ -325,7 +334,11 @@ def send_invoice_notification(
     if client_email:
         emails.append(
             queue_email(
-                "invoice_notification_client", to=client_email, context=context, resource=resource
+                "invoice_notification_client",
+                to=client_email,
+                context=context,
+                resource=resource,
+                on_behalf_of=user,
             )
         )
     return emails

@@ -14,7 +14,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from audit import services as audit
-from invoicegen.exceptions import ConflictError
+from invoicegen.exceptions import ConflictError, QuotaExceeded
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,12 @@ def exception_handler(exc, context):
     _record_denial(exc, context.get("view"))
     if isinstance(exc, ConflictError):
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, QuotaExceeded):
+        return Response(
+            {"detail": str(exc), "limit": exc.limit, "resets_at": exc.resets_at},
+            status=status.HTTP_429_TOO_MANY_REQUESTS,
+            headers={"Retry-After": str(exc.seconds_left())},
+        )
     if isinstance(exc, DjangoValidationError):
         messages = (
             exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}

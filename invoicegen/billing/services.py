@@ -4,20 +4,27 @@ import calendar
 import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.core.exceptions import ValidationError
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
 from audit import services as audit
 from audit.services import audit_as
+from emails import services as emails
 from invoicegen.billing.models import Invoice, InvoiceItem, InvoiceSequence, Payment, Subscription
-from invoicegen.exceptions import ConflictError
+from invoicegen.exceptions import ConflictError, QuotaExceeded
 from notifications import services as notifications
 from notifications.models import Notification
 
 CENT = Decimal("0.01")
 MAX_AMOUNT = Decimal("999999999999.99")  # what DecimalField(max_digits=14, decimal_places=2) holds
+DAILY_EMAIL_QUOTA = {
+    Subscription.Plan.FREE: 50,
+    Subscription.Plan.PRO: 1_000,
+    Subscription.Plan.BUSINESS: 10_000,
+}
 
 
 def _allocate_number(user, year: int) -> int:
@@ -124,10 +131,54 @@ def finalize_invoice(invoice: Invoice) -> Invoice:
     return invoice
 
 
-@transaction.atomic
 def send_invoice(invoice: Invoice, *, to: str | None = None) -> Invoice:
+    """Email the invoice to its client. Only a verified account may make the platform email
+    others, and no more than its plan's daily quota: a refusal is audited (outside the
+    rolled-back transaction) as `invoice.send_refused`."""
+    try:
+        return _send_invoice(invoice, to=to)
+    except (PermissionDenied, QuotaExceeded) as refusal:
+        audit.log(
+            "invoice.send_refused",
+            target=invoice,
+            metadata={"reason": str(refusal), "to": to or invoice.client_email},
+            success=False,
+        )
+        raise
+
+
+def daily_email_quota(user) -> int:
+    """Emails to clients per day (UTC): the plan of a subscription still in its period, or
+    the free plan's."""
+    plan = (
+        Subscription.objects.filter(user=user)
+        .exclude(status=Subscription.Status.EXPIRED)
+        .values_list("plan", flat=True)
+        .first()
+    )
+    return DAILY_EMAIL_QUOTA[plan or Subscription.Plan.FREE]
+
+
+def _check_may_email_clients(user) -> None:
+    if not user.email_verified:
+        raise PermissionDenied("Verify your email address before sending invoices by email.")
+    quota = daily_email_quota(user)
+    today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    if emails.count_sent_on_behalf(user, since=today) >= quota:
+        raise QuotaExceeded(
+            f"Your plan sends at most {quota} emails to clients a day; the limit resets at "
+            "midnight UTC.",
+            limit=quota,
+            resets_at=today + datetime.timedelta(days=1),
+        )
+
+
+@transaction.atomic
+def _send_invoice(invoice: Invoice, *, to: str | None) -> Invoice:
     invoice = _locked(invoice)
     _require_status(invoice, Invoice.Status.FINALIZED, Invoice.Status.SENT, action="send")
+    user = get_user_model().objects.select_for_update().get(pk=invoice.user_id)  # one at a time
+    _check_may_email_clients(user)
     invoice.status = Invoice.Status.SENT
     invoice.sent_at = timezone.now()
     with audit_as("invoice.sent"):  # a resend is a send too, though the status stays
