@@ -15,23 +15,41 @@ class AuditConfig(AppConfig):
         receivers.connect_auth_receivers()
         receivers.connect_task_receivers()
         checks.register(check_tracked_models_capture_bulk_writes)
-        checks.register(check_owner_role_is_not_the_app_role, checks.Tags.security, deploy=True)
+        checks.register(
+            check_app_role_cannot_rewrite_the_trail,
+            checks.Tags.database,
+            checks.Tags.security,
+            deploy=True,
+        )
 
 
-def check_owner_role_is_not_the_app_role(app_configs, **kwargs):
-    """One role that both owns the audit tables and runs the application can rewrite them."""
-    from django.conf import settings
-    from django.db import connection
+def check_app_role_cannot_rewrite_the_trail(app_configs, databases=None, **kwargs):
+    """A role that owns the audit tables, or may delete their rows, can drop their triggers or
+    purge the trail: the application must run as one that cannot (audit/roles.py). It asks the
+    database itself, so it runs with `check --deploy --database default`."""
+    from django.db import connections
 
-    app_role = connection.settings_dict["USER"]
-    if connection.vendor != "postgresql" or settings.DATABASE_OWNER.get("USER") != app_role:
+    if not databases or "default" not in databases:
+        return []
+    connection = connections["default"]
+    if connection.vendor != "postgresql":
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT r.rolsuper OR t.tableowner = current_user"
+            " OR has_table_privilege(t.schemaname || '.' || t.tablename, 'DELETE')"
+            " FROM pg_tables t JOIN pg_roles r ON r.rolname = current_user"
+            " WHERE t.tablename = 'audit_auditlog' AND t.schemaname = current_schema()"
+        )
+        row = cursor.fetchone()
+    if not row or not row[0]:
         return []
     return [
         checks.Warning(
-            f"The application connects as {app_role!r}, the role that owns the audit tables: "
-            "it can drop their triggers and rewrite the trail.",
-            hint="Set DATABASE_OWNER_URL to an owner role for migrations and DATABASE_URL to a "
-            "role of its own (README: production).",
+            f"The application connects as {connection.settings_dict['USER']!r}, a superuser or a "
+            "role that owns the audit tables or may remove their rows: it can rewrite the trail.",
+            hint="Run migrations as an owner role (DATABASE_OWNER_URL) and the application as a "
+            "role of its own (README: production; for an existing database, REASSIGN OWNED).",
             id="audit.W001",
         )
     ]

@@ -87,16 +87,20 @@ def _missing_copies(copies: list[dict]) -> list[int]:
     sealed again over altered rows by someone holding the key."""
     from audit.models import Checkpoint
 
-    stored = dict(
-        Checkpoint.objects.filter(last_id__in=[copy["last_id"] for copy in copies]).values_list(
-            "last_id", "digest"
+    missing = []
+    for start in range(0, len(copies), 1000):  # a year of copies is a million checkpoints
+        chunk = copies[start : start + 1000]
+        stored = dict(
+            Checkpoint.objects.filter(last_id__in=[copy["last_id"] for copy in chunk]).values_list(
+                "last_id", "digest"
+            )
         )
-    )
-    return [
-        copy["first_id"]
-        for copy in copies
-        if not constant_time_equal(stored.get(copy["last_id"], ""), copy["digest"])
-    ]
+        missing += [
+            copy["first_id"]
+            for copy in chunk
+            if not constant_time_equal(stored.get(copy["last_id"], ""), copy["digest"])
+        ]
+    return missing
 
 
 def verify_audit_log(*, progress=None, copies: list[dict] | None = None) -> Verification:

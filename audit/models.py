@@ -121,6 +121,11 @@ class Checkpoint(models.Model):
 
     class Meta:
         ordering = ["id"]
+        constraints = [
+            # A chain has no forks: two sealers racing both chain to the latest checkpoint,
+            # and only one of them may add its successor.
+            models.UniqueConstraint(fields=["previous_digest"], name="checkpoint_one_successor")
+        ]
 
     def __str__(self):
         return f"checkpoint {self.first_id}..{self.last_id}"

@@ -1,20 +1,24 @@
 """Two database roles on PostgreSQL, so that the application cannot rewrite its own history.
 
 The owner role (DATABASE_OWNER_URL) runs `migrate` and owns every table and function. The
-application's role (DATABASE_URL) reads and writes the domain's tables but may only SELECT and
-INSERT the audit tables: it cannot update, delete or truncate them, write a retention grant,
+application's role (DATABASE_URL) reads and writes the domain's tables but may only read the
+audit tables and append entries and admin actions (an entry's id and time come from the
+database): it cannot update, delete or truncate them, write a retention grant or a checkpoint,
 or alter, disable or drop their triggers (only an owner can). What it needs beyond that goes
-through two SECURITY DEFINER functions of the owner, which check their own conditions:
+through SECURITY DEFINER functions of the owner, which check their own conditions:
 
 - `audit_purge(through_id)` deletes the entries up to an id for the retention cleanup, and
   refuses if any of them is younger than AUDIT_MIN_RETENTION_DAYS or not sealed yet;
 - `audit_seal_boundary()` waits (SHARE lock) until no transaction that wrote an entry is still
   open, and returns the highest id then committed: every id below it is final, so the seal
-  never has to guess how long a transaction may stay open.
+  never has to guess how long a transaction may stay open;
+- `audit_add_checkpoint(...)` adds a checkpoint only as the next link of the chain, over as
+  many entries as its range holds and none that do not exist yet.
 
 After every `migrate` (audit/management/commands/migrate.py) the functions are made again with
-the current settings and the application role's privileges are granted again, new tables
-included. With one role for both (a laptop, CI) the functions exist and nothing is revoked.
+the current settings (AUDIT_MIN_RETENTION_DAYS among them) and the application role's
+privileges are granted again, new tables included. With one role for both (a laptop, CI) the
+functions exist and nothing is revoked.
 """
 
 from contextlib import contextmanager
@@ -22,25 +26,37 @@ from contextlib import contextmanager
 from django.conf import settings
 from django.db import connections
 
+from audit import integrity, triggers
 from audit.models import AdminAction, AuditLog, Checkpoint, RetentionGrant
 
 # SQLSTATEs of the functions' refusals (class "AU", the project's own).
 NOT_SEALED = "AU001"
 TOO_YOUNG = "AU002"
+NOT_NEXT = "AU003"
+CHECKPOINT_FIELDS = ("first_id", "last_id", "row_count", "rows_hash", "previous_digest")
+FUNCTIONS = (
+    "audit_purge(bigint)",
+    "audit_seal_boundary()",
+    "audit_add_checkpoint(bigint, bigint, integer, text, text, text)",
+)
 
 _CREDENTIALS = ("USER", "PASSWORD", "HOST", "PORT")
 
 
 def functions_sql(schema: str, min_retention_days: int) -> list[str]:
-    entries, checkpoints = AuditLog._meta.db_table, Checkpoint._meta.db_table
-    grants = RetentionGrant._meta.db_table
-    # A SECURITY DEFINER function fixes its search_path: a caller's own schema first could
-    # slip a look-alike table under the owner's privileges.
-    header = f"LANGUAGE plpgsql SECURITY DEFINER SET search_path = {schema}, pg_temp"
-    # Table names and a number from settings, never input.
+    entries = f"{schema}.{AuditLog._meta.db_table}"
+    checkpoints = f"{schema}.{Checkpoint._meta.db_table}"
+    grants = f"{schema}.{RetentionGrant._meta.db_table}"
+    days = int(min_retention_days)
+    # A SECURITY DEFINER function runs with the owner's rights: it names its tables in full and
+    # searches pg_catalog first and pg_temp last, so that no object a caller can create is
+    # used in their place (the trigger it fires still finds the schema's tables).
+    header = f"LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, {schema}, pg_temp"
+    columns = ", ".join(CHECKPOINT_FIELDS)
     return [
         f"""
-        CREATE OR REPLACE FUNCTION audit_purge(through_id bigint) RETURNS bigint {header} AS $$
+        CREATE OR REPLACE FUNCTION {schema}.audit_purge(through_id bigint) RETURNS bigint
+        {header} AS $$
         DECLARE
             deleted bigint;
             newest timestamptz;
@@ -53,39 +69,74 @@ def functions_sql(schema: str, min_retention_days: int) -> list[str]:
             WITH gone AS (DELETE FROM {entries} WHERE id <= through_id RETURNING created_at)
             SELECT count(*), max(created_at) INTO deleted, newest FROM gone;
             DELETE FROM {grants} WHERE transaction_id = txid_current();
-            IF newest > now() - interval '{int(min_retention_days)} days' THEN
-                RAISE EXCEPTION 'audit entries younger than {int(min_retention_days)} days are kept'
+            IF newest > now() - interval '{days} days' THEN
+                RAISE EXCEPTION 'audit entries younger than {days} days are kept'
                     USING ERRCODE = '{TOO_YOUNG}';
             END IF;
             RETURN deleted;
         END $$
         """,  # noqa: S608
         f"""
-        CREATE OR REPLACE FUNCTION audit_seal_boundary() RETURNS bigint {header} AS $$
+        CREATE OR REPLACE FUNCTION {schema}.audit_seal_boundary() RETURNS bigint {header} AS $$
         BEGIN
             LOCK TABLE {entries} IN SHARE MODE;
             RETURN (SELECT max(id) FROM {entries});
         END $$
         """,  # noqa: S608
-        "REVOKE ALL ON FUNCTION audit_purge(bigint), audit_seal_boundary() FROM PUBLIC",
+        f"""
+        CREATE OR REPLACE FUNCTION {schema}.audit_add_checkpoint(
+            first_id bigint, last_id bigint, row_count integer, rows_hash text,
+            previous_digest text, digest text
+        ) RETURNS bigint {header} AS $$
+        DECLARE
+            previous record;
+            added bigint;
+        BEGIN
+            SELECT c.last_id, c.digest INTO previous
+                FROM {checkpoints} c ORDER BY c.id DESC LIMIT 1;
+            IF (FOUND AND (first_id <> previous.last_id + 1 OR previous_digest <> previous.digest))
+                OR (NOT FOUND AND previous_digest <> '{integrity.GENESIS}')
+                OR row_count <> (
+                    SELECT count(*) FROM {entries} e WHERE e.id BETWEEN first_id AND last_id
+                )
+                OR last_id > (SELECT max(e.id) FROM {entries} e)
+            THEN
+                RAISE EXCEPTION 'checkpoint %..% is not the next link over existing entries',
+                    first_id, last_id USING ERRCODE = '{NOT_NEXT}';
+            END IF;
+            INSERT INTO {checkpoints} ({columns}, digest)
+            VALUES (first_id, last_id, row_count, rows_hash, previous_digest, digest)
+            RETURNING id INTO added;
+            RETURN added;
+        END $$
+        """,  # noqa: S608
+        f"REVOKE ALL ON FUNCTION {', '.join(FUNCTIONS)} FROM PUBLIC",
     ]
 
 
 def grant_sql(schema: str, role: str) -> list[str]:
-    audit_tables = ", ".join(m._meta.db_table for m in (AuditLog, AdminAction, Checkpoint))
+    append_only = ", ".join(f"{schema}.{table}" for table in triggers.TABLES)
+    entries = f"{schema}.{AuditLog._meta.db_table}"
+    # Entries take their id and time from the database, never from the application.
+    entry_columns = ", ".join((*integrity.DIGEST_FIELDS, "digest"))
     return [
         f"GRANT USAGE ON SCHEMA {schema} TO {role}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
-        f"REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON {audit_tables} FROM {role}",
-        f"REVOKE ALL ON {RetentionGrant._meta.db_table} FROM {role}",
-        f"GRANT EXECUTE ON FUNCTION audit_purge(bigint), audit_seal_boundary() TO {role}",
+        f"REVOKE ALL ON {append_only} FROM {role}",
+        f"GRANT SELECT ON {append_only} TO {role}",
+        f"GRANT INSERT ON {schema}.{AdminAction._meta.db_table} TO {role}",
+        f"GRANT INSERT ({entry_columns}) ON {entries} TO {role}",
+        f"REVOKE ALL ON {schema}.{RetentionGrant._meta.db_table} FROM {role}",
+        f"GRANT EXECUTE ON FUNCTION {', '.join(FUNCTIONS)} TO {role}",
     ]
 
 
 def set_up(connection, *, app_role: str | None) -> None:
     """Make the functions, and grant the application role (when it is not the owner) what it
-    may do. Run as the owner, after migrations."""
+    may do. Run as the owner, after migrations (none while the audit tables are not there)."""
+    if AuditLog._meta.db_table not in connection.introspection.table_names():
+        return
     if connection.vendor != "postgresql":
         return
     quote = connection.ops.quote_name
@@ -100,19 +151,29 @@ def set_up(connection, *, app_role: str | None) -> None:
 
 
 @contextmanager
+def reconnected(connection, **credentials):
+    """The connection closed and opened again with other credentials (USER, HOST, ...) for the
+    block, then as before."""
+    saved = {key: connection.settings_dict[key] for key in credentials}
+    connection.close()
+    connection.settings_dict.update(credentials)
+    try:
+        yield connection
+    finally:
+        connection.close()
+        connection.settings_dict.update(saved)
+
+
+@contextmanager
 def connected_as_owner(alias: str):
-    """The connection `alias` logged in as the owner role for the block (same database)."""
+    """The connection `alias` logged in as the owner role for the block (the same database:
+    the owner URL's name is not used). Yields the application's role."""
     connection = connections[alias]
     app_role = connection.settings_dict["USER"]
     owner = settings.DATABASE_OWNER
     if connection.vendor != "postgresql" or owner.get("USER", app_role) == app_role:
         yield app_role
         return
-    saved = {key: connection.settings_dict[key] for key in _CREDENTIALS}
-    connection.close()
-    connection.settings_dict.update({key: owner.get(key) or "" for key in _CREDENTIALS})
-    try:
+    credentials = {key: owner.get(key) or "" for key in _CREDENTIALS}
+    with reconnected(connection, **credentials, OPTIONS=owner.get("OPTIONS") or {}):
         yield app_role
-    finally:
-        connection.close()
-        connection.settings_dict.update(saved)

@@ -34,6 +34,7 @@ REDACTED = "[redacted]"
 SENSITIVE_WORDS = ("password", "token", "secret", "key_hash", "otp")
 
 LOCK_NOT_AVAILABLE = "55P03"
+SEAL_LOCK_WAIT_MS = 100
 
 _action_hint: ContextVar[dict | None] = ContextVar("audit_action_hint", default=None)
 
@@ -230,8 +231,8 @@ def seal_audit_log(*, max_rows: int = 100_000) -> Checkpoint | None:
     """Write a checkpoint over the committed rows after the last one (None if there are none).
 
     Only ids below the seal boundary are final: a transaction still open may yet commit a lower
-    id than rows already visible. Two sealers racing make the same checkpoint; the unique
-    last_id lets one win.
+    id than rows already visible. Two sealers racing both chain to the same previous
+    checkpoint; its successor is unique, so one wins and the other writes nothing.
     """
     boundary = _seal_boundary()
     if boundary is None:
@@ -255,26 +256,43 @@ def seal_audit_log(*, max_rows: int = 100_000) -> Checkpoint | None:
         }
         try:
             with transaction.atomic():
-                checkpoint = Checkpoint.objects.create(
-                    **values, digest=integrity.checkpoint_digest(**values)
-                )
+                checkpoint = _add_checkpoint(values, integrity.checkpoint_digest(**values))
         except IntegrityError:
             return None
         transaction.on_commit(partial(sink.publish, checkpoint))
     return checkpoint
 
 
+def _add_checkpoint(values: dict, digest: str) -> Checkpoint:
+    """On PostgreSQL through the owner's audit_add_checkpoint(), which checks that it is the
+    next link of the chain over rows that exist (the application role may not insert one)."""
+    if connection.vendor != "postgresql":
+        return Checkpoint.objects.create(**values, digest=digest)
+    arguments = [*(values[field] for field in roles.CHECKPOINT_FIELDS), digest]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT audit_add_checkpoint(%s, %s, %s, %s, %s, %s)", arguments)
+            checkpoint_id = cursor.fetchone()[0]
+    except DatabaseError as error:
+        if getattr(error.__cause__, "sqlstate", None) == roles.NOT_NEXT:  # another sealer won
+            raise IntegrityError(str(error)) from error
+        raise
+    return Checkpoint.objects.get(pk=checkpoint_id)
+
+
 def _seal_boundary() -> int | None:
     """The highest id below which no entry can still appear. On PostgreSQL the owner's
-    audit_seal_boundary() waits for every open writer of the trail (audit/roles.py); a writer
-    holding on longer than a moment makes this round give up rather than stall new entries.
-    SQLite has one writer at a time: inside a transaction, what is visible is final."""
+    audit_seal_boundary() waits for every open writer of the trail (audit/roles.py). Its lock
+    request holds up new entries while it waits, so it waits a moment only (and gives up
+    before PostgreSQL would cancel an autovacuum for it): a round that cannot have it is
+    skipped, and the next one seals. SQLite has one writer at a time: inside a transaction,
+    what is visible is final."""
     if connection.vendor != "postgresql":
         with transaction.atomic():
             return AuditLog.objects.aggregate(last=Max("id"))["last"]
     try:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SET LOCAL lock_timeout = '2s'")
+            cursor.execute(f"SET LOCAL lock_timeout = '{SEAL_LOCK_WAIT_MS}ms'")
             cursor.execute("SELECT audit_seal_boundary()")
             return cursor.fetchone()[0]
     except OperationalError as error:

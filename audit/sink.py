@@ -11,7 +11,9 @@ copies: `verify_audit_log --checkpoints FILE` finds every copy missing from the 
 import json
 import logging
 import os
+import urllib.parse
 import urllib.request
+from http.client import HTTPException
 from pathlib import Path
 
 from django.conf import settings
@@ -36,7 +38,7 @@ def publish(checkpoint) -> None:
             _post(target, record)
         else:
             _append(Path(target), record)
-    except (OSError, ValueError) as error:  # the log line above is then the only copy
+    except (OSError, ValueError, HTTPException) as error:  # the log line is then the only copy
         logger.error(
             "audit checkpoint %s..%s not copied to AUDIT_CHECKPOINT_SINK: %s",
             record["first_id"], record["last_id"], type(error).__name__,
@@ -54,6 +56,9 @@ def _append(path: Path, record: dict) -> None:
 
 
 def _post(url: str, record: dict) -> None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+        raise ValueError("a checkpoint sink beyond this machine must be https://")
     request = urllib.request.Request(  # noqa: S310 (the operator's own URL, http(s) only)
         url,
         data=json.dumps(record).encode(),
@@ -65,5 +70,15 @@ def _post(url: str, record: dict) -> None:
 
 
 def read_copies(path: Path) -> list[dict]:
-    """The checkpoints a sink file holds, oldest first."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The checkpoints a sink file holds, oldest first; ValueError for a line that is not one."""
+    copies = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        copy = json.loads(line)
+        if not isinstance(copy, dict) or not all(
+            isinstance(copy.get(field), int | str) for field in FIELDS
+        ):
+            raise ValueError(f"line {number} is not a checkpoint")
+        copies.append(copy)
+    return copies

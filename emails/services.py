@@ -18,7 +18,7 @@ from functools import partial
 from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import EmailMultiAlternatives
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.db.models.functions import Now
 from django.template import Context
@@ -35,9 +35,9 @@ from emails.models import EmailLog
 logger = logging.getLogger(__name__)
 
 LINK_PLACEHOLDER = "[link made when the email is sent]"
-# How long a server's acceptance is remembered when "sent" could not be written: far longer
-# than any outage of the database that a lease's retry would meet.
-ACCEPTANCE_MEMORY_SECONDS = 7 * 24 * 3600
+# How long a server's acceptance is remembered, in case its "sent" is lost: far longer than
+# any outage of the database that a lease's retry would meet.
+ACCEPTANCE_MEMORY_SECONDS = 24 * 3600
 # template name -> (the context keys it makes, function(email row) -> those values)
 _link_makers: dict[str, tuple[tuple[str, ...], Callable]] = {}
 
@@ -171,9 +171,9 @@ class Delivery:
 
 def deliver_email(email_id: int) -> Delivery:
     """Send one row at most once where that can be known: the claim keeps two workers apart,
-    and an acceptance whose "sent" could not be written (the database went away right after
-    the server took the message) is remembered in the cache, so that the lease's retry marks
-    the row sent instead of sending it again."""
+    and the server's acceptance is remembered in the cache before the row is marked sent, so
+    that when that mark is lost (the database gone or hanging right after the server took the
+    message) the lease's retry marks the row sent instead of sending it again."""
     email = _claim(email_id)
     if email is None:
         return Delivery(None, retry_in=_lease_left(email_id))
@@ -183,11 +183,8 @@ def deliver_email(email_id: int) -> Delivery:
         smtp.send(render(email, with_secrets=True))
     except Exception as error:  # SMTP, socket and template errors all end the same way
         return _record_failure(email, error)
-    try:
-        return _mark_sent(email)
-    except DatabaseError:
-        _remember_acceptance(email)
-        raise
+    _remember_acceptance(email)
+    return _mark_sent(email)
 
 
 def _lease_left(email_id: int) -> float | None:
@@ -204,10 +201,22 @@ def _lease_left(email_id: int) -> float | None:
     return max((lease_end - timezone.now()).total_seconds(), 0) + 1
 
 
-def _mark_sent(email: EmailLog) -> Delivery:
-    EmailLog.objects.filter(pk=email.pk).update(
-        status=EmailLog.Status.SENT, sent_at=Now(), last_error=""
+def _held(email: EmailLog):
+    """The row, as long as this delivery still holds its claim: one that outlived its lease
+    (a hang no time limit ended) must not overwrite what the next delivery did."""
+    return EmailLog.objects.filter(
+        pk=email.pk, status=EmailLog.Status.SENDING, claimed_at=email.claimed_at
     )
+
+
+def _let_go(email: EmailLog) -> Delivery:
+    logger.warning("email %s was taken back before this delivery of it ended", email.pk)
+    return Delivery(None)
+
+
+def _mark_sent(email: EmailLog) -> Delivery:
+    if not _held(email).update(status=EmailLog.Status.SENT, sent_at=Now(), last_error=""):
+        return _let_go(email)
     return Delivery(EmailLog.Status.SENT)
 
 
@@ -218,10 +227,8 @@ def _acceptance_key(email: EmailLog) -> str:
 def _remember_acceptance(email: EmailLog) -> None:
     try:
         cache.set(_acceptance_key(email), True, timeout=ACCEPTANCE_MEMORY_SECONDS)
-    except (RedisError, OSError):  # the cache is down too: the lease sends it again
-        logger.error("email %s accepted but recorded nowhere; it may be sent twice", email.pk)
-        return
-    logger.warning("email %s accepted; it is marked sent once the database answers", email.pk)
+    except (RedisError, OSError):  # if its "sent" is lost too, the lease sends it again
+        logger.warning("email %s accepted; the cache is unavailable to remember it", email.pk)
 
 
 def _accepted_before(email: EmailLog) -> bool:
@@ -236,9 +243,8 @@ def _record_failure(email: EmailLog, error: Exception) -> Delivery:
     reason = f"{type(error).__name__}: {error}"[:2000]
     if is_permanent(error) or email.attempts >= settings.EMAIL_MAX_ATTEMPTS:
         with transaction.atomic():
-            EmailLog.objects.filter(pk=email.pk).update(
-                status=EmailLog.Status.FAILED, last_error=reason
-            )
+            if not _held(email).update(status=EmailLog.Status.FAILED, last_error=reason):
+                return _let_go(email)
             audit.log(
                 "email.failed",
                 target=("email", email.pk),
@@ -252,11 +258,13 @@ def _record_failure(email: EmailLog, error: Exception) -> Delivery:
             )
         return Delivery(EmailLog.Status.FAILED)
     delay = retry_delay(email.attempts)
-    EmailLog.objects.filter(pk=email.pk).update(
+    queued = _held(email).update(
         status=EmailLog.Status.QUEUED,
         next_attempt_at=timezone.now() + _seconds(delay),
         last_error=reason,
     )
+    if not queued:
+        return _let_go(email)
     return Delivery(EmailLog.Status.QUEUED, retry_in=delay)
 
 
@@ -287,8 +295,7 @@ def resend_email(email: EmailLog) -> EmailLog:
         user=email.user,
         notification=email.notification,
         resource=(email.resource_type, email.resource_id) if email.resource_type else None,
-        on_behalf_of=email.on_behalf_of,
-    )
+    )  # staff resending, not the account: it counts against no account's quota
     audit.log("admin.email_resent", target=("email", email.pk), metadata={"copy_id": copy.pk})
     return copy
 

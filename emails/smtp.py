@@ -3,7 +3,8 @@
 `EMAIL_TIMEOUT` bounds each socket read, not a send: a server that trickles a byte every few
 seconds never trips it and holds the worker for ever (and past the outbox's lease, so the row
 is sent twice). Each send therefore runs under `EMAIL_SEND_TIMEOUT`: when it is over, a timer
-shuts the connection's socket down, which ends any read or write in progress at once.
+shuts the connection down, which ends any read or write in progress at once, in the greeting,
+the TLS handshake (SMTPS or STARTTLS) or the dialogue alike.
 """
 
 import contextlib
@@ -20,20 +21,36 @@ class SendDeadlineExceeded(smtplib.SMTPServerDisconnected):
     """Temporary, like any lost connection: the row is retried with backoff."""
 
 
-class _Watch:
-    """The SMTP client a send's deadline shuts down: set when the client creates its socket,
-    before the greeting is read, so that a trickled greeting is bounded too."""
+def _deadline_exceeded() -> SendDeadlineExceeded:
+    return SendDeadlineExceeded(
+        f"no answer within EMAIL_SEND_TIMEOUT ({settings.EMAIL_SEND_TIMEOUT} s)"
+    )
 
-    def __init__(self):
-        self.client = None
+
+class _Watch:
+    """One send's deadline. It cuts the connection through a duplicate of the TCP socket's
+    descriptor, taken as soon as the socket is connected: TLS wraps (and detaches) the
+    original, but a shutdown of the duplicate ends the connection under any wrapping."""
+
+    def __init__(self, client=None):
+        self.client = client
         self.expired = False
+        self._over = False
+        self._lock = threading.Lock()
 
     def expire(self) -> None:
-        self.expired = True
-        sock = getattr(self.client, "sock", None)  # the TLS socket, once STARTTLS wrapped it
-        if sock is not None:
-            with contextlib.suppress(OSError):  # already closed
-                sock.shutdown(socket.SHUT_RDWR)
+        with self._lock:
+            if self._over:  # the send ended as the timer fired: its connection lives on
+                return
+            self.expired = True
+            raw = getattr(self.client, "raw_socket", None)
+            if raw is not None:
+                with contextlib.suppress(OSError):  # already closed
+                    raw.shutdown(socket.SHUT_RDWR)
+
+    def end(self) -> None:
+        with self._lock:
+            self._over = True
 
 
 class _Local(threading.local):
@@ -45,19 +62,30 @@ class _Local(threading.local):
 _local = _Local()
 
 
-class _WatchedClient:
+class WatchedSMTP(smtplib.SMTP):
+    raw_socket = None
+
     def _get_socket(self, host, port, timeout):
-        if _local.watch is not None:
-            _local.watch.client = self
-        return super()._get_socket(host, port, timeout)
+        sock = super()._get_socket(host, port, timeout)
+        self.raw_socket = sock.dup()
+        watch = _local.watch
+        if watch is not None:
+            watch.client = self
+            if watch.expired:  # the deadline passed while connecting
+                sock.close()
+                raise _deadline_exceeded()
+        return sock
+
+    def close(self):
+        super().close()
+        if self.raw_socket is not None:
+            self.raw_socket.close()
+            self.raw_socket = None
 
 
-class WatchedSMTP(_WatchedClient, smtplib.SMTP):
-    pass
-
-
-class WatchedSMTPSSL(_WatchedClient, smtplib.SMTP_SSL):
-    pass
+class WatchedSMTPSSL(smtplib.SMTP_SSL, WatchedSMTP):
+    """SMTP_SSL wraps the socket WatchedSMTP has connected (and watched): the handshake is
+    under the deadline too."""
 
 
 class EmailBackend(smtp.EmailBackend):
@@ -83,8 +111,7 @@ def send(message: EmailMultiAlternatives) -> None:
     """Send within EMAIL_SEND_TIMEOUT. A kept connection that the server dropped while idle is
     opened again once; after any other error it is closed, so the next email starts clean."""
     backend = _backend()
-    watch = _local.watch = _Watch()
-    watch.client = getattr(backend, "connection", None)
+    watch = _local.watch = _Watch(getattr(backend, "connection", None))
     timer = threading.Timer(settings.EMAIL_SEND_TIMEOUT, watch.expire)
     timer.daemon = True
     timer.start()
@@ -102,11 +129,10 @@ def send(message: EmailMultiAlternatives) -> None:
     except Exception as error:
         close()
         if watch.expired:
-            raise SendDeadlineExceeded(
-                f"no answer within EMAIL_SEND_TIMEOUT ({settings.EMAIL_SEND_TIMEOUT} s)"
-            ) from error
+            raise _deadline_exceeded() from error
         raise
     finally:
+        watch.end()
         timer.cancel()
         _local.watch = None
 

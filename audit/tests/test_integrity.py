@@ -4,7 +4,6 @@
 Tampering is done as a database superuser would: with the append-only triggers dropped."""
 
 import io
-import threading
 from contextlib import contextmanager
 
 import psycopg
@@ -99,7 +98,7 @@ def test_sealing_with_nothing_new_writes_no_checkpoint():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_seal_waits_for_a_transaction_still_writing_and_never_seals_over_its_entry():
+def test_the_seal_never_seals_over_an_entry_of_a_transaction_still_writing():
     """An open transaction may hold a lower id than entries already committed: sealing those
     would leave its entry outside every checkpoint once it commits (a false tamper alarm)."""
     if connection.vendor != "postgresql":
@@ -108,11 +107,12 @@ def test_the_seal_waits_for_a_transaction_still_writing_and_never_seals_over_its
         early = services.entry_values("invoice.sent", target=("invoice", 1))
         writer.execute(f"{services.INSERT_SQL} RETURNING id", services.insert_params(early))
         later = services.log("invoice.sent", target=("invoice", 2))  # committed first
-        threading.Timer(0.5, writer.commit).start()
 
-        checkpoint = services.seal_audit_log()
+        assert services.seal_audit_log() is None  # the round gives up, and seals nothing
+        writer.commit()
 
-    assert checkpoint.row_count == 2 and checkpoint.last_id == later.id
+    checkpoint = services.seal_audit_log()
+    assert (checkpoint.row_count, checkpoint.last_id) == (2, later.id)
     assert verify_audit_log().ok
 
 

@@ -2,7 +2,6 @@
 leaves it SELECT and INSERT on the audit tables and the owner's two functions, no more."""
 
 import uuid
-from contextlib import contextmanager
 
 import pytest
 from django.core.management import call_command
@@ -10,8 +9,9 @@ from django.db import DatabaseError, connection, transaction
 from django.test import override_settings
 
 from audit import services
-from audit.apps import check_owner_role_is_not_the_app_role
+from audit.apps import check_app_role_cannot_rewrite_the_trail
 from audit.models import AuditLog
+from audit.roles import reconnected
 from audit.tests.factories import AuditLogFactory
 from audit.tests.helpers import age_entries, run_sql
 from invoicegen.billing.tests.factories import InvoiceFactory
@@ -22,17 +22,9 @@ pytestmark = [
 ]
 
 
-@contextmanager
 def logged_in_as(role: str):
     """The test's connection logged in as `role` (same database), as the application is."""
-    saved = connection.settings_dict["USER"]
-    connection.close()
-    connection.settings_dict["USER"] = role
-    try:
-        yield
-    finally:
-        connection.close()
-        connection.settings_dict["USER"] = saved
+    return reconnected(connection, USER=role)
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +55,10 @@ def app_role(django_db_setup, django_db_blocker):
         "DROP TABLE audit_auditlog",
         "CREATE OR REPLACE FUNCTION audit_refuse_change() RETURNS trigger "
         "LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
+        "INSERT INTO audit_auditlog (id) VALUES (1)",  # ids come from the database
+        "INSERT INTO audit_auditlog (created_at) VALUES (now() - interval '400 days')",
+        "INSERT INTO audit_checkpoint (first_id, last_id, row_count, rows_hash, previous_digest,"
+        " digest, created_at) VALUES (1, 4611686018427387904, 0, '', '', '', now())",
     ],
 )
 def test_the_app_role_cannot_rewrite_the_trail(app_role, sql):
@@ -122,16 +118,47 @@ def test_the_owners_purge_refuses_young_or_unsealed_entries(app_role, aged):
     assert AuditLog.objects.count() == count
 
 
-def test_deploy_check_warns_when_one_role_owns_and_runs(settings):
-    settings.DATABASE_OWNER = dict(connection.settings_dict)
+@pytest.mark.parametrize(
+    "forgery",
+    ["a range past the last entry", "a range that skips entries", "a fork of the chain"],
+)
+def test_the_owners_checkpoint_function_adds_only_the_next_link_over_existing_entries(
+    app_role, forgery
+):
+    AuditLogFactory.create_batch(3)
+    first = services.seal_audit_log()
+    AuditLogFactory.create_batch(2)
+    after = first.last_id + 1
+    arguments = {
+        "a range past the last entry": [after, 2**62, 2, "", first.digest, "x"],
+        "a range that skips entries": [after + 1, after + 1, 1, "", first.digest, "x"],
+        "a fork of the chain": [after, after + 1, 2, "", first.previous_digest, "x"],
+    }[forgery]
 
-    [warning] = check_owner_role_is_not_the_app_role(None)
+    with logged_in_as(app_role), pytest.raises(DatabaseError, match="not the next link"):
+        run_sql("SELECT audit_add_checkpoint(%s, %s, %s, %s, %s, %s)", params=arguments)
+
+    assert services.seal_audit_log().first_id == after
+    assert services.check_audit_log().ok
+
+
+def test_sealers_racing_with_other_boundaries_add_one_link_and_the_chain_holds(race):
+    AuditLogFactory.create_batch(6)
+    sizes = iter([2, 4])
+
+    outcomes = race(lambda: services.seal_audit_log(max_rows=next(sizes)), 2)
+
+    assert sum(outcome is not None for outcome in outcomes) >= 1
+    assert services.check_audit_log().ok
+
+
+def test_deploy_check_warns_when_the_application_may_rewrite_the_trail():
+    [warning] = check_app_role_cannot_rewrite_the_trail(None, databases=["default"])
 
     assert warning.id == "audit.W001"
     assert "DATABASE_OWNER_URL" in warning.hint
 
 
-def test_deploy_check_is_quiet_with_an_owner_role_of_its_own(settings):
-    settings.DATABASE_OWNER = {**connection.settings_dict, "USER": "invoicegen_owner"}
-
-    assert check_owner_role_is_not_the_app_role(None) == []
+def test_deploy_check_is_quiet_for_an_application_role_of_its_own(app_role):
+    with logged_in_as(app_role):
+        assert check_app_role_cannot_rewrite_the_trail(None, databases=["default"]) == []

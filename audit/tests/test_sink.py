@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 
 from audit import services
 from audit.models import AuditLog, Checkpoint
-from audit.sink import FIELDS, read_copies
+from audit.sink import read_copies, record_of
 from audit.tests.factories import AuditLogFactory
 from audit.tests.helpers import run_sql, triggers_lifted
 
@@ -27,10 +27,6 @@ def seal(django_capture_on_commit_callbacks):
             return services.seal_audit_log()
 
     return run
-
-
-def as_copy(checkpoint: Checkpoint) -> dict:
-    return {field: getattr(checkpoint, field) for field in FIELDS}
 
 
 @pytest.fixture
@@ -69,7 +65,7 @@ def test_each_checkpoint_is_appended_to_the_sink_file(seal, settings, tmp_path):
 
     checkpoints = [seal(), seal()]
 
-    assert read_copies(tmp_path / "checkpoints.jsonl") == [as_copy(c) for c in checkpoints]
+    assert read_copies(tmp_path / "checkpoints.jsonl") == [record_of(c) for c in checkpoints]
 
 
 def test_each_checkpoint_is_posted_to_the_sink_url(seal, settings, receiver):
@@ -77,10 +73,12 @@ def test_each_checkpoint_is_posted_to_the_sink_url(seal, settings, receiver):
 
     checkpoint = seal()
 
-    assert receiver.received == [("application/json", as_copy(checkpoint))]
+    assert receiver.received == [("application/json", record_of(checkpoint))]
 
 
-@pytest.mark.parametrize("broken", ["refused", "error answer", "unwritable file"])
+@pytest.mark.parametrize(
+    "broken", ["refused", "error answer", "unwritable file", "plain http to another host"]
+)
 def test_a_failing_sink_keeps_the_checkpoint_and_says_so_in_the_log(
     seal, settings, receiver, tmp_path, caplog, broken
 ):
@@ -88,6 +86,7 @@ def test_a_failing_sink_keeps_the_checkpoint_and_says_so_in_the_log(
         "refused": "http://127.0.0.1:9/checkpoints",  # the discard port: nothing listens
         "error answer": receiver.url,
         "unwritable file": str(tmp_path / "no-such-folder" / "checkpoints.jsonl"),
+        "plain http to another host": "http://collector.invalid/checkpoints",
     }[broken]
     receiver.answer["status"] = 500
 
@@ -97,7 +96,7 @@ def test_a_failing_sink_keeps_the_checkpoint_and_says_so_in_the_log(
     assert f"audit checkpoint {checkpoint.first_id}..{checkpoint.last_id} not copied" in (
         caplog.text
     )
-    assert "127.0.0.1:9" not in caplog.text and "no-such-folder" not in caplog.text
+    assert not any(part in caplog.text for part in ("127.0.0.1:9", "no-such-folder", "invalid"))
 
 
 def test_newest_entries_deleted_with_their_checkpoint_are_found_by_the_copies(
@@ -131,8 +130,9 @@ def test_verify_against_intact_copies_passes_and_says_how_many(seal, settings, t
     assert "2 checkpoint copies" in capsys.readouterr().out
 
 
-def test_verify_with_an_unreadable_copy_file_is_a_clear_error(tmp_path):
-    (tmp_path / "bad.jsonl").write_text("not json\n")
+@pytest.mark.parametrize("line", ["not json", "[1, 2]", '{"first_id": 1}'])
+def test_verify_with_an_unreadable_copy_file_is_a_clear_error(tmp_path, line):
+    (tmp_path / "bad.jsonl").write_text(f"{line}\n")
 
     with pytest.raises(CommandError, match="cannot read"):
         call_command("verify_audit_log", "--checkpoints", str(tmp_path / "bad.jsonl"))

@@ -30,12 +30,12 @@ def smtp(settings):
 
 @pytest.fixture
 def trickling_smtp(settings):
-    """A server that answers one byte at a time, faster than the read timeout (1 s) but far
-    slower than the send deadline (1 s), which ends before even the reply code is complete:
-    `trickle` says at which stage."""
+    """A server that answers one byte every 0.4 s: well under the read timeout (5 s, which
+    also bounds a whole TLS handshake), so only the send deadline (1 s) ends a send, before
+    even a reply code is complete. `trickle` says at which stage."""
     server = TricklingSMTPServer(trickle=None, interval=0.4)
     send_through(settings, server.port)
-    settings.EMAIL_TIMEOUT = 1
+    settings.EMAIL_TIMEOUT = 5
     settings.EMAIL_SEND_TIMEOUT = 1
     yield server
     server.stop()

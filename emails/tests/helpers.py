@@ -164,9 +164,12 @@ class SMTPServer:
 
 
 class TricklingSMTPServer:
-    """A server that speaks SMTP at a trickle: one byte every `interval` seconds, always under
-    the client's read timeout, at the greeting or at the reply to the message's data (the
-    stage named by `trickle`; None: at full speed). What a socket timeout alone never ends."""
+    """A server that speaks at a trickle: one byte every `interval` seconds, always under the
+    client's read timeout. `trickle` names the stage: the greeting, the reply to the message's
+    data, the TLS handshake of SMTPS ("smtps") or of STARTTLS ("starttls"), or None (full
+    speed). What a socket timeout alone never ends."""
+
+    TLS_RECORD = b"\x16\x03\x03\x40\x00"  # a handshake record of 16 KiB, to be trickled
 
     def __init__(self, *, trickle: str | None, interval: float):
         self.trickle = trickle
@@ -189,23 +192,37 @@ class TricklingSMTPServer:
                 return
             threading.Thread(target=self._talk, args=(client,), daemon=True).start()
 
-    def _say(self, client, line: str, *, stage: str) -> None:
-        data = f"{line}\r\n".encode()
-        if self.trickle != stage:
-            client.sendall(data)
-            return
+    def _drip(self, client, data: bytes) -> None:
         for byte in data:  # ends when the client hangs up
             if self._stopped.wait(self.interval):
                 return
             client.sendall(bytes([byte]))
 
+    def _say(self, client, line: str, *, stage: str) -> None:
+        data = f"{line}\r\n".encode()
+        if self.trickle == stage:
+            self._drip(client, data)
+        else:
+            client.sendall(data)
+
+    def _handshake(self, client) -> None:
+        client.sendall(self.TLS_RECORD[:1])
+        self._drip(client, self.TLS_RECORD[1:] + bytes(64))
+
     def _talk(self, client) -> None:
         with client, client.makefile("rb") as lines:
             try:
+                if self.trickle == "smtps":
+                    return self._handshake(client)
                 self._say(client, "220 trickle.test ESMTP, at one byte a moment", stage="greeting")
                 for line in lines:
                     verb = line[:4].upper()
-                    if verb == b"DATA":
+                    if verb == b"EHLO":
+                        self._say(client, "250-trickle.test\r\n250 STARTTLS", stage="")
+                    elif verb == b"STAR":
+                        self._say(client, "220 ready to start TLS", stage="")
+                        return self._handshake(client)
+                    elif verb == b"DATA":
                         self._say(client, "354 go ahead", stage="")
                         for data_line in lines:
                             if data_line == b".\r\n":
@@ -213,8 +230,7 @@ class TricklingSMTPServer:
                         self._say(client, "250 2.0.0 accepted for delivery, at last", stage="data")
                         self.accepted += 1
                     elif verb == b"QUIT":
-                        self._say(client, "221 bye", stage="")
-                        return
+                        return self._say(client, "221 bye", stage="")
                     else:
                         self._say(client, "250 ok", stage="")
             except OSError:  # the client shut the connection down

@@ -1,6 +1,7 @@
 import datetime
 import html
 import re
+import smtplib
 from urllib.parse import parse_qs, urlsplit
 
 import psycopg
@@ -350,6 +351,26 @@ def test_row_inside_another_workers_lease_comes_back_when_the_lease_ends(smtp, q
     assert delivery.status is None
     assert 35 <= delivery.retry_in <= 37  # the 35 s left, and a second for the clocks
     assert services.deliver_email(queue().pk).retry_in is None  # sent: nothing to come back for
+
+
+def test_a_delivery_outlived_by_its_lease_leaves_the_next_deliverys_outcome_alone(
+    smtp, queue, settings
+):
+    """A worker hung past its lease (a hang no time limit ended): another took the row and
+    sent it; the late one's outcome, whatever it is, must not put the row back or fail it."""
+    email = queue()
+    hung = services._claim(email.pk)
+    long_ago = timezone.now() - datetime.timedelta(seconds=settings.EMAIL_SENDING_LEASE_SECONDS + 1)
+    EmailLog.objects.filter(pk=email.pk).update(claimed_at=long_ago)
+    hung.claimed_at = long_ago
+
+    assert services.deliver_email(email.pk).status == EmailLog.Status.SENT
+    assert services._record_failure(hung, smtplib.SMTPServerDisconnected()).status is None
+    assert services._mark_sent(hung).status is None
+
+    row = reload(email)
+    assert (row.status, row.attempts, row.last_error) == ("sent", 2, "")
+    assert len(smtp.received) == 1
 
 
 @pytest.mark.django_db(transaction=True)

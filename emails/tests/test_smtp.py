@@ -18,8 +18,16 @@ def deliver_timed(email) -> tuple[services.Delivery, float]:
     return delivery, time.monotonic() - started
 
 
-def test_trickled_greeting_is_abandoned_at_the_deadline_and_retried(trickling_smtp, queue):
-    trickling_smtp.trickle = "greeting"
+@pytest.mark.parametrize(
+    "stage, tls",
+    [("greeting", {}), ("smtps", {"EMAIL_USE_SSL": True}), ("starttls", {"EMAIL_USE_TLS": True})],
+)
+def test_a_trickling_server_is_abandoned_at_the_deadline_and_the_row_retried(
+    trickling_smtp, queue, settings, stage, tls
+):
+    trickling_smtp.trickle = stage
+    for name, value in tls.items():
+        setattr(settings, name, value)
     email = queue()
 
     delivery, elapsed = deliver_timed(email)

@@ -151,7 +151,7 @@ def daily_email_quota(user) -> int:
     """Emails to clients per day (UTC): the plan of a subscription still in its period, or
     the free plan's."""
     plan = (
-        Subscription.objects.filter(user=user)
+        Subscription.objects.filter(user=user, current_period_end__gt=timezone.now())
         .exclude(status=Subscription.Status.EXPIRED)
         .values_list("plan", flat=True)
         .first()
@@ -177,7 +177,8 @@ def _check_may_email_clients(user) -> None:
 def _send_invoice(invoice: Invoice, *, to: str | None) -> Invoice:
     invoice = _locked(invoice)
     _require_status(invoice, Invoice.Status.FINALIZED, Invoice.Status.SENT, action="send")
-    user = get_user_model().objects.select_for_update().get(pk=invoice.user_id)  # one at a time
+    # One send of the account's at a time, so that two cannot both take the last email left.
+    user = get_user_model().objects.select_for_update(no_key=True).get(pk=invoice.user_id)
     _check_may_email_clients(user)
     invoice.status = Invoice.Status.SENT
     invoice.sent_at = timezone.now()

@@ -13,4 +13,5 @@ class Command(migrate.Command):
     def handle(self, *args, **options):
         with roles.connected_as_owner(options["database"]) as app_role:
             super().handle(*args, **options)
-            roles.set_up(connections[options["database"]], app_role=app_role)
+            if not (options["plan"] or options["check_unapplied"]):  # both change nothing
+                roles.set_up(connections[options["database"]], app_role=app_role)

@@ -104,3 +104,21 @@ def test_the_quota_is_the_plan_of_the_subscription_still_in_its_period(
     response = send(api, invoice)
     assert response.status_code == 429
     assert response.json()["limit"] == quota
+
+
+def test_a_cancelled_plan_whose_period_ended_is_the_free_plan_before_expiry_runs(api, user):
+    period_start = timezone.now() - datetime.timedelta(days=40)
+    SubscriptionFactory(
+        user=user,
+        plan=Subscription.Plan.BUSINESS,
+        status=Subscription.Status.CANCELLED,
+        current_period_start=period_start,
+        current_period_end=period_start + datetime.timedelta(days=30),
+    )
+    invoice = finalized_invoice(user=user)
+    already_sent_today(user, 50)
+
+    response = send(api, invoice)
+
+    assert response.status_code == 429
+    assert response.json()["limit"] == 50
