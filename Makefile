@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format bench demo install install-dev worker beat clean
+.PHONY: run test lint format bench soak demo install install-dev worker beat clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -m venv $(VENV) || { echo "Could not create $(VENV): on Debian run 'apt-get install python3-venv'."; exit 1; }
@@ -42,6 +42,11 @@ format: install-dev
 bench: install-dev
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	$(PY) -m bench
+
+# The production topology on this machine under load and faults (bench/soak); SOAK_ARGS=--short
+# is the CI run.
+soak: install-dev
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 demo: install
 	$(PY) manage.py migrate --noinput

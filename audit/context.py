@@ -17,13 +17,12 @@ from dataclasses import asdict, dataclass, replace
 
 from django.conf import settings
 
+from invoicegen.redaction import redact_secrets
+
 MAX_USER_AGENT = 512
 MAX_PATH = 512
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-# Path segments that are credentials: a download token, a uid/token pair.
-_SECRET_IN_PATH = re.compile(r"(/downloads/)[^/?#]+")
-_SECRET_IN_QUERY = re.compile(r"((?:^|[?&])(?:token|uid|key|password)=)[^&#]*", re.IGNORECASE)
 
 
 def clean_text(value: str | None, limit: int) -> str:
@@ -33,8 +32,7 @@ def clean_text(value: str | None, limit: int) -> str:
 
 
 def clean_path(path: str) -> str:
-    path = _SECRET_IN_PATH.sub(r"\1[redacted]", path or "")
-    return clean_text(_SECRET_IN_QUERY.sub(r"\1[redacted]", path), MAX_PATH)
+    return clean_text(redact_secrets(path or ""), MAX_PATH)
 
 
 def clean_ip(value: str | None) -> str | None:

@@ -50,6 +50,7 @@ for _name, _category, _template, _security in [
     ("user.signup", "auth", "{actor} signed up", False),
     ("user.login", "auth", "{actor} logged in", False),
     ("user.login_failed", "auth", "Failed login for {attempted_email}", True),
+    ("user.login_locked", "auth", "Login for {attempted_email} refused: locked out", True),
     ("user.logout", "auth", "{actor} logged out", False),
     ("user.password_changed", "auth", "{actor} changed their password", True),
     ("user.password_reset_requested", "auth", "Password reset requested for {target}", True),
@@ -100,6 +101,12 @@ for _name, _category, _template, _security in [
         True,
     ),
     ("security.brute_force_suspected", "security", "Repeated failed logins: {reason}", True),
+    (
+        "security.account_locked",
+        "security",
+        "Logins for {attempted_email} locked for {minutes} min after {failures} failures",
+        True,
+    ),
     ("security.token_misuse", "security", "Invalid token presented: {reason}", True),
 ]:
     register(_name, _category, _template, security=_security)

@@ -128,8 +128,10 @@ def insert_entry(values: dict) -> AuditLog:
     with connection.cursor() as cursor:
         cursor.execute(f"{INSERT_SQL} RETURNING id, created_at", insert_params(values))
         row_id, created_at = cursor.fetchone()
-    if isinstance(created_at, str):  # SQLite hands back text
-        created_at = timezone.make_aware(parse_datetime(created_at), datetime.UTC)
+    if isinstance(created_at, str):  # SQLite hands back text or a naive datetime, in UTC
+        created_at = parse_datetime(created_at)
+    if timezone.is_naive(created_at):
+        created_at = timezone.make_aware(created_at, datetime.UTC)
     return AuditLog(id=row_id, created_at=created_at, **values)
 
 

@@ -58,10 +58,59 @@ def issue_download_token(
     created_by=None,
     expires_in_hours: int | None = None,
     max_downloads: int | None = None,
-    email=None,
 ) -> tuple[SecureDownloadToken, str]:
-    """A new link; returns the token and its raw value, which exists nowhere else."""
+    """A new random link; returns the token and its raw value, which exists nowhere else."""
     raw, token_hash = tokens.new_token()
+    token = _create_token(
+        token_hash,
+        resource_type,
+        resource_id,
+        created_by=created_by,
+        expires_in_hours=expires_in_hours,
+        max_downloads=max_downloads,
+    )
+    return token, raw
+
+
+@transaction.atomic
+def issue_email_download_token(
+    resource_type: str, resource_id, *, email, created_by=None
+) -> tuple[SecureDownloadToken, str]:
+    """The link that goes out in `email`, the same at each rendering of that email: made (and
+    audited) at the first, found again by its hash at every retry, so the copy a client may
+    already have keeps working. Making it withdraws the unused links that earlier emails of the
+    same kind gave the same address for the same resource (a new sending supersedes them); a
+    link the client already used stays valid, and later emails' links are not touched."""
+    raw, token_hash = tokens.email_token(email.message_id)
+    token = SecureDownloadToken.objects.filter(token_hash=token_hash).first()
+    if token is None:
+        token = _create_token(
+            token_hash, resource_type, resource_id, created_by=created_by, email=email
+        )
+        superseded = SecureDownloadToken.objects.filter(
+            resource_type=resource_type,
+            resource_id=str(resource_id),
+            email__template_name=email.template_name,
+            email__to_email=email.to_email,
+            email__pk__lt=email.pk,
+            download_count=0,
+            revoked_at__isnull=True,
+        )
+        for earlier in superseded:
+            revoke_token(earlier)
+    return token, raw
+
+
+def _create_token(
+    token_hash: str,
+    resource_type: str,
+    resource_id,
+    *,
+    created_by,
+    expires_in_hours: int | None = None,
+    max_downloads: int | None = None,
+    email=None,
+) -> SecureDownloadToken:
     hours = expires_in_hours or settings.DOWNLOAD_TOKEN_TTL_HOURS
     token = SecureDownloadToken.objects.create(
         token_hash=token_hash,
@@ -82,7 +131,7 @@ def issue_download_token(
             "email_id": getattr(email, "pk", None),
         },
     )
-    return token, raw
+    return token
 
 
 def _find(raw: str) -> SecureDownloadToken | None:

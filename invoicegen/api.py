@@ -1,22 +1,34 @@
 """Shared pieces of the HTTP API: routing, pagination, throttling and error shapes (API.md)."""
 
+import datetime
 import logging
+import re
 
 import django_filters
 from django import forms
-from django.core.exceptions import NON_FIELD_ERRORS
+from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views import defaults
 from redis.exceptions import RedisError
-from rest_framework import exceptions, pagination, routers, status, throttling
+from rest_framework import exceptions, pagination, routers, serializers, status, throttling
+from rest_framework.fields import empty
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from audit import services as audit
-from invoicegen.exceptions import ConflictError, QuotaExceeded
+from invoicegen.exceptions import ConflictError, TryLater
 
 logger = logging.getLogger(__name__)
+
+MAX_ID = 2**63 - 1  # a bigint
+# Query values as the schema writes an integer and a date-time.
+INTEGER = re.compile("-?[0-9]+")
+RFC_3339 = re.compile(
+    "[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 
 
 class OptionalSlashRouter(routers.SimpleRouter):
@@ -27,10 +39,67 @@ class OptionalSlashRouter(routers.SimpleRouter):
         self.trailing_slash = "/?"
 
 
-class PageSizePagination(pagination.PageNumberPagination):
+def _query_integer(request, name: str, **bounds) -> int | None:
+    """The query parameter `name` as an integer within `bounds`, None if absent or empty (as
+    DRF takes an empty optional parameter); else a 400 naming it."""
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    field = serializers.IntegerField(**bounds)
+    try:
+        if not INTEGER.fullmatch(raw):  # int() would also take " 5", "1_000" and other digits
+            field.fail("invalid")
+        return field.run_validation(raw)
+    except exceptions.ValidationError as error:
+        raise exceptions.ValidationError({name: error.detail}) from None
+
+
+class BoundedPageSize:
+    """`page_size` that is not a positive integer is a 400 naming it, where DRF would quietly
+    answer a page of the default size; above max_page_size it is capped, as API.md says."""
+
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def get_page_size(self, request):
+        size = _query_integer(request, self.page_size_query_param, min_value=1)
+        return self.page_size if size is None else min(size, self.max_page_size)
+
+    def query_bounds(self) -> dict[str, dict]:
+        return {self.page_size_query_param: {"minimum": 1, "default": self.page_size}}
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        bounds = self.query_bounds()
+        for parameter in parameters:
+            parameter["schema"].update(bounds.get(parameter["name"], {}))
+            if parameter["name"] == self.page_size_query_param:
+                parameter["description"] = (
+                    f"Results per page, at most {self.max_page_size} (a larger number is "
+                    f"taken as {self.max_page_size})."
+                )
+        return parameters
+
+
+class PageSizePagination(BoundedPageSize, pagination.PageNumberPagination):
+    """Numbered pages; a page that is not a positive integer is a 400 naming `page`, a page
+    past the last one DRF's 404."""
+
+    def get_page_number(self, request, paginator):
+        number = _query_integer(request, self.page_query_param, min_value=1)
+        return 1 if number is None else number
+
+    def query_bounds(self) -> dict[str, dict]:
+        return {**super().query_bounds(), self.page_query_param: {"minimum": 1}}
+
+
+def not_found(request, exception):
+    """handler404: under /api/ a path no route matches (an id that is not a number, a typo)
+    answers in the API's error shape; elsewhere Django's page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+    return defaults.page_not_found(request, exception)
 
 
 class TrueFalseField(forms.NullBooleanField):
@@ -43,13 +112,68 @@ class TrueFalseField(forms.NullBooleanField):
         if value in self.empty_values:
             return None
         try:
-            return {"true": True, "false": False}[str(value).lower()]
+            return {"true": True, "false": False}[str(value)]
         except KeyError:
             raise forms.ValidationError("Must be true or false.", code="invalid") from None
 
 
 class TrueFalseFilter(django_filters.BooleanFilter):
     field_class = TrueFalseField
+
+
+class TrueFalseQueryField(serializers.BooleanField):
+    """A query's boolean, `true` or `false` as the schema writes it; DRF's field would also
+    take 1, yes, on, True and their opposites."""
+
+    default_empty_html = empty  # absent is the default, not an unticked checkbox's False
+
+    def to_internal_value(self, data):
+        if data not in ("true", "false"):
+            self.fail("invalid", input=data)
+        return data == "true"
+
+
+class UTCDateTimeField(django_filters.fields.IsoDateTimeField):
+    def to_python(self, value):
+        if value not in self.empty_values and not RFC_3339.fullmatch(str(value)):
+            raise forms.ValidationError(
+                "Enter a date and time with its offset, such as 2026-01-31T09:00:00Z.",
+                code="invalid",
+            )
+        moment = super().to_python(value and str(value).upper())  # RFC 3339 allows "t", "z"
+        if moment is None:
+            return None
+        try:
+            return moment.astimezone(datetime.UTC)
+        except OverflowError:
+            raise forms.ValidationError("Out of the range of dates.", code="invalid") from None
+
+
+class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """An RFC 3339 date-time as the schema says (Python's parser would also take a date alone,
+    spaces and more), compared in UTC: PostgreSQL refuses a UTC offset past 15:59, and a moment
+    whose UTC date falls outside years 1-9999 is a 400 here, where converting it for the
+    database would overflow (a 500)."""
+
+    field_class = UTCDateTimeField
+
+
+class IntegerQueryField(forms.IntegerField):
+    def to_python(self, value):
+        if value not in self.empty_values and not INTEGER.fullmatch(str(value)):
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return super().to_python(value)
+
+
+class IdFilter(django_filters.NumberFilter):
+    """An id: a positive integer within a bigint, written in ASCII digits, else a 400 naming
+    the filter, where a number filter would truncate a decimal and pass SQLite an integer it
+    cannot hold (a 500)."""
+
+    field_class = IntegerQueryField
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, min_value=1, max_value=MAX_ID, **kwargs)
 
 
 class FailOpen:
@@ -98,18 +222,27 @@ def _record_denial(exc, view) -> None:
         )
 
 
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The body is too large."
+    default_code = "request_too_large"
+
+
 def exception_handler(exc, context):
-    """DRF's handler, plus the domain errors services raise: conflicts (409) and Django's
-    ValidationError (400, keyed by field like a serializer error); refusals are audited."""
+    """DRF's handler, plus the domain errors services raise: conflicts (409), lockouts and
+    quotas (429 with Retry-After) and Django's ValidationError (400, keyed by field like a
+    serializer error); refusals are audited."""
     _record_denial(exc, context.get("view"))
     if isinstance(exc, ConflictError):
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-    if isinstance(exc, QuotaExceeded):
+    if isinstance(exc, TryLater):
         return Response(
-            {"detail": str(exc), "limit": exc.limit, "resets_at": exc.resets_at},
+            {"detail": str(exc), **exc.details()},
             status=status.HTTP_429_TOO_MANY_REQUESTS,
             headers={"Retry-After": str(exc.seconds_left())},
         )
+    if isinstance(exc, RequestDataTooBig):
+        exc = RequestTooLarge(f"The body exceeds {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
     if isinstance(exc, DjangoValidationError):
         messages = (
             exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}

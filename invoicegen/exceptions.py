@@ -10,13 +10,34 @@ class ConflictError(Exception):
     """The object is not in a state that allows this operation (HTTP 409)."""
 
 
-class QuotaExceeded(Exception):
-    """An allowance of `limit` is used up until `resets_at` (HTTP 429 with Retry-After)."""
+class TryLater(Exception):
+    """Refused until `until` (HTTP 429 with Retry-After)."""
 
-    def __init__(self, message: str, *, limit: int, resets_at: datetime.datetime):
+    def __init__(self, message: str, *, until: datetime.datetime):
         super().__init__(message)
-        self.limit = limit
-        self.resets_at = resets_at
+        self.until = until
 
     def seconds_left(self) -> int:
-        return max(1, math.ceil((self.resets_at - timezone.now()).total_seconds()))
+        return max(1, math.ceil((self.until - timezone.now()).total_seconds()))
+
+    def details(self) -> dict:
+        """What the answer says besides `detail`."""
+        return {}
+
+
+class LockedOut(TryLater):
+    """Too many failed logins for this email: every login is refused until `until`."""
+
+    def __init__(self, *, until: datetime.datetime):
+        super().__init__("Too many failed logins for this account.", until=until)
+
+
+class QuotaExceeded(TryLater):
+    """An allowance of `limit` is used up until `until`."""
+
+    def __init__(self, message: str, *, limit: int, until: datetime.datetime):
+        super().__init__(message, until=until)
+        self.limit = limit
+
+    def details(self) -> dict:
+        return {"limit": self.limit, "resets_at": self.until}

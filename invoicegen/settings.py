@@ -29,7 +29,7 @@ APP_BASE_URL = env.str("APP_BASE_URL", default="http://localhost:8000").rstrip("
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "invoicegen.apps.AdminConfig",  # django.contrib.admin, its login protected
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -108,6 +108,8 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 AUTH_USER_MODEL = "accounts.User"
+# Django's ModelBackend, refusing every login to a locked-out email (API and admin alike).
+AUTHENTICATION_BACKENDS = ["invoicegen.accounts.backends.LockoutBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -116,6 +118,11 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 # Verification and reset links stay valid for a day; each works once (see accounts/tokens.py).
 PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=24 * 3600)
+# This many failed logins for one email within AUTH_LOCKOUT_MINUTES lock it for that long.
+AUTH_LOCKOUT_THRESHOLD = env.int("AUTH_LOCKOUT_THRESHOLD", default=10)
+AUTH_LOCKOUT_MINUTES = env.int("AUTH_LOCKOUT_MINUTES", default=15)
+# An API token unused for this many days stops working (each use renews it).
+AUTH_TOKEN_TTL_DAYS = env.int("AUTH_TOKEN_TTL_DAYS", default=30)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -135,14 +142,17 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON only, bounded in depth, lone surrogates refused (a 400, never a 500).
+    "DEFAULT_PARSER_CLASSES": ["invoicegen.api_defaults.StrictJSONParser"],
+    "DEFAULT_METADATA_CLASS": "invoicegen.api_defaults.ActionAwareMetadata",
     "DEFAULT_PAGINATION_CLASS": "invoicegen.api.PageSizePagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "invoicegen.schema.AutoSchema",
     "EXCEPTION_HANDLER": "invoicegen.api.exception_handler",
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_THROTTLE_RATES": {
         "auth": env.str("AUTH_THROTTLE_RATE", default="20/min"),
+        "login_account": env.str("AUTH_ACCOUNT_THROTTLE_RATE", default="10/min"),
         "notification_test": env.str("NOTIFICATION_TEST_THROTTLE_RATE", default="10/hour"),
         "download": env.str("DOWNLOAD_THROTTLE_RATE", default="60/min"),
     },
@@ -261,6 +271,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "audit.tasks.cleanup_audit_logs",
         "schedule": crontab(hour=3, minute=17),
     },
+    "purge-expired-auth-tokens": {
+        "task": "invoicegen.accounts.tasks.purge_expired_auth_tokens",
+        "schedule": crontab(hour=4, minute=37),
+    },
     "expire-subscriptions": {
         "task": "invoicegen.billing.tasks.expire_subscriptions",
         "schedule": 3600.0,
@@ -284,6 +298,14 @@ X_FRAME_OPTIONS = "DENY"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # Request lines and paths name download tokens (`/downloads/<token>/`): redacted.
+    "filters": {"redact_secrets": {"()": "invoicegen.redaction.RedactSecrets"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # Django's default handlers for these (runserver's request lines, errors to the console and
+    # to ADMINS) would print the path unredacted: their records go through the console instead.
+    "loggers": {
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": [], "propagate": True},
+    },
 }

@@ -1,8 +1,20 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework import renderers
 
 handler500 = "invoicegen.errors.server_error"
+
+
+class SwaggerView(SpectacularSwaggerView):
+    """Swagger UI. Its HTML renderer has a template for the page only: any other answer
+    (OPTIONS, a method it refuses) is JSON, where that renderer would fail (a 500)."""
+
+    def get_renderers(self):
+        if self.request.method in ("GET", "HEAD"):
+            return super().get_renderers()
+        return [renderers.JSONRenderer()]
+
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -12,5 +24,7 @@ urlpatterns = [
     path("api/", include("notifications.api.urls")),
     path("downloads/", include("downloads.urls")),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
-    re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    re_path(r"^api/docs/?$", SwaggerView.as_view(url_name="schema"), name="docs"),
 ]
+
+handler404 = "invoicegen.api.not_found"

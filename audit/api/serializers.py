@@ -1,6 +1,8 @@
+from django.conf import settings
 from rest_framework import serializers
 
 from audit.models import AdminAction, AuditLog
+from invoicegen.api import TrueFalseQueryField
 
 
 class AuditLogSerializer(serializers.ModelSerializer):
@@ -25,8 +27,21 @@ class AdminActionSerializer(serializers.ModelSerializer):
 
 
 class CleanupQuerySerializer(serializers.Serializer):
-    days = serializers.IntegerField(min_value=1, max_value=36500)
-    dry_run = serializers.BooleanField(default=False)
+    dry_run = TrueFalseQueryField(default=False)
+
+    def get_fields(self):
+        """`days` starts at AUDIT_MIN_RETENTION_DAYS, the floor of the service, read when the
+        query is checked or the schema made, so that the schema states it too."""
+        return {
+            "days": serializers.IntegerField(
+                min_value=settings.AUDIT_MIN_RETENTION_DAYS,
+                max_value=36500,
+                error_messages={
+                    "min_value": "Audit entries must be kept at least {min_value} days."
+                },
+            ),
+            **super().get_fields(),
+        }
 
 
 class CleanupResultSerializer(serializers.Serializer):

@@ -16,7 +16,7 @@ urlpatterns = [
     ),
     re_path(r"^user/(?P<user_id>[0-9]+)/logs/?$", logs, name="user-logs"),
     re_path(
-        r"^resource/(?P<resource_type>[\w.-]{1,50})/(?P<resource_id>[^/]{1,64})/logs/?$",
+        r"^resource/(?P<resource_type>[A-Za-z0-9_.-]{1,50})/(?P<resource_id>[^/\x00]{1,64})/logs/?$",
         logs,
         name="resource-logs",
     ),

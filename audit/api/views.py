@@ -1,8 +1,11 @@
+import re
+
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, pagination, viewsets
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 
@@ -10,15 +13,23 @@ from audit import events, export, services
 from audit.api import serializers
 from audit.api.filters import AuditLogFilter
 from audit.models import AdminAction, AuditLog
+from invoicegen.api import BoundedPageSize
+
+ID = re.compile("[0-9]+")
 
 
-class NewestFirstCursor(pagination.CursorPagination):
+class NewestFirstCursor(BoundedPageSize, pagination.CursorPagination):
     """Keyset pages by id: a page 10,000 deep costs what the first does, and no COUNT."""
 
     ordering = "-id"
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
+
+    def decode_cursor(self, request):
+        """A position that is not an id is a cursor this API did not make: DRF's 404 for an
+        invalid cursor, where filtering ids by it would raise a ValueError (a 500)."""
+        cursor = super().decode_cursor(request)
+        if cursor and cursor.position is not None and not ID.fullmatch(cursor.position):
+            raise NotFound(self.invalid_cursor_message)
+        return cursor
 
 
 class StaffOnly(viewsets.GenericViewSet):
@@ -37,7 +48,9 @@ class AuditLogViewSet(mixins.ListModelMixin, StaffOnly):
         queryset = super().get_queryset()
         kwargs = self.kwargs
         if "user_id" in kwargs:
-            queryset = queryset.filter(user_id=kwargs["user_id"])
+            # Through the user's id: its lookup answers nothing for an id past a bigint,
+            # where `user_id=` hands SQLite an integer it cannot hold.
+            queryset = queryset.filter(user__id=kwargs["user_id"])
         if "resource_type" in kwargs:
             queryset = queryset.filter(
                 resource_type=kwargs["resource_type"], resource_id=kwargs["resource_id"]
@@ -54,7 +67,11 @@ class AuditLogViewSet(mixins.ListModelMixin, StaffOnly):
 
     @extend_schema(
         parameters=[OpenApiParameter("format", enum=list(export.FORMATS), default="csv")],
-        responses={(200, "text/csv"): OpenApiTypes.BINARY},
+        filters=True,
+        responses={
+            (200, media_type.split(";")[0]): OpenApiTypes.BINARY
+            for media_type in export.FORMATS.values()
+        },
     )
     def export(self, request):
         query = serializers.ExportQuerySerializer(data=request.query_params)
@@ -72,7 +89,7 @@ class AuditLogViewSet(mixins.ListModelMixin, StaffOnly):
 
     @extend_schema(
         parameters=[serializers.CleanupQuerySerializer],
-        responses=serializers.CleanupResultSerializer,
+        responses={200: serializers.CleanupResultSerializer},
     )
     def cleanup(self, request):
         query = serializers.CleanupQuerySerializer(data=request.query_params)

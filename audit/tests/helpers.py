@@ -72,10 +72,12 @@ def db_value(moment: datetime.datetime):
     return connection.ops.adapt_datetimefield_value(moment)
 
 
-def age_entries(*, days: int, through_id: int | None = None) -> datetime.datetime:
-    """Backdate entries (all, or those up to `through_id`): `created_at` is set by the
-    database, so time travel needs the triggers lifted. Do it before sealing them."""
-    moment = timezone.now() - datetime.timedelta(days=days)
+def age_entries(
+    *, days: float = 0, minutes: float = 0, through_id: int | None = None
+) -> datetime.datetime:
+    """Backdate entries (all, or those up to `through_id`) to that long ago: `created_at` is set
+    by the database, so time travel needs the triggers lifted. Do it before sealing them."""
+    moment = timezone.now() - datetime.timedelta(days=days, minutes=minutes)
     through_id = through_id if through_id is not None else last_entry_id()
     with triggers_lifted():
         run_sql(

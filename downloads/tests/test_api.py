@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from audit.models import AuditLog
-from audit.tests.helpers import last_entry_id, only_entry
+from audit.tests.helpers import actions_after, last_entry_id, only_entry
 from downloads import services, tokens
 from downloads.models import SecureDownloadToken
 from downloads.tests.helpers import LINK, invoice_link, path_of, pdf_text, reload
@@ -296,26 +296,49 @@ def test_resending_the_email_mails_a_new_link_and_withdraws_the_unused_one(
     assert Client().post(path_of(second)).status_code == 200
 
 
-def test_a_retried_delivery_mails_a_new_link_and_withdraws_the_failed_attempts_link(
-    api, invoice, settings, django_capture_on_commit_callbacks
-):
+def send_while_the_mail_server_is_down(api, invoice, settings, capture_on_commit):
+    """The client's email is rendered, its link made, and its first attempt fails."""
     locmem = settings.EMAIL_BACKEND
     settings.EMAIL_BACKEND = "emails.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()  # nobody listens
-    send(api, invoice, django_capture_on_commit_callbacks)
+    send(api, invoice, capture_on_commit)
+    settings.EMAIL_BACKEND = locmem
+
+
+def test_a_retried_delivery_mails_the_link_its_failed_attempt_made(
+    api, invoice, settings, django_capture_on_commit_callbacks
+):
+    send_while_the_mail_server_is_down(api, invoice, settings, django_capture_on_commit_callbacks)
     email = client_email_rows(invoice).get()
-    [unsent] = SecureDownloadToken.objects.filter(email=email)
+    [made] = SecureDownloadToken.objects.filter(email=email)
     assert EmailLog.objects.get(pk=email.pk).status == EmailLog.Status.QUEUED
 
-    settings.EMAIL_BACKEND = locmem
     make_due(email)
+    mark = last_entry_id()
     emails.deliver_email(email.pk)
 
     [raw] = client_email_links(invoice)
-    assert token_of(raw).email == email
-    assert token_of(raw).pk != unsent.pk
-    assert reload(unsent).revoked_at is not None
+    assert token_of(raw).pk == made.pk
+    assert reload(made).revoked_at is None
+    assert actions_after(mark, action__startswith="download.") == []
     assert Client().post(path_of(raw)).status_code == 200
+
+
+def test_a_late_retry_of_an_earlier_email_leaves_the_newer_emails_link_working(
+    api, invoice, settings, django_capture_on_commit_callbacks
+):
+    send_while_the_mail_server_is_down(api, invoice, settings, django_capture_on_commit_callbacks)
+    send(api, invoice, django_capture_on_commit_callbacks)
+    earlier, newer = client_email_rows(invoice)
+
+    make_due(earlier)
+    emails.deliver_email(earlier.pk)
+
+    newer_link, earlier_link = client_email_links(invoice)
+    assert token_of(newer_link).email == newer
+    assert token_of(earlier_link).email == earlier
+    assert Client().post(path_of(newer_link)).status_code == 200
+    assert Client().post(path_of(earlier_link)).status_code == 410  # superseded by the newer
 
 
 def test_a_link_the_client_already_used_stays_valid_when_the_invoice_is_sent_again(

@@ -5,10 +5,13 @@ import datetime
 import pytest
 from django.utils import timezone
 
-from audit.tests.helpers import last_entry_id, only_entry
+from audit.tests.helpers import actions_after, last_entry_id, only_entry
 from downloads import services, tasks, tokens
 from downloads.models import DownloadEvent, SecureDownloadToken
 from downloads.tests.helpers import expire, invoice_link, reload
+from emails import services as emails
+from emails.models import EmailLog
+from invoicegen.billing.tests.factories import finalized_invoice
 
 pytestmark = pytest.mark.django_db
 
@@ -71,6 +74,76 @@ def test_issuing_a_link_is_audited_once_with_its_token_id_and_not_its_token():
     assert entry.metadata["max_downloads"] == 2
     assert raw not in str(entry.__dict__)
     assert token.token_hash not in str(entry.__dict__)
+
+
+# The link in an email: one per email, the same at every rendering
+
+
+def client_emails(invoice, count: int) -> list[EmailLog]:
+    """Outbox rows of the client's email about the invoice, as each sending writes one."""
+    return [
+        emails.send_invoice_notification(
+            invoice.user, invoice, "invoice_sent", invoice.client_email
+        )[1]
+        for _ in range(count)
+    ]
+
+
+def issue_for(email: EmailLog, invoice):
+    return services.issue_email_download_token(
+        "invoice", invoice.pk, email=email, created_by=invoice.user
+    )
+
+
+def test_an_emails_link_is_made_and_audited_once_then_found_again_at_each_rendering():
+    invoice = finalized_invoice()
+    [email] = client_emails(invoice, 1)
+    mark = last_entry_id()
+
+    renderings = [issue_for(email, invoice) for _ in range(3)]
+
+    assert len({(token.pk, raw) for token, raw in renderings}) == 1
+    token, raw = renderings[0]
+    assert reload(token).email == email
+    assert reload(token).revoked_at is None
+    assert services.inspect_token(raw).pk == token.pk
+    entry = only_entry(mark, "download.link_created")
+    assert entry.metadata == {
+        "token_id": token.pk,
+        "expires_at": entry.metadata["expires_at"],
+        "max_downloads": 5,
+        "email_id": email.pk,
+    }
+    assert actions_after(mark) == ["download.link_created"]
+
+
+def test_each_email_gets_its_own_link_and_withdraws_the_unused_ones_of_earlier_emails():
+    invoice = finalized_invoice()
+    first_email, second_email = client_emails(invoice, 2)
+    first, _ = issue_for(first_email, invoice)
+    api_link = services.issue_download_token("invoice", invoice.pk)[0]
+    mark = last_entry_id()
+
+    second, _ = issue_for(second_email, invoice)
+
+    assert second.pk != first.pk
+    assert reload(first).revoked_at is not None
+    assert only_entry(mark, "download.link_revoked").metadata == {"token_id": first.pk}
+    assert reload(api_link).revoked_at is None  # made through the API: not the email's to take
+
+
+def test_a_late_rendering_of_an_earlier_email_withdraws_no_later_emails_link():
+    invoice = finalized_invoice()
+    first_email, second_email = client_emails(invoice, 2)
+    first, first_raw = issue_for(first_email, invoice)
+    second, _ = issue_for(second_email, invoice)
+    mark = last_entry_id()
+
+    again, again_raw = issue_for(first_email, invoice)  # its retry comes after the new sending
+
+    assert (again.pk, again_raw) == (first.pk, first_raw)
+    assert reload(second).revoked_at is None
+    assert actions_after(mark) == []
 
 
 # Inspecting (the landing page) consumes nothing

@@ -1,4 +1,5 @@
-"""A token is 256 random bits from `secrets`; only its SHA-256 is ever kept."""
+"""A token is 256 bits, random from `secrets` or, for an email's link, an HMAC of its
+Message-ID under SECRET_KEY; only its SHA-256 is ever kept."""
 
 import base64
 import hashlib
@@ -53,3 +54,23 @@ def test_matches_accepts_the_raw_token_of_a_hash_and_nothing_else():
     assert not tokens.matches(other_raw, token_hash)
     assert not tokens.matches(raw[:-1], token_hash)
     assert not tokens.matches(token_hash, token_hash)  # the stored hash opens nothing
+
+
+MESSAGE_ID = "<177.4242.1@invoicegen.local>"
+
+
+def test_email_token_is_the_same_for_one_message_id_and_shaped_like_a_random_one():
+    raw, token_hash = tokens.email_token(MESSAGE_ID)
+
+    assert tokens.email_token(MESSAGE_ID) == (raw, token_hash)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", raw)
+    assert token_hash == tokens.hash_token(raw)
+    assert MESSAGE_ID not in raw
+
+
+def test_email_token_differs_with_the_message_id_and_with_secret_key(settings):
+    raw, _ = tokens.email_token(MESSAGE_ID)
+
+    assert tokens.email_token("<177.4242.2@invoicegen.local>")[0] != raw
+    settings.SECRET_KEY = "another-key-" + "k" * 50
+    assert tokens.email_token(MESSAGE_ID)[0] != raw

@@ -81,10 +81,10 @@ class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
 class AuthTokenAdmin(AuditedModelAdmin):
     """API tokens can be seen and revoked, never read: only a hash is stored."""
 
-    list_display = ["user", "created_at", "key_prefix"]
+    list_display = ["user", "created_at", "last_used_at", "key_prefix"]
     search_fields = ["user__email"]
     list_select_related = ["user"]
-    fields = ["user", "created_at", "key_prefix"]
+    fields = ["user", "created_at", "last_used_at", "key_prefix"]
     readonly_fields = fields
 
     @admin.display(description="hash prefix")

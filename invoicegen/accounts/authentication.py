@@ -2,12 +2,14 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 
+from invoicegen.accounts import services
 from invoicegen.accounts.models import AuthToken, hash_token
 
 
 class HashedTokenAuthentication(TokenAuthentication):
     """`Authorization: Token <key>`, looked up by the key's hash: a leaked database holds no
-    usable token."""
+    usable token. A token unused for AUTH_TOKEN_TTL_DAYS is refused and deleted; each use
+    renews it."""
 
     model = AuthToken
 
@@ -17,4 +19,6 @@ class HashedTokenAuthentication(TokenAuthentication):
             raise exceptions.AuthenticationFailed(_("Invalid token."))
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+        if services.use_auth_token(token) is None:
+            raise exceptions.AuthenticationFailed(_("Token expired."))
         return token.user, token

@@ -72,11 +72,14 @@ def hash_token(raw: str) -> str:
 
 
 class AuthToken(models.Model):
-    """An API token. Only its SHA-256 is stored: the raw key is shown once, at login."""
+    """An API token. Only its SHA-256 is stored: the raw key is shown once, at login. It
+    expires when unused for AUTH_TOKEN_TTL_DAYS (services.use_auth_token)."""
 
     key_hash = models.CharField(max_length=64, unique=True)
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="auth_tokens")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Renewed at most every few minutes, not on every request.
+    last_used_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self):
         return f"token {self.key_hash[:8]}… of {self.user}"

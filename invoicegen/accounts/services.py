@@ -1,5 +1,7 @@
 """Account lifecycle: every write to a user or its tokens happens here."""
 
+import datetime
+import hashlib
 import secrets
 
 from django.conf import settings
@@ -11,8 +13,10 @@ from django.contrib.auth import (
     user_logged_in,
 )
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
+from audit import security
 from audit import services as audit
 from audit.services import audit_as
 from emails.services import queue_email
@@ -23,9 +27,13 @@ from invoicegen.accounts.tokens import (
     encode_uid,
     password_reset_token,
 )
+from invoicegen.exceptions import LockedOut
 from notifications import services as notifications
 
 INVALID_LINK = "This link is invalid or has expired."
+# A token's last use is written at most this often: a sliding expiry counted in days needs no
+# write per request.
+TOKEN_RENEWAL_INTERVAL = datetime.timedelta(minutes=5)
 
 
 def _validate_password(password: str, user: User, *, field: str) -> None:
@@ -52,11 +60,11 @@ def make_reset_link(email) -> dict:
     return {"reset_url": _spa_link("reset-password", user, password_reset_token.make_token(user))}
 
 
-def _queue_account_email(template_name: str, user: User) -> None:
+def _queue_account_email(template_name: str, user: User, **context) -> None:
     queue_email(
         template_name,
         to=user.email,
-        context={"name": user.get_short_name(), "user_id": user.pk},
+        context={"name": user.get_short_name(), "user_id": user.pk, **context},
         user=user,
         resource=("user", user.pk),
     )
@@ -84,11 +92,75 @@ def create_auth_token(user: User) -> str:
     return raw
 
 
+def _token_expiry_cutoff() -> datetime.datetime:
+    return timezone.now() - datetime.timedelta(days=settings.AUTH_TOKEN_TTL_DAYS)
+
+
+@transaction.atomic
+def use_auth_token(token: AuthToken) -> AuthToken | None:
+    """The token, its expiry slid forward; None if it went unused for AUTH_TOKEN_TTL_DAYS, and
+    then it is deleted. The renewal is one conditional UPDATE, at most every
+    TOKEN_RENEWAL_INTERVAL, so that concurrent requests write it once."""
+    if token.last_used_at < _token_expiry_cutoff():
+        token.delete()
+        return None
+    now = timezone.now()
+    stale = now - TOKEN_RENEWAL_INTERVAL
+    if token.last_used_at < stale:
+        AuthToken.objects.filter(pk=token.pk, last_used_at__lt=stale).update(last_used_at=now)
+        token.last_used_at = now
+    return token
+
+
+@transaction.atomic
+def delete_expired_auth_tokens() -> int:
+    """Tokens nobody presented again after they expired; returns how many went."""
+    deleted, _ = AuthToken.objects.filter(last_used_at__lt=_token_expiry_cutoff()).delete()
+    return deleted
+
+
+def _one_lockout_at_a_time(email: str) -> None:
+    """Failures that reach the threshold together start one lockout: on PostgreSQL a lock on
+    the email for the transaction serialises them (SQLite's IMMEDIATE transactions already run
+    one at a time)."""
+    if connection.vendor == "postgresql":
+        digest = hashlib.sha256(f"lockout:{email}".encode()).digest()
+        with connection.cursor() as cursor:
+            key = int.from_bytes(digest[:8], "big", signed=True)
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
+@transaction.atomic
+def lock_out_if_due(*, email: str) -> datetime.datetime | None:
+    """After a failed login: when this email reaches AUTH_LOCKOUT_THRESHOLD failures within
+    AUTH_LOCKOUT_MINUTES, lock it (one `security.account_locked` entry, one email to the owner
+    of an active account that has it). Answers when the lockout in force ends, if one is.
+    Emails lock whether an account has them or not: a lockout tells nobody which ones do."""
+    email = normalize_email(email)
+    _one_lockout_at_a_time(email)
+    ends = security.lockout_ends(email)
+    if ends is not None:
+        return ends
+    failures = security.recent_failed_logins(email)
+    if failures < settings.AUTH_LOCKOUT_THRESHOLD:
+        return None
+    ends = security.record_lockout(email, failures=failures)
+    owner = User.objects.filter(email=email, is_active=True).first()
+    if owner is not None:
+        _queue_account_email("account_locked", owner, minutes=settings.AUTH_LOCKOUT_MINUTES)
+    return ends
+
+
 def log_in(*, email: str, password: str, request=None) -> tuple[User, str]:
-    # Outside a transaction: the failed attempt is recorded (by Django's user_login_failed
-    # signal) even though the request fails.
-    user = authenticate(request, email=normalize_email(email), password=password)
+    """Outside a transaction: the failed attempt is recorded (by Django's user_login_failed
+    signal) even though the request fails. While the email is locked out, every attempt is
+    refused with LockedOut, the right password too (accounts.backends)."""
+    email = normalize_email(email)
+    user = authenticate(request, email=email, password=password)
     if user is None:
+        ends = lock_out_if_due(email=email)
+        if ends is not None:
+            raise LockedOut(until=ends)
         raise ValidationError("Unable to log in with the provided credentials.")
     with transaction.atomic():
         user_logged_in.send(sender=User, request=request, user=user)

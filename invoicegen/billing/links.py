@@ -2,7 +2,6 @@
 download landing page, how its file is made, and the link in the client's email."""
 
 from downloads import services as downloads
-from downloads.models import SecureDownloadToken
 from invoicegen.billing.models import Invoice
 from invoicegen.billing.pdf import render_invoice_pdf
 
@@ -26,21 +25,10 @@ def render_invoice_file(invoice_id: str) -> tuple[str, bytes]:
 
 
 def make_client_download_link(email) -> dict:
-    """A fresh link for each sending of the client's email: the token exists only in the
-    message. The unused links of earlier sendings to that client are withdrawn; one the
-    client already used stays valid."""
+    """The link in the client's email, made when it is first sent and the same at every retry
+    of that email; sending the invoice again makes a new email, with a new link."""
     invoice = Invoice.objects.get(pk=email.context["invoice_id"])
-    unused = SecureDownloadToken.objects.filter(
-        resource_type="invoice",
-        resource_id=str(invoice.pk),
-        email__template_name=email.template_name,
-        email__to_email=email.to_email,
-        download_count=0,
-        revoked_at__isnull=True,
-    )
-    for token in unused:
-        downloads.revoke_token(token)
-    _, raw = downloads.issue_download_token(
-        "invoice", invoice.pk, created_by=invoice.user, email=email
+    _, raw = downloads.issue_email_download_token(
+        "invoice", invoice.pk, email=email, created_by=invoice.user
     )
     return {"download_url": downloads.link_url(raw)}

@@ -169,7 +169,7 @@ def _check_may_email_clients(user) -> None:
             f"Your plan sends at most {quota} emails to clients a day; the limit resets at "
             "midnight UTC.",
             limit=quota,
-            resets_at=today + datetime.timedelta(days=1),
+            until=today + datetime.timedelta(days=1),
         )
 
 

@@ -1,9 +1,10 @@
 from rest_framework import serializers
 
+from invoicegen import json_fields
 from invoicegen.accounts.models import User
 
 
-class UserSerializer(serializers.ModelSerializer):
+class UserSerializer(json_fields.ModelSerializer):
     class Meta:
         model = User
         fields = ["id", "email", "name", "email_verified", "is_staff"]
@@ -11,9 +12,9 @@ class UserSerializer(serializers.ModelSerializer):
 
 
 class SignupSerializer(serializers.Serializer):
-    email = serializers.EmailField(max_length=254)
-    password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
-    name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
+    email = json_fields.EmailField(max_length=254)
+    password = json_fields.CharField(max_length=128, write_only=True, trim_whitespace=False)
+    name = json_fields.CharField(max_length=150, required=False, allow_blank=True, default="")
 
 
 class SignupResponseSerializer(serializers.ModelSerializer):
@@ -23,8 +24,8 @@ class SignupResponseSerializer(serializers.ModelSerializer):
 
 
 class LoginSerializer(serializers.Serializer):
-    email = serializers.EmailField(max_length=254)
-    password = serializers.CharField(max_length=128, trim_whitespace=False)
+    email = json_fields.EmailField(max_length=254)
+    password = json_fields.CharField(max_length=128, trim_whitespace=False)
 
 
 class LoginResponseSerializer(serializers.Serializer):
@@ -33,18 +34,18 @@ class LoginResponseSerializer(serializers.Serializer):
 
 
 class PasswordChangeSerializer(serializers.Serializer):
-    old_password = serializers.CharField(max_length=128, trim_whitespace=False)
-    new_password = serializers.CharField(max_length=128, trim_whitespace=False)
+    old_password = json_fields.CharField(max_length=128, trim_whitespace=False)
+    new_password = json_fields.CharField(max_length=128, trim_whitespace=False)
 
 
 class PasswordResetSerializer(serializers.Serializer):
-    email = serializers.EmailField(max_length=254)
+    email = json_fields.EmailField(max_length=254)
 
 
 class EmailLinkSerializer(serializers.Serializer):
-    uid = serializers.CharField(max_length=64)
-    token = serializers.CharField(max_length=128)
+    uid = json_fields.CharField(max_length=64)
+    token = json_fields.CharField(max_length=128)
 
 
 class PasswordResetConfirmSerializer(EmailLinkSerializer):
-    new_password = serializers.CharField(max_length=128, trim_whitespace=False)
+    new_password = json_fields.CharField(max_length=128, trim_whitespace=False)

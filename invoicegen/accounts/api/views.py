@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 
 from invoicegen.accounts import services
 from invoicegen.accounts.api import serializers
+from invoicegen.accounts.throttles import LOGIN_THROTTLES
 from invoicegen.api import AuthThrottle
 
 
@@ -35,6 +36,11 @@ class SignupView(AnonymousAuthView):
 
 
 class LoginView(AnonymousAuthView):
+    """Throttled per client IP and per attempted account; a locked-out account answers 429
+    with Retry-After (services.log_in)."""
+
+    throttle_classes = LOGIN_THROTTLES
+
     @extend_schema(
         request=serializers.LoginSerializer, responses={200: serializers.LoginResponseSerializer}
     )

@@ -1,18 +1,21 @@
 from decimal import Decimal
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from downloads.models import SecureDownloadToken
+from invoicegen import json_fields
 from invoicegen.billing.currencies import ISO_4217_CODES
 from invoicegen.billing.models import Invoice, InvoiceItem, Payment, Subscription
 
 MAX_ITEMS = 200
+CURRENCY_CODES = [*sorted(ISO_4217_CODES), *sorted(code.lower() for code in ISO_4217_CODES)]
 
 
-class InvoiceItemSerializer(serializers.ModelSerializer):
-    quantity = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=Decimal("0.01"))
-    unit_price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0"))
+class InvoiceItemSerializer(json_fields.ModelSerializer):
+    quantity = json_fields.DecimalField(max_digits=10, decimal_places=2, min_value=Decimal("0.01"))
+    unit_price = json_fields.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0"))
 
     class Meta:
         model = InvoiceItem
@@ -47,29 +50,45 @@ class InvoiceSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class InvoiceInputSerializer(serializers.ModelSerializer):
+@extend_schema_field({"type": "string", "enum": CURRENCY_CODES})
+class CurrencyField(json_fields.CharField):
+    """An ISO 4217 code, in upper or lower case (as the schema lists them); upper-cased."""
+
+    default_error_messages = {"unknown": "'{value}' is not an ISO 4217 currency code."}
+
+    def to_internal_value(self, data):
+        code = super().to_internal_value(data)
+        if code not in CURRENCY_CODES:
+            self.fail("unknown", value=code)
+        return code.upper()
+
+
+class InvoiceInputSerializer(json_fields.ModelSerializer):
     """The fields a client writes on create (all but currency required) and on PATCH of a draft."""
 
     items = InvoiceItemSerializer(many=True, allow_empty=False, max_length=MAX_ITEMS)
-    currency = serializers.CharField(max_length=3, default="USD")
+    currency = CurrencyField(default="USD")
 
     class Meta:
         model = Invoice
         fields = ["client_name", "client_email", "currency", "due_date", "items"]
 
-    def validate_currency(self, value):
-        code = value.upper()
-        if code not in ISO_4217_CODES:
-            raise serializers.ValidationError(f"'{value}' is not an ISO 4217 currency code.")
-        return code
+    def validate_items(self, items):
+        """A PATCH replaces every line, so each line is whole although the update is partial
+        (which would let a line's fields be left out)."""
+        if not self.partial:
+            return items
+        lines = InvoiceItemSerializer(data=self.initial_data["items"], many=True)
+        lines.is_valid(raise_exception=True)
+        return lines.validated_data
 
 
 class SendInvoiceSerializer(serializers.Serializer):
-    to = serializers.EmailField(required=False)
+    to = json_fields.EmailField(required=False)
 
 
-class PaymentSerializer(serializers.ModelSerializer):
-    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"))
+class PaymentSerializer(json_fields.ModelSerializer):
+    amount = json_fields.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"))
 
     class Meta:
         model = Payment
@@ -89,10 +108,10 @@ class ActivateSubscriptionSerializer(serializers.Serializer):
 
 
 class DownloadLinkInputSerializer(serializers.Serializer):
-    expires_in_hours = serializers.IntegerField(
+    expires_in_hours = json_fields.IntegerField(
         min_value=1, max_value=168, default=lambda: settings.DOWNLOAD_TOKEN_TTL_HOURS
     )
-    max_downloads = serializers.IntegerField(
+    max_downloads = json_fields.IntegerField(
         min_value=1, max_value=100, default=lambda: settings.DOWNLOAD_TOKEN_MAX_DOWNLOADS
     )
 

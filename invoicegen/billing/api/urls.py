@@ -12,7 +12,7 @@ urlpatterns = [
     re_path(r"^subscription/?$", views.SubscriptionView.as_view(), name="subscription"),
     re_path(
         r"^subscription/cancel/?$",
-        views.SubscriptionChangeView.as_view(change=services.cancel_subscription),
+        views.CancelSubscriptionView.as_view(change=services.cancel_subscription),
         name="subscription-cancel",
     ),
     re_path(

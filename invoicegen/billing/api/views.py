@@ -3,7 +3,7 @@ import json
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, renderers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -15,6 +15,13 @@ from invoicegen.billing import services
 from invoicegen.billing.api import serializers
 from invoicegen.billing.models import Invoice, Subscription
 from invoicegen.billing.pdf import render_invoice_pdf
+from invoicegen.schema import (
+    CONFLICT,
+    INCOMPLETE,
+    NOT_FOUND,
+    ErrorSerializer,
+    QuotaErrorSerializer,
+)
 
 
 class PDFRenderer(renderers.BaseRenderer):
@@ -52,7 +59,8 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return self._answer(invoice, status.HTTP_201_CREATED)
 
     @extend_schema(
-        request=serializers.InvoiceInputSerializer, responses=serializers.InvoiceSerializer
+        request=serializers.InvoiceInputSerializer,
+        responses={200: serializers.InvoiceSerializer, 409: CONFLICT},
     )
     def partial_update(self, request, pk=None):
         invoice = self.get_object()
@@ -60,13 +68,29 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         data.is_valid(raise_exception=True)
         return self._answer(services.update_draft_invoice(invoice, **data.validated_data))
 
-    @extend_schema(request=None, responses=serializers.InvoiceSerializer)
+    @extend_schema(
+        request=None,
+        responses={200: serializers.InvoiceSerializer, 400: INCOMPLETE, 409: CONFLICT},
+    )
     @action(detail=True, methods=["post"])
     def finalize(self, request, pk=None):
         return self._answer(services.finalize_invoice(self.get_object()))
 
     @extend_schema(
-        request=serializers.SendInvoiceSerializer, responses={202: serializers.InvoiceSerializer}
+        request=serializers.SendInvoiceSerializer,
+        responses={
+            202: serializers.InvoiceSerializer,
+            403: OpenApiResponse(
+                ErrorSerializer,
+                description="The account's email address is not verified, or a session "
+                "without its CSRF token.",
+            ),
+            409: CONFLICT,
+            429: OpenApiResponse(
+                QuotaErrorSerializer,
+                description="The plan's daily quota of emails to clients is used up.",
+            ),
+        },
     )
     @action(detail=True, methods=["post"])
     def send(self, request, pk=None):
@@ -77,7 +101,8 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return self._answer(invoice, status.HTTP_202_ACCEPTED)
 
     @extend_schema(
-        request=serializers.PaymentSerializer, responses={201: serializers.PaymentSerializer}
+        request=serializers.PaymentSerializer,
+        responses={201: serializers.PaymentSerializer, 409: CONFLICT},
     )
     @action(detail=True, methods=["post"])
     def payments(self, request, pk=None):
@@ -96,13 +121,15 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return response
 
     @extend_schema(
-        request=serializers.DownloadLinkInputSerializer,
-        responses={
-            201: serializers.NewDownloadLinkSerializer,
-            200: serializers.DownloadLinkSerializer(many=True),
-        },
+        methods=["GET"], request=None, responses=serializers.DownloadLinkSerializer(many=True)
     )
-    @action(detail=True, methods=["get", "post"], url_path="download-links")
+    @extend_schema(
+        methods=["POST"],
+        request=serializers.DownloadLinkInputSerializer,
+        responses={201: serializers.NewDownloadLinkSerializer},
+    )
+    # An invoice has a handful of links: the list is one plain array, not pages.
+    @action(detail=True, methods=["get", "post"], url_path="download-links", pagination_class=None)
     def download_links(self, request, pk=None):
         """POST makes a link (its raw token is in this answer only); GET lists the links."""
         invoice = self.get_object()
@@ -139,14 +166,14 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
 
 class SubscriptionView(APIView):
-    @extend_schema(responses=serializers.SubscriptionSerializer)
+    @extend_schema(responses={200: serializers.SubscriptionSerializer, 404: NOT_FOUND})
     def get(self, request):
         subscription = get_object_or_404(Subscription, user=request.user)
         return Response(serializers.SubscriptionSerializer(subscription).data)
 
     @extend_schema(
         request=serializers.ActivateSubscriptionSerializer,
-        responses={201: serializers.SubscriptionSerializer},
+        responses={201: serializers.SubscriptionSerializer, 409: CONFLICT},
     )
     def post(self, request):
         data = serializers.ActivateSubscriptionSerializer(data=request.data)
@@ -162,8 +189,19 @@ class SubscriptionChangeView(APIView):
 
     change = None
 
-    @extend_schema(request=None, responses=serializers.SubscriptionSerializer)
+    @extend_schema(
+        request=None, responses={200: serializers.SubscriptionSerializer, 404: NOT_FOUND}
+    )
     def post(self, request):
         subscription = get_object_or_404(Subscription, user=request.user)
         subscription = self.change(subscription)
         return Response(serializers.SubscriptionSerializer(subscription).data)
+
+
+@extend_schema_view(
+    post=extend_schema(
+        responses={200: serializers.SubscriptionSerializer, 404: NOT_FOUND, 409: CONFLICT}
+    )
+)
+class CancelSubscriptionView(SubscriptionChangeView):
+    """Only an active subscription can be cancelled; renewing never conflicts."""

@@ -302,6 +302,7 @@ def test_patch_without_items_keeps_the_items_and_total(api, user):
         ({"client_email": "nope"}, "client_email"),
         ({"due_date": "not-a-date"}, "due_date"),
         ({"items": []}, "items"),
+        ({"items": [{"description": "Work", "quantity": "1"}]}, "items"),
         ({"client_name": ""}, "client_name"),
     ],
 )

@@ -1,0 +1,32 @@
+"""Gunicorn's settings for invoicegen. Gunicorn reads this file from the directory it starts in,
+the repository: `.venv/bin/gunicorn invoicegen.wsgi --bind 127.0.0.1:8000 --workers 3`. From
+elsewhere, name it: `--chdir <repository> -c <repository>/gunicorn.conf.py`.
+
+Download links carry their token in the path (`/downloads/<token>/`), so gunicorn's own lines
+would copy it: the access log's request line, path, query, Referer and any header or environ
+atom an `--access-logformat` names, and the error log's "Error handling request <uri>" and
+"Invalid request ..." lines. Its logger here redacts them all.
+"""
+
+from gunicorn.glogging import Logger
+
+from invoicegen.redaction import RedactSecrets
+
+_redact_secrets = RedactSecrets()
+
+
+class RedactingLogger(Logger):
+    """Gunicorn's logger with secrets redacted from every record of its two loggers. The filter
+    sits on the loggers, not on a handler, so every handler gets the redacted line: a file,
+    stdout, syslog, or those of a `logconfig_dict`. Adding the same filter again (setup runs
+    again on a reload) is a no-op."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            log.addFilter(_redact_secrets)
+
+
+logger_class = RedactingLogger
+# Access lines on stdout (the service manager's journal), redacted like the rest.
+accesslog = "-"

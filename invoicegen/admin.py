@@ -1,0 +1,49 @@
+"""The admin site: Django's, with its login protected as the API's is. The same throttles per
+client IP and per attempted account apply to its POSTs, and a locked-out account is told so."""
+
+import math
+
+from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.core.exceptions import ValidationError
+from django.template.response import TemplateResponse
+
+from invoicegen.accounts import services
+from invoicegen.accounts.throttles import login_wait
+from invoicegen.exceptions import LockedOut
+
+
+class AdminLoginForm(AdminAuthenticationForm):
+    def get_invalid_login_error(self):
+        """authenticate() refused the credentials: lock the email out if this failure reaches
+        the threshold, and while a lockout is in force say so rather than blame the password."""
+        ends = services.lock_out_if_due(email=self.cleaned_data["username"])
+        if ends is None:
+            return super().get_invalid_login_error()
+        locked = LockedOut(until=ends)
+        return ValidationError(
+            f"{locked} Try again in %(minutes)s minute(s).",
+            code="locked_out",
+            params={"minutes": math.ceil(locked.seconds_left() / 60)},
+        )
+
+
+class AdminSite(admin.AdminSite):
+    login_form = AdminLoginForm
+
+    def login(self, request, extra_context=None):
+        if request.method == "POST":
+            wait = login_wait(request)
+            if wait is not None:
+                return self._too_many_logins(request, math.ceil(wait))
+        return super().login(request, extra_context)
+
+    def _too_many_logins(self, request, retry_after: int) -> TemplateResponse:
+        context = {
+            **self.each_context(request),
+            "title": "Too many login attempts",
+            "retry_after": retry_after,
+        }
+        response = TemplateResponse(request, "admin/login_throttled.html", context, status=429)
+        response["Retry-After"] = str(retry_after)
+        return response

@@ -1,0 +1,118 @@
+"""The OpenAPI schema at /api/schema/ declares every answer an operation can give: errors in
+the shared shapes on every operation that can meet them, and the success answers as they are
+(tests/test_schema_fuzz.py checks the answers against it)."""
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+@pytest.fixture(scope="module")
+def paths(django_db_blocker):
+    from django.test import Client
+
+    with django_db_blocker.unblock():
+        response = Client().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    return response.json()["paths"]
+
+
+def operations(paths):
+    for path, item in paths.items():
+        for method, operation in item.items():
+            if method in METHODS:
+                yield f"{method.upper()} {path}", operation
+
+
+def json_schema(response) -> dict:
+    return response["content"]["application/json"]["schema"]
+
+
+def test_every_operation_declares_401_406_and_503_in_the_error_shape(paths):
+    for name, operation in operations(paths):
+        responses = operation["responses"]
+        for code in ("401", "406", "503"):
+            assert json_schema(responses[code]) == ERROR, (name, code)
+        assert "Retry-After" in responses["503"]["headers"], name
+
+
+def test_bad_input_is_declared_where_there_is_a_body_or_a_query(paths):
+    for name, operation in operations(paths):
+        has_body = "requestBody" in operation
+        has_query = any(p["in"] == "query" for p in operation.get("parameters", []))
+        responses = operation["responses"]
+        if has_body or has_query:
+            assert json_schema(responses["400"])["anyOf"] == [
+                ERROR,
+                {"$ref": "#/components/schemas/FieldErrors"},
+            ], name
+        assert ("413" in responses, "415" in responses) == (has_body, has_body), name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "POST /api/auth/login/",
+        "POST /api/auth/signup/",
+        "POST /api/auth/password/reset/",
+        "POST /api/auth/verify-email/",
+        "POST /api/notifications/test/",
+        "POST /api/invoices/{id}/send/",
+    ],
+)
+def test_throttled_operations_declare_429_with_retry_after(paths, name):
+    method, path = name.split()
+
+    assert "Retry-After" in paths[path][method.lower()]["responses"]["429"]["headers"]
+
+
+@pytest.mark.parametrize(
+    ("name", "declared"),
+    [
+        ("PATCH /api/invoices/{id}/", True),
+        ("POST /api/invoices/{id}/finalize/", True),
+        ("POST /api/invoices/{id}/send/", True),
+        ("POST /api/invoices/{id}/payments/", True),
+        ("POST /api/subscription/", True),
+        ("POST /api/subscription/cancel/", True),
+        ("POST /api/subscription/renew/", False),
+        ("POST /api/invoices/{id}/download-links/", False),
+    ],
+)
+def test_409_is_declared_where_the_service_can_conflict(paths, name, declared):
+    method, path = name.split()
+
+    assert ("409" in paths[path][method.lower()]["responses"]) is declared
+
+
+def test_403_is_declared_for_staff_only_reads_and_for_every_change(paths):
+    for name, operation in operations(paths):
+        staff_only = name.startswith("GET /api/audit/")
+        changes = not name.startswith("GET ")
+        assert ("403" in operation["responses"]) == (staff_only or changes), name
+
+
+def test_cleanup_answers_200_with_its_counts(paths):
+    responses = paths["/api/audit/cleanup/"]["delete"]["responses"]
+
+    assert json_schema(responses["200"]) == {"$ref": "#/components/schemas/CleanupResult"}
+    assert "204" not in responses
+
+
+def test_download_links_are_listed_as_a_plain_array_and_made_with_201(paths):
+    item = paths["/api/invoices/{id}/download-links/"]
+
+    listed = json_schema(item["get"]["responses"]["200"])
+    assert listed == {"type": "array", "items": {"$ref": "#/components/schemas/DownloadLink"}}
+    assert "page" not in {p["name"] for p in item["get"]["parameters"]}
+    assert [code for code in item["post"]["responses"] if code < "300"] == ["201"]
+
+
+def test_the_export_declares_both_of_its_file_types(paths):
+    export = paths["/api/audit/logs/export/"]["get"]
+
+    assert set(export["responses"]["200"]["content"]) == {"text/csv", "application/x-ndjson"}
+    assert {"format", "action", "since", "until"} <= {p["name"] for p in export["parameters"]}
