@@ -9,8 +9,7 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, JsonResponse
-from django.views import defaults
+from django.http import Http404
 from redis.exceptions import RedisError
 from rest_framework import exceptions, pagination, routers, serializers, status, throttling
 from rest_framework.fields import empty
@@ -92,14 +91,6 @@ class PageSizePagination(BoundedPageSize, pagination.PageNumberPagination):
 
     def query_bounds(self) -> dict[str, dict]:
         return {**super().query_bounds(), self.page_query_param: {"minimum": 1}}
-
-
-def not_found(request, exception):
-    """handler404: under /api/ a path no route matches (an id that is not a number, a typo)
-    answers in the API's error shape; elsewhere Django's page."""
-    if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
-    return defaults.page_not_found(request, exception)
 
 
 class TrueFalseField(forms.NullBooleanField):

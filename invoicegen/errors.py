@@ -1,4 +1,7 @@
-"""The answer to a request the server could not complete (Django's handler500).
+"""The answers to a request no view completed: Django's handler404 and handler500.
+
+Under /api/ every answer is JSON in DRF's shape, a path no route matches (an id that is not a
+number, a typo) included; other pages keep Django's.
 
 A database that is down, restarting or refusing connections is a moment, not a bug: the client
 is told to come back (503 with Retry-After) rather than shown a server error. Any other error,
@@ -10,6 +13,7 @@ import sys
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.template import loader
+from django.views import defaults
 
 RETRY_AFTER_SECONDS = 5
 UNAVAILABLE = "The service is briefly unavailable. Please try again in a few seconds."
@@ -35,10 +39,20 @@ def database_unavailable(error: BaseException | None) -> bool:
     return True  # psycopg could not connect at all: no state, as no server answered
 
 
+def _is_api(request) -> bool:
+    return request.path_info.startswith("/api/")
+
+
+def not_found(request, exception):
+    if _is_api(request):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
 def server_error(request):
     unavailable = database_unavailable(sys.exc_info()[1])
     status = 503 if unavailable else 500
-    if request.path_info.startswith("/api/"):
+    if _is_api(request):
         response = JsonResponse({"detail": UNAVAILABLE if unavailable else FAILED}, status=status)
     else:
         response = HttpResponse(loader.render_to_string(f"{status}.html"), status=status)

@@ -27,4 +27,4 @@ urlpatterns = [
     re_path(r"^api/docs/?$", SwaggerView.as_view(url_name="schema"), name="docs"),
 ]
 
-handler404 = "invoicegen.api.not_found"
+handler404 = "invoicegen.errors.not_found"
