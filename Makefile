@@ -50,7 +50,7 @@ soak: install-dev
 
 demo: install
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py demo
+	$(PY) -m demo
 
 worker: install
 	$(VENV)/bin/celery -A invoicegen worker --loglevel=INFO

@@ -10,7 +10,7 @@ atom an `--access-logformat` names, and the error log's "Error handling request 
 
 from gunicorn.glogging import Logger
 
-from invoicegen.redaction import RedactSecrets
+from invoicegen.core.redaction import RedactSecrets
 
 _redact_secrets = RedactSecrets()
 

@@ -1,4 +1,4 @@
-import datetime
+import functools
 import json
 
 from django import forms
@@ -7,93 +7,17 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
-from django.db import connection, models
-from django.db.models import Max, Min
 from django.http import StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from audit import context as audit_context
 from audit import events, export, services
 from audit.models import AdminAction, AuditLog
-
-
-class EstimatedCountPaginator(Paginator):
-    """On PostgreSQL, a large result is counted by the planner's estimate instead of a full
-    COUNT(*), so a page of a million-row trail loads at once; small results are exact."""
-
-    EXACT_BELOW = 10_000
-
-    @cached_property
-    def count(self):
-        if connection.vendor == "postgresql":
-            sql, params = self.object_list.query.sql_with_params()
-            with connection.cursor() as cursor:
-                cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
-                estimate = cursor.fetchone()[0][0]["Plan"]["Plan Rows"]
-            if estimate >= self.EXACT_BELOW:
-                return estimate
-        return super().count
-
-
-class SpanDatesQuerySet(models.QuerySet):
-    """For the admin's date hierarchy: the periods between the first and the last entry, read
-    from the two ends of the created_at index, instead of a DISTINCT over every row (which on
-    a million-row trail costs a full scan per page). A period may turn out empty."""
-
-    def datetimes(self, field_name, kind, order="ASC", tzinfo=None):
-        bounds = self.aggregate(first=Min(field_name), last=Max(field_name))
-        if bounds["first"] is None:
-            return []
-        periods = []
-        moment = _truncate(bounds["first"], kind)
-        while moment <= bounds["last"]:
-            periods.append(moment)
-            moment = _next_period(moment, kind)
-        return periods if order == "ASC" else periods[::-1]
-
-
-def _truncate(moment: datetime.datetime, kind: str) -> datetime.datetime:
-    moment = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    if kind in ("year", "month"):
-        moment = moment.replace(day=1)
-    if kind == "year":
-        moment = moment.replace(month=1)
-    return moment
-
-
-def _next_period(moment: datetime.datetime, kind: str) -> datetime.datetime:
-    if kind == "day":
-        return moment + datetime.timedelta(days=1)
-    if kind == "month":
-        return (moment + datetime.timedelta(days=32)).replace(day=1)
-    return moment.replace(year=moment.year + 1)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """History is not edited, by anyone: no add, change or delete, superusers included."""
-
-    paginator = EstimatedCountPaginator
-    show_full_result_count = False
-    list_per_page = 50
-
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        return SpanDatesQuerySet(model=queryset.model, query=queryset.query, using=queryset.db)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+from invoicegen.core.admin import ReadOnlyAdmin
 
 
 class ActionPrefixFilter(admin.SimpleListFilter):
@@ -315,8 +239,8 @@ class AdminActionAdmin(ReadOnlyAdmin):
 
 class AuditedModelAdmin(admin.ModelAdmin):
     """Every add, change, delete and bulk action in the admin lands in AdminAction (Django's
-    own LogEntry is kept too); the model changes themselves are in the trail via the
-    receivers, named `admin.<type>_<verb>`."""
+    own LogEntry is kept too), named after the admin operation; the model changes themselves
+    are in the trail under their domain names, with origin `admin`."""
 
     def log_addition(self, request, obj, message):
         _record_admin_change(AdminAction.Kind.ADD, obj, "created", message)
@@ -333,38 +257,32 @@ class AuditedModelAdmin(admin.ModelAdmin):
             )
         return super().log_deletions(request, queryset)
 
-    def response_action(self, request, queryset):
-        name = request.POST.get("action", "")
-        selected = request.POST.getlist(ACTION_CHECKBOX_NAME)
-        response = super().response_action(request, queryset)
-        if name in self.get_actions(request):
-            details = {"action_name": name, "count": len(selected), "ids": selected[:1000]}
+    def get_actions(self, request):
+        return {
+            name: (_recorded(func, name), name, description)
+            for name, (func, name, description) in super().get_actions(request).items()
+        }
+
+
+def _recorded(action, name: str):
+    """The admin action, recorded once it has run: an intermediate page it answers (such as
+    the confirmation of a deletion) ran nothing yet."""
+
+    @functools.wraps(action)
+    def run(modeladmin, request, queryset):
+        count = queryset.count()
+        ids = [str(pk) for pk in queryset.values_list("pk", flat=True)[:1000]]
+        response = action(modeladmin, request, queryset)
+        if not isinstance(response, TemplateResponse):
+            details = {"action_name": name, "count": count, "ids": ids}
+            target = (modeladmin.model._meta.model_name, "")
             services.record_admin_action(
                 AdminAction.Kind.BULK_ACTION, action="admin.bulk_action", details=details
             )
-            services.log(
-                "admin.bulk_action", target=(self.model._meta.model_name, ""), metadata=details
-            )
+            services.log("admin.bulk_action", target=target, metadata=details)
         return response
 
-
-class ServiceOnlyAdmin(AuditedModelAdmin):
-    """Rows that change only through their services (a lifecycle, an outbox, a link): no add
-    or delete here; actions call the services."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
+    return run
 
 
 def _label(obj) -> str:

@@ -8,6 +8,7 @@ TRUSTED_PROXY_COUNT proxies only.
 
 import getpass
 import ipaddress
+import os
 import re
 import sys
 import uuid
@@ -17,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 
 from django.conf import settings
 
-from invoicegen.redaction import redact_secrets
+from invoicegen.core.redaction import redact_secrets
 
 MAX_USER_AGENT = 512
 MAX_PATH = 512
@@ -83,13 +84,22 @@ class AuditContext:
         return values
 
 
+def _os_user() -> str:
+    """The login name, or the uid of a process whose user has no passwd entry (a container
+    run with an arbitrary --user), where getpass.getuser() raises."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return f"uid {os.getuid()}"
+
+
 def _process_context() -> AuditContext:
     """Outside a request or task: a management command (its name, never its arguments, which
     may hold secrets) and the operating-system user who ran it, or the plain system."""
     if len(sys.argv) > 1 and sys.argv[0].endswith("manage.py"):
         return AuditContext(
             path=clean_text(f"manage.py {sys.argv[1]}", MAX_PATH),
-            user_agent=clean_text(f"manage.py (os user {getpass.getuser()})", MAX_USER_AGENT),
+            user_agent=clean_text(f"manage.py (os user {_os_user()})", MAX_USER_AGENT),
             origin="command",
         )
     return AuditContext()

@@ -5,11 +5,15 @@ entry younger than AUTH_LOCKOUT_MINUTES means that logins to its email are refus
 import datetime
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.http import Http404
 from django.utils import timezone
+from rest_framework import exceptions
 
 from audit import context as audit_context
 from audit import services
 from audit.models import AuditLog
+from invoicegen.core import api
 
 
 def _cleaned(attempted_email: str | None) -> str:
@@ -100,3 +104,34 @@ def record_lockout(attempted_email: str, *, failures: int) -> datetime.datetime:
         success=False,
     )
     return entry.created_at + _lockout_window()
+
+
+def record_refusal(exc, view) -> None:
+    """Refusals of the API are security events: a 403, or a 404 for an object that exists but
+    belongs to someone else (the caller learns nothing; the trail does)."""
+    if isinstance(exc, exceptions.PermissionDenied):
+        services.log(
+            "security.permission_denied", metadata={"reason": str(exc.detail)}, success=False
+        )
+        return
+    queryset = getattr(view, "queryset", None)
+    lookup = getattr(view, "kwargs", {}).get(getattr(view, "lookup_url_kwarg", None) or "pk")
+    if not isinstance(exc, Http404) or queryset is None or lookup is None:
+        return
+    model = queryset.model
+    try:
+        exists = model._base_manager.filter(pk=lookup).exists()
+    except (ValueError, TypeError, ValidationError):
+        return
+    if exists:
+        services.log(
+            "security.object_access_denied",
+            target=(model._meta.model_name, lookup),
+            success=False,
+        )
+
+
+def exception_handler(exc, context):
+    """The API's error answers (core's handler), with refusals recorded in the trail."""
+    record_refusal(exc, context.get("view"))
+    return api.exception_handler(exc, context)

@@ -1,9 +1,10 @@
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from audit.admin import ReadOnlyInline, ServiceOnlyAdmin
+from audit.admin import AuditedModelAdmin
 from downloads import services
 from downloads.models import DownloadEvent, SecureDownloadToken
+from invoicegen.core.admin import ReadOnlyInline, ServiceOnlyAdmin
 
 
 class DownloadEventInline(ReadOnlyInline):
@@ -14,7 +15,7 @@ class DownloadEventInline(ReadOnlyInline):
 
 
 @admin.register(SecureDownloadToken)
-class SecureDownloadTokenAdmin(ServiceOnlyAdmin):
+class SecureDownloadTokenAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
     """Links are listed by a prefix of their hash: no raw token exists to show."""
 
     list_display = [

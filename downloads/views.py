@@ -11,7 +11,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
 from downloads import services
-from invoicegen.api import ClientIPThrottle
+from invoicegen.core.api import ClientIPThrottle
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 STATUS = {

@@ -1,13 +1,14 @@
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from audit.admin import ServiceOnlyAdmin
+from audit.admin import AuditedModelAdmin
 from emails import services
 from emails.models import EmailLog
+from invoicegen.core.admin import ServiceOnlyAdmin
 
 
 @admin.register(EmailLog)
-class EmailLogAdmin(ServiceOnlyAdmin):
+class EmailLogAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
     """The outbox, for staff: what was sent, what failed and why; retry or resend."""
 
     list_display = [

@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 
 from invoicegen.accounts import services
 from invoicegen.accounts.throttles import login_wait
-from invoicegen.exceptions import LockedOut
+from invoicegen.core.exceptions import LockedOut
 
 
 class AdminLoginForm(AdminAuthenticationForm):

@@ -143,12 +143,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # JSON only, bounded in depth, lone surrogates refused (a 400, never a 500).
-    "DEFAULT_PARSER_CLASSES": ["invoicegen.api_defaults.StrictJSONParser"],
-    "DEFAULT_METADATA_CLASS": "invoicegen.api_defaults.ActionAwareMetadata",
-    "DEFAULT_PAGINATION_CLASS": "invoicegen.api.PageSizePagination",
+    "DEFAULT_PARSER_CLASSES": ["invoicegen.core.api_defaults.StrictJSONParser"],
+    "DEFAULT_METADATA_CLASS": "invoicegen.core.api_defaults.ActionAwareMetadata",
+    "DEFAULT_PAGINATION_CLASS": "invoicegen.core.api.PageSizePagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "invoicegen.schema.AutoSchema",
-    "EXCEPTION_HANDLER": "invoicegen.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "invoicegen.core.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "audit.security.exception_handler",
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_THROTTLE_RATES": {
         "auth": env.str("AUTH_THROTTLE_RATE", default="20/min"),
@@ -299,7 +299,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # Request lines and paths name download tokens (`/downloads/<token>/`): redacted.
-    "filters": {"redact_secrets": {"()": "invoicegen.redaction.RedactSecrets"}},
+    "filters": {"redact_secrets": {"()": "invoicegen.core.redaction.RedactSecrets"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # Django's default handlers for these (runserver's request lines, errors to the console and

@@ -3,7 +3,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import renderers
 
-handler500 = "invoicegen.errors.server_error"
+handler500 = "invoicegen.core.errors.server_error"
 
 
 class SwaggerView(SpectacularSwaggerView):
@@ -27,4 +27,4 @@ urlpatterns = [
     re_path(r"^api/docs/?$", SwaggerView.as_view(url_name="schema"), name="docs"),
 ]
 
-handler404 = "invoicegen.errors.not_found"
+handler404 = "invoicegen.core.errors.not_found"

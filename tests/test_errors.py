@@ -8,7 +8,7 @@ from django.db import connection
 from django.test import Client, RequestFactory
 
 from audit.roles import reconnected
-from invoicegen.errors import server_error
+from invoicegen.core.errors import server_error
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the connection is closed and reopened
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from invoicegen.redaction import RedactSecrets, redact_secrets
+from invoicegen.core.redaction import RedactSecrets, redact_secrets
 
 RAW = "kF3x9Q_-b2ZpL0aV7mN4cR8tY1wE6uI5oP2sD3fG4hJ"
 

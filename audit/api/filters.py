@@ -3,7 +3,7 @@ from django.core.validators import validate_ipv46_address
 from drf_spectacular.utils import extend_schema_field
 
 from audit.models import AuditLog
-from invoicegen.api import IdFilter, TrueFalseFilter, UTCDateTimeFilter
+from invoicegen.core.api import IdFilter, TrueFalseFilter, UTCDateTimeFilter
 
 IP_ADDRESS = {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
 

@@ -2,7 +2,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from audit.models import AdminAction, AuditLog
-from invoicegen.api import TrueFalseQueryField
+from invoicegen.core.api import TrueFalseQueryField
 
 
 class AuditLogSerializer(serializers.ModelSerializer):

@@ -13,7 +13,7 @@ from audit import events, export, services
 from audit.api import serializers
 from audit.api.filters import AuditLogFilter
 from audit.models import AdminAction, AuditLog
-from invoicegen.api import BoundedPageSize
+from invoicegen.core.api import BoundedPageSize
 
 ID = re.compile("[0-9]+")
 

@@ -461,3 +461,21 @@ def test_a_bulk_action_records_one_admin_bulk_action(admin, superuser):
     assert len(actions_after(mark, action="admin.invoice_updated")) == 2
     action = AdminAction.objects.get(kind=AdminAction.Kind.BULK_ACTION)
     assert (action.action, action.details["count"]) == ("admin.bulk_action", 2)
+
+
+def test_an_action_s_confirmation_page_records_nothing_until_confirmed(admin, superuser):
+    members = [UserFactory(), UserFactory()]
+    selected = {"action": "delete_selected", "_selected_action": [m.pk for m in members]}
+    mark = last_entry_id()
+
+    page = admin.post(reverse("admin:accounts_user_changelist"), selected)
+
+    assert page.status_code == 200  # "Are you sure?"
+    assert actions_after(mark) == []
+    assert not AdminAction.objects.exists()
+
+    admin.post(reverse("admin:accounts_user_changelist"), {**selected, "post": "yes"})
+
+    assert not User.objects.filter(pk__in=[m.pk for m in members]).exists()
+    assert only_entry(mark, "admin.bulk_action").metadata["count"] == 2
+    assert AdminAction.objects.filter(kind=AdminAction.Kind.BULK_ACTION).count() == 1

@@ -2,7 +2,10 @@
 
 import datetime
 import json
+import os
+import pwd
 import re
+import sys
 
 import pytest
 from celery.app.trace import build_tracer
@@ -265,3 +268,16 @@ def test_outside_a_command_the_context_is_the_system(monkeypatch):
     monkeypatch.setattr("sys.argv", ["celery", "worker"])
 
     assert audit_context._process_context() == audit_context.AuditContext()
+
+
+def test_a_command_run_by_a_user_without_a_passwd_entry_names_its_uid(monkeypatch):
+    """A container run with an arbitrary UID: no passwd entry, no LOGNAME or USER."""
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: (_ for _ in ()).throw(KeyError(uid)))
+    monkeypatch.setattr(sys, "argv", ["manage.py", "seal_audit_log"])
+
+    context = audit_context._process_context()
+
+    assert context.origin == "command"
+    assert context.user_agent == f"manage.py (os user uid {os.getuid()})"

@@ -27,7 +27,7 @@ from invoicegen.accounts.tokens import (
     encode_uid,
     password_reset_token,
 )
-from invoicegen.exceptions import LockedOut
+from invoicegen.core.exceptions import LockedOut
 from notifications import services as notifications
 
 INVALID_LINK = "This link is invalid or has expired."

@@ -9,7 +9,7 @@ from rest_framework import throttling
 from rest_framework.request import Request
 
 from invoicegen.accounts.models import normalize_email
-from invoicegen.api import AuthThrottle, FailOpen
+from invoicegen.core.api import AuthThrottle, FailOpen
 
 
 def attempted_email(request) -> str:

@@ -1,9 +1,10 @@
 from django.contrib import admin, messages
 
-from audit.admin import ReadOnlyInline, ServiceOnlyAdmin
+from audit.admin import AuditedModelAdmin
 from invoicegen.billing import services
 from invoicegen.billing.models import Invoice, InvoiceItem, Payment, Subscription
-from invoicegen.exceptions import ConflictError
+from invoicegen.core.admin import ReadOnlyInline, ServiceOnlyAdmin
+from invoicegen.core.exceptions import ConflictError
 
 
 class InvoiceItemInline(ReadOnlyInline):
@@ -19,7 +20,7 @@ class PaymentInline(ReadOnlyInline):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(ServiceOnlyAdmin):
+class InvoiceAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
     """Invoices change only through their lifecycle (the API, or the void action here)."""
 
     list_display = [
@@ -68,7 +69,7 @@ class InvoiceAdmin(ServiceOnlyAdmin):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(ServiceOnlyAdmin):
+class SubscriptionAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
     list_display = ["user", "plan", "status", "current_period_end"]
     list_filter = ["plan", "status"]
     search_fields = ["user__email"]

@@ -14,7 +14,7 @@ from audit import services as audit
 from audit.services import audit_as
 from emails import services as emails
 from invoicegen.billing.models import Invoice, InvoiceItem, InvoiceSequence, Payment, Subscription
-from invoicegen.exceptions import ConflictError, QuotaExceeded
+from invoicegen.core.exceptions import ConflictError, QuotaExceeded
 from notifications import services as notifications
 from notifications.models import Notification
 

@@ -1,6 +1,6 @@
 import django_filters
 
-from invoicegen.api import TrueFalseFilter
+from invoicegen.core.api import TrueFalseFilter
 from notifications.models import Notification
 
 

@@ -1,4 +1,4 @@
-from invoicegen.api import OptionalSlashRouter
+from invoicegen.core.api import OptionalSlashRouter
 from notifications.api.views import NotificationViewSet
 
 router = OptionalSlashRouter()

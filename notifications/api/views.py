@@ -3,7 +3,7 @@ from rest_framework import mixins, status, throttling, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from invoicegen.api import FailOpen
+from invoicegen.core.api import FailOpen
 from notifications import services
 from notifications.api import serializers
 from notifications.api.filters import NotificationFilter

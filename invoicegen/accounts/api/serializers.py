@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
-from invoicegen import json_fields
 from invoicegen.accounts.models import User
+from invoicegen.core import json_fields
 
 
 class UserSerializer(json_fields.ModelSerializer):

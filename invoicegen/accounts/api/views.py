@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 from invoicegen.accounts import services
 from invoicegen.accounts.api import serializers
 from invoicegen.accounts.throttles import LOGIN_THROTTLES
-from invoicegen.api import AuthThrottle
+from invoicegen.core.api import AuthThrottle
 
 
 def _valid_data(serializer_class, request) -> dict:

@@ -5,9 +5,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from downloads.models import SecureDownloadToken
-from invoicegen import json_fields
 from invoicegen.billing.currencies import ISO_4217_CODES
 from invoicegen.billing.models import Invoice, InvoiceItem, Payment, Subscription
+from invoicegen.core import json_fields
 
 MAX_ITEMS = 200
 CURRENCY_CODES = [*sorted(ISO_4217_CODES), *sorted(code.lower() for code in ISO_4217_CODES)]

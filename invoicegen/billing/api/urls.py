@@ -1,8 +1,8 @@
 from django.urls import re_path
 
-from invoicegen.api import OptionalSlashRouter
 from invoicegen.billing import services
 from invoicegen.billing.api import views
+from invoicegen.core.api import OptionalSlashRouter
 
 router = OptionalSlashRouter()
 router.register("invoices", views.InvoiceViewSet, basename="invoice")

@@ -15,7 +15,7 @@ from invoicegen.billing import services
 from invoicegen.billing.api import serializers
 from invoicegen.billing.models import Invoice, Subscription
 from invoicegen.billing.pdf import render_invoice_pdf
-from invoicegen.schema import (
+from invoicegen.core.schema import (
     CONFLICT,
     INCOMPLETE,
     NOT_FOUND,

@@ -16,7 +16,7 @@ from invoicegen.billing.tests.factories import (
     invoice_in_status,
     this_years_number,
 )
-from invoicegen.exceptions import ConflictError
+from invoicegen.core.exceptions import ConflictError
 
 pytestmark = pytest.mark.django_db
 

@@ -88,7 +88,7 @@ class BoundedFilterExtension(DjangoFilterExtension):
 class DecimalFieldExtension(OpenApiSerializerFieldExtension):
     """The pattern the field checks, where spectacular's admits "", "-" and "."."""
 
-    target_class = "invoicegen.json_fields.DecimalField"
+    target_class = "invoicegen.core.json_fields.DecimalField"
 
     def map_serializer_field(self, auto_schema, direction):
         return {"type": "string", "format": "decimal", "pattern": self.target.pattern}

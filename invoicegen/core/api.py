@@ -9,7 +9,6 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
 from redis.exceptions import RedisError
 from rest_framework import exceptions, pagination, routers, serializers, status, throttling
 from rest_framework.fields import empty
@@ -17,8 +16,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from audit import services as audit
-from invoicegen.exceptions import ConflictError, TryLater
+from invoicegen.core.exceptions import ConflictError, TryLater
 
 logger = logging.getLogger(__name__)
 
@@ -190,29 +188,6 @@ class AuthThrottle(ClientIPThrottle):
     scope = "auth"
 
 
-def _record_denial(exc, view) -> None:
-    """Refusals are security events: a 403, or a 404 for an object that exists but belongs
-    to someone else (the caller learns nothing; the trail does)."""
-    if isinstance(exc, exceptions.PermissionDenied):
-        audit.log("security.permission_denied", metadata={"reason": str(exc.detail)}, success=False)
-        return
-    queryset = getattr(view, "queryset", None)
-    lookup = getattr(view, "kwargs", {}).get(getattr(view, "lookup_url_kwarg", None) or "pk")
-    if not isinstance(exc, Http404) or queryset is None or lookup is None:
-        return
-    model = queryset.model
-    try:
-        exists = model._base_manager.filter(pk=lookup).exists()
-    except (ValueError, TypeError, DjangoValidationError):
-        return
-    if exists:
-        audit.log(
-            "security.object_access_denied",
-            target=(model._meta.model_name, lookup),
-            success=False,
-        )
-
-
 class RequestTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The body is too large."
@@ -222,8 +197,7 @@ class RequestTooLarge(exceptions.APIException):
 def exception_handler(exc, context):
     """DRF's handler, plus the domain errors services raise: conflicts (409), lockouts and
     quotas (429 with Retry-After) and Django's ValidationError (400, keyed by field like a
-    serializer error); refusals are audited."""
-    _record_denial(exc, context.get("view"))
+    serializer error)."""
     if isinstance(exc, ConflictError):
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
     if isinstance(exc, TryLater):

@@ -1,14 +1,16 @@
 """The whole system in one story: a user signs up and bills a client, the client downloads the
 invoice, an admin steps in, and the audit trail, notifications, outbox and download log say
 what happened. Runs through the real API, in process, on whatever database is configured;
-emails are captured instead of sent, and it can be run again and again."""
+emails are captured instead of sent, and it can be run again and again. It drives the API with
+Django's test client, so it lives here, outside the apps that ship: `make demo`."""
 
 import re
 import uuid
 
 from django.conf import settings
 from django.core import mail
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError, OutputWrapper
+from django.core.management.color import color_style
 from django.test import Client
 from django.test.utils import override_settings
 from django.utils import timezone
@@ -28,10 +30,14 @@ PASSWORD = "demo-password-correct-horse"  # noqa: S105 (a demo account)
 CLIENT = {"HTTP_HOST": "localhost", "REMOTE_ADDR": "198.51.100.23", "HTTP_USER_AGENT": "demo"}
 
 
-class Command(BaseCommand):
-    help = "Run the whole lifecycle once (signup to audit verification) and print what happened."
+class Story:
+    """The whole lifecycle once, signup to audit verification, told on `out`."""
 
-    def handle(self, *args, **options):
+    def __init__(self, out):
+        self.stdout = OutputWrapper(out)
+        self.style = color_style()
+
+    def tell_all(self) -> None:
         previous_eager = celery_app.conf.task_always_eager
         celery_app.conf.task_always_eager = True  # tasks run here, after each commit
         mail.outbox = []

@@ -1,5 +1,5 @@
 """The classes DRF's APIView loads while it is being defined (DEFAULT_PARSER_CLASSES,
-DEFAULT_METADATA_CLASS): apart from invoicegen.api, whose exception handler imports DRF's views
+DEFAULT_METADATA_CLASS): apart from invoicegen.core.api, whose exception handler imports DRF's views
 and would make that import circular."""
 
 import re
@@ -14,7 +14,7 @@ class StrictJSONParser(parsers.JSONParser):
     exhausts the recursion of the decoder and of everything that walks the data), and no lone
     surrogate in a string or key (no UTF-8 encoder accepts one, so even a 400 that quoted it
     back would fail to render). The body's size is bounded before: DRF reads it through
-    `request.body`, which enforces DATA_UPLOAD_MAX_MEMORY_SIZE (a 413, invoicegen.api)."""
+    `request.body`, which enforces DATA_UPLOAD_MAX_MEMORY_SIZE (a 413, invoicegen.core.api)."""
 
     max_depth = 32
 
