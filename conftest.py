@@ -41,6 +41,7 @@ def _isolated_run(settings):
     celery_app.conf.task_always_eager = True
     # Real hashing costs ~0.2 s a user; the hasher is not what these tests are about.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.AUDIT_STRICT_ACTIONS = True  # an unregistered action is a failing test
     yield
     cache.clear()
 
@@ -78,6 +79,18 @@ def race():
 @pytest.fixture
 def user(db):
     return UserFactory()
+
+
+@pytest.fixture
+def superuser(db):
+    return UserFactory(is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def admin(client, superuser):
+    """A Django test client signed in to the admin as a superuser."""
+    client.force_login(superuser)
+    return client
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from audit import context as audit_context
-from audit import events, export, services
+from audit import export, registry, services
 from audit.models import AdminAction, AuditLog
 from invoicegen.core.admin import ReadOnlyAdmin
 
@@ -25,8 +25,7 @@ class ActionPrefixFilter(admin.SimpleListFilter):
     parameter_name = "action_prefix"
 
     def lookups(self, request, model_admin):
-        prefixes = sorted({name.split(".", 1)[0] for name in events.REGISTRY})
-        return [(f"{prefix}.", f"{prefix}.*") for prefix in prefixes]
+        return [(f"{prefix}.", f"{prefix}.*") for prefix in registry.prefixes()]
 
     def queryset(self, request, queryset):
         if self.value():
@@ -41,7 +40,7 @@ class CategoryFilter(admin.SimpleListFilter):
     parameter_name = "category"
 
     def lookups(self, request, model_admin):
-        return [(c, c) for c in sorted({event.category for event in events.REGISTRY.values()})]
+        return [(category, category) for category in registry.categories()]
 
     def queryset(self, request, queryset):
         return queryset.filter(category=self.value()) if self.value() else queryset
@@ -49,18 +48,19 @@ class CategoryFilter(admin.SimpleListFilter):
 
 @admin.register(AuditLog)
 class AuditLogAdmin(ReadOnlyAdmin):
-    list_display = ["id", "created_at", "action", "user_email", "resource", "ip_address", "success"]
+    list_display = [
+        "id", "created_at", "action", "user_email", "resource", "origin", "ip_address", "success",
+    ]  # fmt: skip
     list_display_links = ["id", "action"]
-    list_filter = [ActionPrefixFilter, CategoryFilter, "success", "created_at"]
+    list_filter = [ActionPrefixFilter, CategoryFilter, "origin", "success", "created_at"]
     search_fields = ["user_email"]
     search_help_text = (
-        "A user's email, an IP address, a resource as type:id (invoice:42, user:7), "
-        "or an action (invoice.sent)."
+        "A user's email, an IP address, a resource as type:id (user:7), or an action (user.login)."
     )
     date_hierarchy = "created_at"
     actions = ["export_csv", "export_jsonl"]
     fields = [
-        "id", "created_at", "action", "category", "description", "success", "actor",
+        "id", "created_at", "action", "category", "description", "success", "origin", "actor",
         "resource_link", "ip_address", "user_agent", "method", "path", "request_id",
         "changes_table", "metadata_json", "digest",
     ]  # fmt: skip

@@ -9,12 +9,14 @@ class AuditConfig(AppConfig):
 
     def ready(self):
         from audit import receivers
+        from audit.events import register_backbone_actions
 
-        receivers.connect_model_receivers()
+        register_backbone_actions()
         receivers.connect_connection_receivers()
         receivers.connect_auth_receivers()
         receivers.connect_task_receivers()
         checks.register(check_tracked_models_capture_bulk_writes)
+        checks.register(check_actions_in_the_trail_are_registered, checks.Tags.database)
         checks.register(
             check_app_role_cannot_rewrite_the_trail,
             checks.Tags.database,
@@ -57,7 +59,8 @@ def check_app_role_cannot_rewrite_the_trail(app_configs, databases=None, **kwarg
 
 def check_tracked_models_capture_bulk_writes(app_configs, **kwargs):
     """A tracked model whose manager is not audited would let update()/bulk_*() slip past."""
-    from audit.tracking import AuditedQuerySet, tracked_models
+    from audit.registry import tracked_models
+    from audit.tracking import AuditedQuerySet
 
     return [
         checks.Error(
@@ -69,4 +72,47 @@ def check_tracked_models_capture_bulk_writes(app_configs, **kwargs):
         )
         for model in tracked_models()
         if not isinstance(model._default_manager.get_queryset(), AuditedQuerySet)
+    ]
+
+
+def check_actions_in_the_trail_are_registered(app_configs, databases=None, **kwargs):
+    """Names recorded but registered nowhere (a production process records an unknown name
+    rather than lose the entry; DEBUG and tests raise). Distinct names are read through the
+    action index on PostgreSQL, one probe each, so this stays fast on a trail of millions of
+    rows."""
+    from django.db import connections
+
+    from audit import registry
+    from audit.models import AuditLog
+
+    if not databases or "default" not in databases:
+        return []
+    table = AuditLog._meta.db_table
+    connection = connections["default"]
+    if connection.vendor == "postgresql":  # a loose index scan: one probe per distinct name
+        sql = f"""WITH RECURSIVE names(action) AS (
+            (SELECT action FROM {table} ORDER BY action LIMIT 1)
+            UNION ALL
+            SELECT (SELECT action FROM {table} WHERE action > names.action
+                    ORDER BY action LIMIT 1)
+            FROM names WHERE names.action IS NOT NULL
+        ) SELECT action FROM names WHERE action IS NOT NULL"""  # noqa: S608 (a table name)
+    else:
+        sql = f"SELECT DISTINCT action FROM {table}"  # noqa: S608 (a table name)
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        names = sorted(row[0] for row in cursor.fetchall())
+    unknown = [
+        name
+        for name in names
+        if not registry.is_registered(name) and not registry.is_former_admin_name(name)
+    ]
+    if not unknown:
+        return []
+    return [
+        checks.Warning(
+            f"The audit trail holds actions no app registers: {', '.join(unknown)}.",
+            hint="Register them in the ready() of the app that records them (audit/registry.py).",
+            id="audit.W002",
+        )
     ]

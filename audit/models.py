@@ -8,6 +8,15 @@ from django.db.models import Q
 from django.db.models.functions import Now
 
 
+class Origin(models.TextChoices):
+    API = "api"
+    WEB = "web"
+    ADMIN = "admin"
+    COMMAND = "command"
+    TASK = "task"
+    SYSTEM = "system"
+
+
 class AuditLog(models.Model):
     id = models.BigAutoField(primary_key=True)
     action = models.CharField(max_length=100)
@@ -33,6 +42,8 @@ class AuditLog(models.Model):
     request_id = models.CharField(max_length=64, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     success = models.BooleanField(default=True)
+    # Where the action came from; never part of its name ("" in entries older than the column).
+    origin = models.CharField(max_length=10, choices=Origin, blank=True)
     created_at = models.DateTimeField(db_default=Now())
     digest = models.CharField(max_length=64)
 
@@ -45,7 +56,7 @@ class AuditLog(models.Model):
         indexes = [
             # Lists are newest first by id (cursor pagination); each API filter has its index,
             # and no more: every index is paid for on every audited write.
-            # Pattern ops (PostgreSQL) serve the prefix filter (`invoice.`) as well as equality.
+            # Pattern ops (PostgreSQL) serve the prefix filter (`user.`) as well as equality.
             models.Index(
                 fields=["action", "-id"],
                 opclasses=["varchar_pattern_ops", "int8_ops"],
@@ -56,6 +67,13 @@ class AuditLog(models.Model):
             models.Index(fields=["ip_address", "-id"], name="audit_ip_id"),
             models.Index(fields=["created_at"], name="audit_created_at"),
             models.Index(fields=["-id"], condition=Q(success=False), name="audit_failures_id"),
+            # The rarer origins (the admin, commands, tasks): the API's many writes pay nothing,
+            # and entries older than the column are not in it.
+            models.Index(
+                fields=["origin", "-id"],
+                condition=~Q(origin__in=["api", ""]),
+                name="audit_origin_id",
+            ),
         ]
 
     def __str__(self):

@@ -1,6 +1,6 @@
 """On PostgreSQL, the entry for an audited UPDATE travels in the UPDATE statement itself:
 
-    WITH audit_change AS (UPDATE "billing_invoice" SET ... RETURNING 1)
+    WITH audit_change AS (UPDATE "<tracked table>" SET ... RETURNING 1)
     INSERT INTO audit_auditlog ... SELECT ... WHERE EXISTS (SELECT FROM audit_change)
 
 one statement and one round trip instead of two, which is most of what capture costs

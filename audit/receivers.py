@@ -17,7 +17,8 @@ def remember_loaded_values(sender, instance, **kwargs):
 
 
 def expect_update(sender, instance, raw=False, using=None, update_fields=None, **kwargs):
-    if not raw and not instance._state.adding:
+    """Outside a service's transaction, the entry may ride along with the UPDATE itself."""
+    if not raw and not instance._state.adding and tracking.collecting() is None:
         piggyback.expect(instance, update_fields, using=using)
 
 
@@ -25,31 +26,30 @@ def record_save(sender, instance, created, raw=False, update_fields=None, **kwar
     if raw:  # loaddata: fixtures are not actions
         return
     if created:
-        tracking.record(instance, "created", tracking.created_changes(instance))
         instance._audit_snapshot = tracking.snapshot(instance)
+        tracking.capture(instance, "created", tracking.created_changes(instance))
         return
     written = piggyback.written(instance)  # the entry rode along with the UPDATE
     if written is not None:
         instance._audit_snapshot = written
         return
-    entry, instance._audit_snapshot = tracking.update_entry(instance, update_fields)
-    if entry is not None:
-        services.insert_entry(entry)
+    old = getattr(instance, "_audit_snapshot", {})
+    instance._audit_snapshot = tracking.saved_values(instance, update_fields)
+    tracking.capture(instance, "updated", tracking.diff(sender, old, instance._audit_snapshot))
 
 
 def record_delete(sender, instance, **kwargs):
-    tracking.record(instance, "deleted", {})
+    tracking.capture(instance, "deleted", {})
 
 
-def connect_model_receivers():
-    for model in tracking.tracked_models():
-        uid = f"audit.{model._meta.label}"
-        model_signals.post_init.connect(
-            remember_loaded_values, sender=model, dispatch_uid=f"{uid}.init"
-        )
-        model_signals.pre_save.connect(expect_update, sender=model, dispatch_uid=f"{uid}.pre")
-        model_signals.post_save.connect(record_save, sender=model, dispatch_uid=f"{uid}.save")
-        model_signals.post_delete.connect(record_delete, sender=model, dispatch_uid=f"{uid}.delete")
+def connect_model_receivers(model) -> None:
+    uid = f"audit.{model._meta.label}"
+    model_signals.post_init.connect(
+        remember_loaded_values, sender=model, dispatch_uid=f"{uid}.init"
+    )
+    model_signals.pre_save.connect(expect_update, sender=model, dispatch_uid=f"{uid}.pre")
+    model_signals.post_save.connect(record_save, sender=model, dispatch_uid=f"{uid}.save")
+    model_signals.post_delete.connect(record_delete, sender=model, dispatch_uid=f"{uid}.delete")
 
 
 def record_login(sender, request, user, **kwargs):

@@ -1,11 +1,11 @@
-"""Writing the audit trail. Every entry goes through `log()`, in the caller's transaction."""
+"""Writing the audit trail, in the caller's transaction: `log()` for one entry, and
+`record_event()` for a domain event, whose entry also holds the field diffs of the change it
+names and which reaches the event's subscribers once the transaction commits."""
 
 import datetime
 import hashlib
 import json
 import logging
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache, partial
 
@@ -24,9 +24,10 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from audit import context as audit_context
-from audit import events, export, integrity, roles, sink
+from audit import export, integrity, registry, roles, sink
 from audit.integrity import normalize_json, row_digest
 from audit.models import AdminAction, AuditLog, Checkpoint, RetentionGrant
+from invoicegen.core import events as domain_events
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,6 @@ SENSITIVE_WORDS = ("password", "token", "secret", "key_hash", "otp")
 
 LOCK_NOT_AVAILABLE = "55P03"
 SEAL_LOCK_WAIT_MS = 100
-
-_action_hint: ContextVar[dict | None] = ContextVar("audit_action_hint", default=None)
 
 
 def is_sensitive(field_name: str) -> bool:
@@ -72,7 +71,7 @@ def entry_values(
         user_id, user_email = actor.pk, actor.email
     resource_type, resource_id, label = _target(target)
     metadata = normalize_json(metadata or {})
-    event = events.get(action)
+    event = registry.action(action)
     values = {
         "action": action,
         "category": event.category,
@@ -90,6 +89,7 @@ def entry_values(
         "request_id": context.request_id,
         "metadata": metadata,
         "success": success,
+        "origin": context.origin,
     }
     return {**values, "digest": row_digest(values)}
 
@@ -100,11 +100,35 @@ def log(action: str, **kwargs) -> AuditLog:
     return insert_entry(entry_values(action, **kwargs))
 
 
+def record_event(
+    name: str, *, target, actor, params: dict | None = None, success: bool = True
+) -> AuditLog:
+    """A domain event: its one entry (with the field diffs of the change it names, waiting in
+    the service's transaction, audit/tracking.py) now, and after commit the event for its
+    subscribers (invoicegen/core/events.py)."""
+    from audit.tracking import take_changes
+
+    changes = take_changes(target)
+    metadata = {**(params or {}), **({"changes": changes} if changes else {})}
+    entry = log(name, target=target, actor=actor, metadata=metadata, success=success)
+    domain_events.publish(
+        domain_events.Event(
+            name=name,
+            resource_type=entry.resource_type,
+            resource_id=entry.resource_id,
+            actor_id=entry.user_id,
+            params=entry.metadata,
+            entry_id=entry.id,
+            occurred_at=entry.created_at,
+        )
+    )
+    return entry
+
+
 COLUMNS = (*integrity.DIGEST_FIELDS, "digest")
-INSERT_SQL = (
-    f"INSERT INTO {AuditLog._meta.db_table} ({', '.join(COLUMNS)}) "  # noqa: S608 (constants)
-    f"VALUES ({', '.join(['%s'] * len(COLUMNS))})"
-)
+INSERT_INTO = f"INSERT INTO {AuditLog._meta.db_table} ({', '.join(COLUMNS)})"
+ROW_PLACEHOLDERS = f"({', '.join(['%s'] * len(COLUMNS))})"
+INSERT_SQL = f"{INSERT_INTO} VALUES {ROW_PLACEHOLDERS}"
 
 
 @cache
@@ -115,7 +139,7 @@ def insert_select_sql() -> str:
     fields = {f.column: f for f in AuditLog._meta.concrete_fields}
     types = [fields[column].db_type(connection).split("(")[0] for column in COLUMNS]
     casts = ", ".join(f"%s::{db_type}" for db_type in types)
-    return f"INSERT INTO {AuditLog._meta.db_table} ({', '.join(COLUMNS)}) SELECT {casts}"
+    return f"{INSERT_INTO} SELECT {casts}"
 
 
 def insert_params(values: dict) -> list:
@@ -135,21 +159,14 @@ def insert_entry(values: dict) -> AuditLog:
     return AuditLog(id=row_id, created_at=created_at, **values)
 
 
-@contextmanager
-def audit_as(action: str):
-    """Name the semantic action of the model changes made inside the block (a password reset
-    rather than a change), for the resource type the action starts with."""
-    resource_type = action.split(".", 1)[0]
-    hints = {**(_action_hint.get() or {}), resource_type: action}
-    token = _action_hint.set(hints)
-    try:
-        yield
-    finally:
-        _action_hint.reset(token)
-
-
-def hinted_action(resource_type: str) -> str | None:
-    return (_action_hint.get() or {}).get(resource_type)
+def insert_entries(entries: list[dict], *, rows_per_statement: int = 1000) -> None:
+    """Many entries in one multi-row INSERT per `rows_per_statement` (bulk writes)."""
+    for start in range(0, len(entries), rows_per_statement):
+        chunk = entries[start : start + rows_per_statement]
+        rows = ", ".join([ROW_PLACEHOLDERS] * len(chunk))
+        params = [value for values in chunk for value in insert_params(values)]
+        with connection.cursor() as cursor:
+            cursor.execute(f"{INSERT_INTO} VALUES {rows}", params)
 
 
 def record_admin_action(
@@ -174,59 +191,6 @@ def record_admin_action(
         ip_address=context.ip_address,
         request_id=context.request_id,
     )
-
-
-def _user(user_id: int):
-    from django.contrib.auth import get_user_model
-
-    return get_user_model().objects.get(pk=user_id)
-
-
-def _log_for_invoice(action: str, user_id: int, invoice_id: int, invoice_number: str):
-    return log(
-        action,
-        target=("invoice", invoice_id),
-        actor=_user(user_id),
-        metadata={"invoice_number": invoice_number},
-    )
-
-
-class AuditService:
-    """The seed's calls, kept for callers written against it; each is one `log()`."""
-
-    log = staticmethod(log)
-
-    @staticmethod
-    def log_user_login(user_id: int, ip_address: str | None = None, user_agent: str = ""):
-        return _log_with_client("user.login", user_id, ip_address, user_agent)
-
-    # (user_id, invoice_id, invoice_number)
-    log_invoice_created = staticmethod(partial(_log_for_invoice, "invoice.created"))
-    log_invoice_finalized = staticmethod(partial(_log_for_invoice, "invoice.finalized"))
-    log_invoice_sent = staticmethod(partial(_log_for_invoice, "invoice.sent"))
-    log_invoice_paid = staticmethod(partial(_log_for_invoice, "invoice.paid"))
-
-    @staticmethod
-    def get_user_logs(user_id: int):
-        return AuditLog.objects.filter(user_id=user_id)
-
-    @staticmethod
-    def get_resource_logs(resource_type: str, resource_id):
-        return AuditLog.objects.filter(resource_type=resource_type, resource_id=str(resource_id))
-
-
-def _log_with_client(action: str, user_id: int, ip_address: str | None, user_agent: str):
-    base = audit_context.current()
-    context = audit_context.AuditContext(
-        **{
-            **base.to_headers(),
-            "ip_address": audit_context.clean_ip(ip_address) or base.ip_address,
-            "user_agent": audit_context.clean_text(user_agent, audit_context.MAX_USER_AGENT)
-            or base.user_agent,
-        }
-    )
-    user = _user(user_id)
-    return log(action, target=user, actor=user, context=context)
 
 
 def seal_audit_log(*, max_rows: int = 100_000) -> Checkpoint | None:

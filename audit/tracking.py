@@ -1,92 +1,30 @@
-"""Which models the trail follows, and how their changes are named.
+"""Capture: the field diffs of tracked models (audit/registry.py), from every ORM path.
 
-One line per audited model in TRACKED_MODELS. `audit/receivers.py` hears their saves and
-deletes; their QuerySet's `update()`, `bulk_update()` and `bulk_create()` (which send no
-signals) are captured by `AuditedQuerySet`, which a system check makes sure they use.
-Old values come from a snapshot taken when the instance was loaded: no extra SELECT per save.
+Saves and deletes are heard by the receivers (audit/receivers.py). `QuerySet.update()`,
+`bulk_update()` and `bulk_create()` send no signals: `AuditedQuerySet`, which a system check
+makes every tracked model use, captures them set-based (one read of the old values, the write,
+one INSERT of every entry). Old values come from a snapshot taken when the instance was loaded:
+no extra SELECT per save.
+
+A change gets its plain entry (`<type>.updated`) unless a service names it: inside
+`service_transaction()` the changes wait for the domain event that the service records, which
+takes them into its own entry (`user.password_reset`, with the diff); what no event took gets its
+plain entry before the transaction commits. So a change made by a service has exactly one entry,
+named by the service, and a change made any other way (the admin, a shell) its plain one.
 """
 
-from dataclasses import dataclass, field
+import functools
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 
-from django.apps import apps
-from django.contrib.auth import get_user_model
 from django.db import models, transaction
 
-from audit import context as audit_context
-from audit import events, services
-
-
-@dataclass(frozen=True)
-class TrackedModel:
-    resource_type: str
-    label_field: str = "pk"
-    created: str | None = None
-    status_field: str | None = None
-    transitions: dict[str, str] = field(default_factory=dict)
-    field_actions: dict[str, str] = field(default_factory=dict)
-    # Fields whose change alone makes no entry (bookkeeping, or audited by another event).
-    quiet_fields: frozenset[str] = frozenset({"updated_at"})
-
-
-TRACKED_MODELS = {
-    "accounts.User": TrackedModel(
-        "user",
-        label_field="email",
-        field_actions={
-            "password": "user.password_changed",
-            "email_verified": "user.email_verified",
-            "name": "user.profile_updated",
-        },
-        quiet_fields=frozenset({"last_login"}),
-    ),
-    "billing.Invoice": TrackedModel(
-        "invoice",
-        label_field="number",
-        status_field="status",
-        transitions={
-            "finalized": "invoice.finalized",
-            "sent": "invoice.sent",
-            "paid": "invoice.paid",
-            "void": "invoice.voided",
-        },
-    ),
-    "billing.InvoiceItem": TrackedModel("invoice_item", label_field="description"),
-    "billing.Payment": TrackedModel("payment", created="payment.processed"),
-    "billing.Subscription": TrackedModel(
-        "subscription",
-        label_field="plan",
-        created="subscription.activated",
-        status_field="status",
-        transitions={
-            "active": "subscription.activated",
-            "cancelled": "subscription.cancelled",
-            "expired": "subscription.expired",
-        },
-    ),
-}
-
-
-# Every tracked type's plain and admin verbs are part of the vocabulary.
-for _spec in TRACKED_MODELS.values():
-    for _verb in ("created", "updated", "deleted"):
-        for _name, _category, _where in [
-            (f"{_spec.resource_type}.{_verb}", _spec.resource_type, ""),
-            (f"admin.{_spec.resource_type}_{_verb}", "admin", " in the admin"),
-        ]:
-            if _name not in events.REGISTRY:
-                events.register(_name, _category, f"{{actor}} {_verb} {{target}}{_where}")
-
-
-def tracked_models() -> dict[type[models.Model], TrackedModel]:
-    return {apps.get_model(label): spec for label, spec in TRACKED_MODELS.items()}
-
-
-def spec_for(model) -> TrackedModel | None:
-    return TRACKED_MODELS.get(model._meta.label)
+from audit import registry, services
 
 
 def describe_instance(instance: models.Model) -> tuple[str, str, str]:
-    spec = spec_for(instance)
+    spec = registry.spec_for(instance)
     resource_type = spec.resource_type if spec else instance._meta.model_name
     label = getattr(instance, spec.label_field if spec else "pk", None) or instance.pk
     return resource_type, str(instance.pk), f"{resource_type} {label}"
@@ -119,47 +57,23 @@ def diff(model, old: dict, new: dict) -> dict[str, list]:
     return changes
 
 
-def resolve_action(spec: TrackedModel, verb: str, changes: dict) -> str:
-    """The semantic name of a change: a hint from the service, a status transition, a field
-    of note, or the plain `<type>.<verb>`; in the admin, `admin.<type>_<verb>`."""
-    if audit_context.current().origin == "admin":
-        return f"admin.{spec.resource_type}_{verb}"
-    hint = services.hinted_action(spec.resource_type)
-    if hint:
-        return hint
-    if verb == "created":
-        return spec.created or f"{spec.resource_type}.created"
-    if verb == "updated":
-        if spec.status_field in changes:
-            new_status = changes[spec.status_field][1]
-            if new_status in spec.transitions:
-                return spec.transitions[new_status]
-        for field_name, action in spec.field_actions.items():
-            if field_name in changes:
-                return action
-    return f"{spec.resource_type}.{verb}"
+def created_changes(instance: models.Model) -> dict:
+    return {
+        f.name: [None, _shown(f.name, getattr(instance, f.attname))]
+        for f in _tracked_fields(type(instance))
+    }
 
 
 def change_entry(instance: models.Model, verb: str, changes: dict) -> dict | None:
-    """The entry for a change of a tracked instance; None when only quiet fields changed."""
-    spec = spec_for(instance)
+    """The plain entry of a change; None when only quiet fields changed."""
+    spec = registry.spec_for(instance)
     if verb == "updated" and not set(changes) - spec.quiet_fields:
         return None
-    # A user acting on their own account before logging in (signup, reset) is the actor.
-    is_user = isinstance(instance, get_user_model())
-    anonymous = audit_context.current().actor()[0] is None
     return services.entry_values(
-        resolve_action(spec, verb, changes),
+        f"{spec.resource_type}.{verb}",
         target=instance,
-        actor=instance if is_user and anonymous and verb != "deleted" else None,
         metadata={"changes": changes} if changes else {},
     )
-
-
-def record(instance: models.Model, verb: str, changes: dict) -> None:
-    entry = change_entry(instance, verb, changes)
-    if entry is not None:
-        services.insert_entry(entry)
 
 
 def saved_values(instance: models.Model, update_fields) -> dict:
@@ -173,48 +87,179 @@ def saved_values(instance: models.Model, update_fields) -> dict:
 
 
 def update_entry(instance: models.Model, update_fields) -> tuple[dict | None, dict]:
-    """The entry for saving changes to a loaded instance, and its new snapshot."""
+    """The plain entry for saving changes to a loaded instance, and its new snapshot."""
     new = saved_values(instance, update_fields)
     old = getattr(instance, "_audit_snapshot", {})
     return change_entry(instance, "updated", diff(type(instance), old, new)), new
 
 
-def created_changes(instance: models.Model) -> dict:
-    return {
-        f.name: [None, _shown(f.name, getattr(instance, f.attname))]
-        for f in _tracked_fields(type(instance))
-    }
+# Changes that wait for a service's event
+
+
+@dataclass
+class _Pending:
+    instance: models.Model
+    verb: str
+    changes: dict
+
+
+class Collector:
+    """The changes made inside a service's transaction, by instance, until an event takes them."""
+
+    def __init__(self):
+        self.pending: dict[tuple, _Pending] = {}
+
+    def add(self, instance: models.Model, verb: str, changes: dict) -> None:
+        key = (instance._meta.concrete_model, instance.pk)
+        earlier = self.pending.get(key)
+        if earlier is None:
+            self.pending[key] = _Pending(instance, verb, changes)
+            return
+        merged = dict(earlier.changes)
+        for name, (old, new) in changes.items():
+            merged[name] = [merged[name][0] if name in merged else old, new]
+        verb = "deleted" if verb == "deleted" else earlier.verb  # created, then updated: created
+        if verb == "updated":
+            merged = {name: values for name, values in merged.items() if values[0] != values[1]}
+        self.pending[key] = _Pending(instance, verb, merged)
+
+    def take(self, instance: models.Model) -> dict:
+        pending = self.pending.pop((instance._meta.concrete_model, instance.pk), None)
+        return pending.changes if pending else {}
+
+    def flush(self) -> None:
+        entries = [change_entry(p.instance, p.verb, p.changes) for p in self.pending.values()]
+        self.pending.clear()
+        services.insert_entries([entry for entry in entries if entry is not None])
+
+
+_collector: ContextVar[Collector | None] = ContextVar("audit_collector", default=None)
+
+
+def collecting() -> Collector | None:
+    return _collector.get()
+
+
+@contextmanager
+def _collected():
+    if _collector.get() is not None:  # a service called by another: the outer one flushes
+        yield
+        return
+    collector = Collector()
+    token = _collector.set(collector)
+    try:
+        yield
+        collector.flush()
+    finally:
+        _collector.reset(token)
+
+
+def service_transaction(service):
+    """`transaction.atomic` for a domain service whose changes its events name. A change made
+    inside a savepoint that rolls back must not be left waiting: services keep such blocks to
+    the single write that may fail."""
+
+    @functools.wraps(service)
+    def run(*args, **kwargs):
+        with transaction.atomic(), _collected():
+            return service(*args, **kwargs)
+
+    return run
+
+
+def capture(instance: models.Model, verb: str, changes: dict) -> None:
+    """A tracked instance changed: its plain entry now, or later, if a service may name it."""
+    collector = _collector.get()
+    if collector is not None:
+        collector.add(instance, verb, changes)
+        return
+    entry = change_entry(instance, verb, changes)
+    if entry is not None:
+        services.insert_entries([entry])
+
+
+def take_changes(instance) -> dict:
+    """The changes of the instance waiting for the event that is being recorded."""
+    collector = _collector.get()
+    if collector is None or not isinstance(instance, models.Model):
+        return {}
+    return collector.take(instance)
+
+
+# Writes that send no signals
 
 
 class AuditedQuerySet(models.QuerySet):
-    """Bulk writes that bypass signals, captured as one entry per changed row (Django's
-    bulk_update() goes through update())."""
+    """Bulk writes, captured set-based: a tracked model's default manager must use it."""
 
     def update(self, **kwargs):
-        with transaction.atomic(using=self.db):
+        if _bulk_update_running.get():  # bulk_update() captures what it asks update() to do
+            return super().update(**kwargs)
+        with transaction.atomic(using=self.db, savepoint=False):
             names = [self.model._meta.get_field(name).attname for name in kwargs]
-            before = {row["pk"]: row for row in self.select_for_update().values("pk", *names)}
+            before = list(self.select_for_update().values("pk", *names))
             count = super().update(**kwargs)
-            after = self.model._base_manager.filter(pk__in=before).values("pk", *names)
-            for row in after:
-                _record_row_change(self.model, before[row["pk"]], row)
+            if any(hasattr(value, "resolve_expression") for value in kwargs.values()):
+                after = self.model._base_manager.filter(pk__in=[row["pk"] for row in before])
+                after = after.values("pk", *names)
+            else:  # the new values are the ones given: no second read
+                values = dict(zip(names, kwargs.values(), strict=True))
+                after = [{"pk": row["pk"], **values} for row in before]
+            _capture_rows(self.model, before, after)
         return count
 
     update.alters_data = True
 
+    def bulk_update(self, objs, fields, batch_size=None):
+        """Django's bulk_update() goes through update(); the new values are the objects'."""
+        objs = list(objs)
+        names = [self.model._meta.get_field(name).attname for name in fields]
+        with transaction.atomic(using=self.db, savepoint=False):
+            pks = [obj.pk for obj in objs]
+            before = list(
+                self.model._base_manager.filter(pk__in=pks).select_for_update().values("pk", *names)
+            )
+            token = _bulk_update_running.set(True)
+            try:
+                count = super().bulk_update(objs, fields, batch_size=batch_size)
+            finally:
+                _bulk_update_running.reset(token)
+            after = [{"pk": obj.pk, **{n: getattr(obj, n) for n in names}} for obj in objs]
+            _capture_rows(self.model, before, after)
+        return count
+
+    bulk_update.alters_data = True
+
     def bulk_create(self, objs, *args, **kwargs):
-        with transaction.atomic(using=self.db):
+        with transaction.atomic(using=self.db, savepoint=False):
             created = super().bulk_create(objs, *args, **kwargs)
             for obj in created:
-                record(obj, "created", created_changes(obj))
                 obj._audit_snapshot = snapshot(obj)
+            _capture_all([(obj, "created", created_changes(obj)) for obj in created])
         return created
 
     bulk_create.alters_data = True
 
 
-def _record_row_change(model, old: dict, new: dict) -> None:
-    instance = model(**{k: v for k, v in new.items() if k != "pk"}, pk=new["pk"])
-    changes = diff(model, old, new)
-    if changes:
-        record(instance, "updated", changes)
+_bulk_update_running: ContextVar[bool] = ContextVar("audit_bulk_update", default=False)
+
+
+def _capture_rows(model, before: list[dict], after) -> None:
+    old_rows = {row["pk"]: row for row in before}
+    changes = []
+    for row in after:
+        changed = diff(model, old_rows[row["pk"]], row)
+        if changed:
+            instance = model(**{k: v for k, v in row.items() if k != "pk"}, pk=row["pk"])
+            changes.append((instance, "updated", changed))
+    _capture_all(changes)
+
+
+def _capture_all(changes: list[tuple]) -> None:
+    collector = _collector.get()
+    if collector is not None:
+        for instance, verb, changed in changes:
+            collector.add(instance, verb, changed)
+        return
+    entries = [change_entry(instance, verb, changed) for instance, verb, changed in changes]
+    services.insert_entries([entry for entry in entries if entry is not None])

@@ -67,3 +67,11 @@ def uninstall_sql(vendor: str) -> list[str]:
         *(f"DROP TRIGGER IF EXISTS {t}_no_update;" for t in TABLES),
         *(f"DROP TRIGGER IF EXISTS {t}_no_delete;" for t in TABLES),
     ]
+
+
+def reinstall(apps, schema_editor):
+    """For migrations that change an audit table: SQLite does so by making the table anew,
+    which drops its triggers."""
+    vendor = schema_editor.connection.vendor
+    for sql in [*uninstall_sql(vendor), *install_sql(vendor)]:
+        schema_editor.execute(sql, params=None)

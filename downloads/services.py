@@ -1,7 +1,7 @@
 """Secure downloads: issuing links, redeeming them atomically, revoking and purging them.
 
-`downloads` knows nothing of invoices: an app registers, per resource type, how to describe
-the resource on the landing page and how to render the file (billing registers "invoice").
+`downloads` knows nothing of what it serves: an app registers, per resource type, how to
+describe the resource on the landing page and how to render the file (in its ready()).
 """
 
 import datetime

@@ -2,19 +2,20 @@
 
 `EMAIL_TIMEOUT` bounds each socket read, not a send: a server that trickles a byte every few
 seconds never trips it and holds the worker for ever (and past the outbox's lease, so the row
-is sent twice). Each send therefore runs under `EMAIL_SEND_TIMEOUT`: when it is over, a timer
-shuts the connection down, which ends any read or write in progress at once, in the greeting,
-the TLS handshake (SMTPS or STARTTLS) or the dialogue alike.
+is sent twice). Each send therefore runs under core's `Deadline` of `EMAIL_SEND_TIMEOUT`, which
+shuts the connection down in the greeting, the TLS handshake (SMTPS or STARTTLS) or the
+dialogue alike.
 """
 
 import contextlib
 import smtplib
-import socket
 import threading
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends import smtp
+
+from invoicegen.core.outbox import Deadline, DeadlineExceeded
 
 
 class SendDeadlineExceeded(smtplib.SMTPServerDisconnected):
@@ -27,53 +28,29 @@ def _deadline_exceeded() -> SendDeadlineExceeded:
     )
 
 
-class _Watch:
-    """One send's deadline. It cuts the connection through a duplicate of the TCP socket's
-    descriptor, taken as soon as the socket is connected: TLS wraps (and detaches) the
-    original, but a shutdown of the duplicate ends the connection under any wrapping."""
-
-    def __init__(self, client=None):
-        self.client = client
-        self.expired = False
-        self._over = False
-        self._lock = threading.Lock()
-
-    def expire(self) -> None:
-        with self._lock:
-            if self._over:  # the send ended as the timer fired: its connection lives on
-                return
-            self.expired = True
-            raw = getattr(self.client, "raw_socket", None)
-            if raw is not None:
-                with contextlib.suppress(OSError):  # already closed
-                    raw.shutdown(socket.SHUT_RDWR)
-
-    def end(self) -> None:
-        with self._lock:
-            self._over = True
-
-
 class _Local(threading.local):
     backend = None
     settings_key = None
-    watch = None
+    deadline = None
 
 
 _local = _Local()
 
 
 class WatchedSMTP(smtplib.SMTP):
+    """Keeps a duplicate of its TCP socket for the send's deadline to cut."""
+
     raw_socket = None
 
     def _get_socket(self, host, port, timeout):
         sock = super()._get_socket(host, port, timeout)
         self.raw_socket = sock.dup()
-        watch = _local.watch
-        if watch is not None:
-            watch.client = self
-            if watch.expired:  # the deadline passed while connecting
+        if _local.deadline is not None:
+            try:
+                _local.deadline.guard(self.raw_socket)
+            except DeadlineExceeded:  # the deadline passed while connecting
                 sock.close()
-                raise _deadline_exceeded()
+                raise
         return sock
 
     def close(self):
@@ -111,30 +88,27 @@ def send(message: EmailMultiAlternatives) -> None:
     """Send within EMAIL_SEND_TIMEOUT. A kept connection that the server dropped while idle is
     opened again once; after any other error it is closed, so the next email starts clean."""
     backend = _backend()
-    watch = _local.watch = _Watch(getattr(backend, "connection", None))
-    timer = threading.Timer(settings.EMAIL_SEND_TIMEOUT, watch.expire)
-    timer.daemon = True
-    timer.start()
-    try:
-        reused = watch.client is not None
-        backend.open()
+    with Deadline(settings.EMAIL_SEND_TIMEOUT) as deadline:
+        _local.deadline = deadline
         try:
-            backend.send_messages([message])
-        except smtplib.SMTPServerDisconnected:
-            if not reused or watch.expired:
-                raise
-            backend.close()
+            kept = getattr(backend, "connection", None)
+            deadline.guard(getattr(kept, "raw_socket", None))
             backend.open()
-            backend.send_messages([message])
-    except Exception as error:
-        close()
-        if watch.expired:
-            raise _deadline_exceeded() from error
-        raise
-    finally:
-        watch.end()
-        timer.cancel()
-        _local.watch = None
+            try:
+                backend.send_messages([message])
+            except smtplib.SMTPServerDisconnected:
+                if kept is None or deadline.expired:
+                    raise
+                backend.close()
+                backend.open()
+                backend.send_messages([message])
+        except Exception as error:
+            close()
+            if deadline.expired:
+                raise _deadline_exceeded() from error
+            raise
+        finally:
+            _local.deadline = None
 
 
 def close() -> None:

@@ -211,6 +211,8 @@ AUDIT_MIN_RETENTION_DAYS = env.int("AUDIT_MIN_RETENTION_DAYS", default=365)
 # The HMAC key of row digests and checkpoints. Set it explicitly in production and keep it
 # apart from the database: whoever holds it can re-seal a tampered trail. Changing it makes
 # existing entries fail verification.
+# Recording an action no app registered raises (a bug to see at once) instead of being logged.
+AUDIT_STRICT_ACTIONS = env.bool("AUDIT_STRICT_ACTIONS", default=DEBUG)
 AUDIT_HMAC_KEY = env.str("AUDIT_HMAC_KEY", default="") or f"audit:{SECRET_KEY}"
 # How often new entries are sealed into a checkpoint (so none stays unsealed a minute), and
 # where each checkpoint is copied out of the database besides the log: a file path or an

@@ -3,21 +3,12 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
 
+from notifications import types
+
 
 class Notification(models.Model):
-    """An in-app notification for one user; unread while read_at is null."""
-
-    class Type(models.TextChoices):
-        INVOICE_FINALIZED = "invoice_finalized"
-        INVOICE_SENT = "invoice_sent"
-        INVOICE_PAID = "invoice_paid"
-        SUBSCRIPTION_ACTIVATED = "subscription_activated"
-        SUBSCRIPTION_CANCELLED = "subscription_cancelled"
-        SUBSCRIPTION_RENEWED = "subscription_renewed"
-        PASSWORD_RESET_REQUESTED = "password_reset_requested"  # noqa: S105 (a name)
-        EMAIL_VERIFICATION = "email_verification"
-        ACCOUNT_ACTIVITY = "account_activity"
-        ADMIN_MESSAGE = "admin_message"
+    """An in-app notification for one user, of a registered type (notifications/types.py),
+    whose title and body are rendered from its parameters; unread while read_at is null."""
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -25,12 +16,18 @@ class Notification(models.Model):
         related_name="notifications",
         db_index=False,  # notification_user_newest serves it
     )
-    type = models.CharField(max_length=32, choices=Type)
-    title = models.CharField(max_length=200)
-    message = models.TextField(blank=True)
+    type = models.CharField(max_length=64)  # registered by the app that sends it
+    params = models.JSONField(default=dict, blank=True)
     resource_type = models.CharField(max_length=50, blank=True)
     resource_id = models.CharField(max_length=64, blank=True)
-    metadata = models.JSONField(default=dict, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
     read_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(db_default=Now())
 
@@ -46,6 +43,14 @@ class Notification(models.Model):
 
     def __str__(self):
         return f"{self.type} for {self.user_id}: {self.title}"
+
+    @property
+    def title(self) -> str:
+        return types.render(self.type, self.params)[0]
+
+    @property
+    def message(self) -> str:
+        return types.render(self.type, self.params)[1]
 
     @property
     def is_read(self) -> bool:

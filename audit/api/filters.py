@@ -2,7 +2,7 @@ import django_filters
 from django.core.validators import validate_ipv46_address
 from drf_spectacular.utils import extend_schema_field
 
-from audit.models import AuditLog
+from audit.models import AuditLog, Origin
 from invoicegen.core.api import IdFilter, TrueFalseFilter, UTCDateTimeFilter
 
 IP_ADDRESS = {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
@@ -16,6 +16,7 @@ class AuditLogFilter(django_filters.FilterSet):
     resource_type = django_filters.CharFilter(max_length=50)
     resource_id = django_filters.CharFilter(max_length=64)
     success = TrueFalseFilter()
+    origin = django_filters.ChoiceFilter(choices=Origin.choices)
     ip = extend_schema_field(IP_ADDRESS)(
         # Not stripped: a value of spaces would otherwise be taken as no filter.
         django_filters.CharFilter(

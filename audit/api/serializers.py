@@ -11,7 +11,7 @@ class AuditLogSerializer(serializers.ModelSerializer):
         fields = [
             "id", "action", "category", "description", "user", "user_email", "resource_type",
             "resource_id", "ip_address", "user_agent", "method", "path", "metadata", "success",
-            "created_at",
+            "origin", "created_at",
         ]  # fmt: skip
         read_only_fields = fields
 

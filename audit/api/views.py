@@ -9,7 +9,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 
-from audit import events, export, services
+from audit import export, registry, services
 from audit.api import serializers
 from audit.api.filters import AuditLogFilter
 from audit.models import AdminAction, AuditLog
@@ -60,7 +60,7 @@ class AuditLogViewSet(mixins.ListModelMixin, StaffOnly):
     @extend_schema(responses=serializers.AuditLogSerializer(many=True))
     def security_events(self, request):
         queryset = self.filter_queryset(self.get_queryset()).filter(
-            action__in=events.security_actions()
+            action__in=registry.security_actions()
         )
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)

@@ -15,18 +15,6 @@ def staff_api(staff, client_for):
 
 
 @pytest.fixture
-def superuser(db):
-    return UserFactory(is_staff=True, is_superuser=True)
-
-
-@pytest.fixture
-def admin(client, superuser):
-    """A Django test client signed in to the admin as a superuser."""
-    client.force_login(superuser)
-    return client
-
-
-@pytest.fixture
 def db_superuser(db):
     """The append-only triggers dropped for the test, as a database superuser could. The drop
     is DDL inside the test's transaction, which both SQLite and PostgreSQL roll back; they are

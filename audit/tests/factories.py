@@ -2,14 +2,15 @@ import factory
 
 from audit import context as audit_context
 from audit import services
+from audit.models import AuditLog
 
 
-class AuditLogFactory(factory.Factory):
+class AuditLogFactory(factory.django.DjangoModelFactory):
     """An entry written the only way entries are written: through `services.log()`, so its
     digest is the real one. `target` is a (type, id) pair; `context` an AuditContext."""
 
     class Meta:
-        model = dict
+        model = AuditLog
 
     action = "invoice.updated"
     target = factory.Sequence(lambda n: ("invoice", n + 1))

@@ -1,5 +1,6 @@
 """The Django admin: a read-only trail to browse, filter, search, export and prune; and every
-admin add, change, delete and bulk action leaves AdminAction rows and `admin.*` entries."""
+admin add, change, delete and bulk action leaves AdminAction rows, and the change its entry under
+its domain name with origin `admin`."""
 
 import csv
 import datetime
@@ -16,7 +17,13 @@ from audit import context as audit_context
 from audit import services
 from audit.models import AdminAction, AuditLog
 from audit.tests.factories import AuditLogFactory, request_context
-from audit.tests.helpers import actions_after, age_entries, last_entry_id, only_entry
+from audit.tests.helpers import (
+    actions_after,
+    age_entries,
+    entries_after,
+    last_entry_id,
+    only_entry,
+)
 from invoicegen.accounts.models import User
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.billing.models import Invoice
@@ -375,7 +382,9 @@ def test_the_cleanup_screen_needs_the_prune_permission(client):
 # Admin actions on audited models
 
 
-def test_editing_a_user_records_one_admin_user_updated_and_one_admin_action(admin, superuser):
+def test_editing_a_user_records_one_user_updated_from_the_admin_and_one_admin_action(
+    admin, superuser
+):
     member = UserFactory(name="Before")
     mark = last_entry_id()
 
@@ -395,17 +404,21 @@ def test_editing_a_user_records_one_admin_user_updated_and_one_admin_action(admi
 
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert User.objects.get(pk=member.pk).name == "After"
-    entry = only_entry(mark, "admin.user_updated")
-    assert (entry.user_id, entry.resource_id) == (superuser.pk, str(member.pk))
+    entry = only_entry(mark, "user.updated")  # its domain name, whatever the origin
+    assert (entry.user_id, entry.resource_id, entry.origin) == (
+        superuser.pk,
+        str(member.pk),
+        "admin",
+    )
     assert entry.metadata["changes"]["name"] == ["Before", "After"]
-    assert actions_after(mark) == ["admin.user_updated"]
+    assert actions_after(mark) == ["user.updated"]
     action = admin_action()
     assert (action.kind, action.action) == (AdminAction.Kind.CHANGE, "admin.user_updated")
     assert (action.admin_id, action.target_id) == (superuser.pk, str(member.pk))
     assert action.target_type == "accounts.user"
 
 
-def test_adding_a_user_records_admin_user_created_and_an_admin_action(admin, superuser):
+def test_adding_a_user_records_user_created_from_the_admin_and_an_admin_action(admin, superuser):
     mark = last_entry_id()
 
     response = admin.post(
@@ -421,15 +434,15 @@ def test_adding_a_user_records_admin_user_created_and_an_admin_action(admin, sup
 
     assert response.status_code == 302
     added = User.objects.get(email="added@example.com")
-    entry = only_entry(mark, "admin.user_created")
-    assert entry.resource_id == str(added.pk)
+    entry = only_entry(mark, "user.created")
+    assert (entry.resource_id, entry.origin) == (str(added.pk), "admin")
     assert entry.metadata["changes"]["password"] == [None, services.REDACTED]
     assert added.password not in json.dumps(entry.metadata)
     action = AdminAction.objects.get(kind=AdminAction.Kind.ADD)
     assert (action.action, action.target_id) == ("admin.user_created", str(added.pk))
 
 
-def test_deleting_a_user_records_admin_user_deleted_and_an_admin_action(admin, superuser):
+def test_deleting_a_user_records_user_deleted_from_the_admin_and_an_admin_action(admin, superuser):
     member = UserFactory()
     member_id = member.pk
     mark = last_entry_id()
@@ -437,8 +450,12 @@ def test_deleting_a_user_records_admin_user_deleted_and_an_admin_action(admin, s
     response = admin.post(reverse("admin:accounts_user_delete", args=[member_id]), {"post": "yes"})
 
     assert response.status_code == 302
-    entry = only_entry(mark, "admin.user_deleted")
-    assert (entry.user_id, entry.resource_id) == (superuser.pk, str(member_id))
+    entry = only_entry(mark, "user.deleted")
+    assert (entry.user_id, entry.resource_id, entry.origin) == (
+        superuser.pk,
+        str(member_id),
+        "admin",
+    )
     action = AdminAction.objects.get(kind=AdminAction.Kind.DELETE)
     assert (action.action, action.target_id) == ("admin.user_deleted", str(member_id))
 
@@ -458,7 +475,8 @@ def test_a_bulk_action_records_one_admin_bulk_action(admin, superuser):
     assert entry.metadata["action_name"] == "void_selected"
     assert entry.metadata["count"] == 2
     assert sorted(entry.metadata["ids"]) == sorted(str(invoice.pk) for invoice in invoices)
-    assert len(actions_after(mark, action="admin.invoice_updated")) == 2
+    voids = entries_after(mark, action="invoice.voided")  # an admin void is a void
+    assert [(e.user_id, e.origin) for e in voids] == [(superuser.pk, "admin")] * 2
     action = AdminAction.objects.get(kind=AdminAction.Kind.BULK_ACTION)
     assert (action.action, action.details["count"]) == ("admin.bulk_action", 2)
 

@@ -18,7 +18,7 @@ LOGS = "/api/audit/logs/"
 ENTRY_FIELDS = {
     "id", "action", "category", "description", "user", "user_email", "resource_type",
     "resource_id", "ip_address", "user_agent", "method", "path", "metadata", "success",
-    "created_at",
+    "origin", "created_at",
 }  # fmt: skip
 READ_ENDPOINTS = [
     "/api/audit/logs/",
@@ -111,6 +111,7 @@ def test_an_entry_has_exactly_the_contract_fields(staff_api, user):
     assert result["user_email"] == user.email
     assert (result["resource_type"], result["resource_id"]) == ("invoice", "42")
     assert (result["ip_address"], result["method"]) == ("203.0.113.10", "POST")
+    assert result["origin"] == "api"
     assert (result["path"], result["user_agent"]) == ("/api/invoices/", "pytest-agent/1.0")
     assert result["metadata"] == {"to": "client@example.com"}
     assert result["success"] is True
@@ -164,7 +165,7 @@ def test_entries_written_while_paging_do_not_shift_the_pages(staff_api):
 
 def test_action_filter_matches_exactly(staff_api):
     sent = AuditLogFactory(action="invoice.sent")
-    AuditLogFactory(action="invoice.sent_again")
+    AuditLogFactory(action="invoice.send_refused")
     AuditLogFactory(action="invoice.paid")
 
     assert ids(staff_api.get(LOGS, {"action": "invoice.sent"})) == [sent.id]
@@ -220,6 +221,13 @@ def test_ip_filter(staff_api):
     assert ids(staff_api.get(LOGS, {"ip": "198.51.100.1"})) == [wanted.id]
 
 
+def test_origin_filter(staff_api):
+    from_the_admin = AuditLogFactory(context=request_context(origin="admin"))
+    AuditLogFactory(context=request_context(origin="api"))
+
+    assert ids(staff_api.get(LOGS, {"origin": "admin"})) == [from_the_admin.id]
+
+
 def test_since_and_until_filters(staff_api):
     old = AuditLogFactory()
     age_entries(days=10)
@@ -244,6 +252,7 @@ def test_since_and_until_filters(staff_api):
         ("ip", "not-an-ip"),
         ("resource_id", "x" * 65),
         ("success", "maybe"),
+        ("origin", "elsewhere"),
     ],
 )
 def test_a_bad_filter_value_is_400_naming_the_field(staff_api, field, value):

@@ -16,7 +16,7 @@ from audit import integrity, services
 from audit import tasks as audit_tasks
 from audit.integrity import Verification, verify_audit_log
 from audit.models import AuditLog, Checkpoint
-from audit.tests.factories import AuditLogFactory
+from audit.tests.factories import AuditLogFactory, request_context
 from audit.tests.helpers import db_value, run_sql
 
 pytestmark = pytest.mark.django_db
@@ -375,3 +375,29 @@ def test_an_intact_trail_raises_no_alarm():
 
     assert services.check_audit_log().ok
     assert not AuditLog.objects.filter(action="audit.tamper_detected").exists()
+
+
+# The origin column
+
+
+def test_an_entrys_origin_is_covered_by_its_digest(db_superuser):
+    entry = AuditLogFactory(context=request_context(origin="admin"))
+
+    run_sql("UPDATE audit_auditlog SET origin = 'api' WHERE id = %s", params=[entry.id])
+
+    assert_broken_at(entry.id)
+
+
+def test_an_entry_written_before_the_origin_column_still_verifies(db_superuser):
+    """Older entries hold "" and were digested without it; blanking a newer one's is caught."""
+    values = services.entry_values("user.login", target=("user", 1))
+    legacy = {**values, "origin": ""}
+    legacy["digest"] = integrity.row_digest(legacy)
+    old = services.insert_entry(legacy)
+    new = AuditLogFactory(context=request_context(origin="admin"))
+
+    assert verify_audit_log().ok
+
+    run_sql("UPDATE audit_auditlog SET origin = '' WHERE id = %s", params=[new.id])
+    assert_broken_at(new.id)
+    assert old.id < new.id

@@ -11,6 +11,7 @@ from downloads.models import DownloadEvent, SecureDownloadToken
 from downloads.tests.helpers import expire, invoice_link, reload
 from emails import services as emails
 from emails.models import EmailLog
+from invoicegen.billing.events import invoice_params
 from invoicegen.billing.tests.factories import finalized_invoice
 
 pytestmark = pytest.mark.django_db
@@ -82,9 +83,12 @@ def test_issuing_a_link_is_audited_once_with_its_token_id_and_not_its_token():
 def client_emails(invoice, count: int) -> list[EmailLog]:
     """Outbox rows of the client's email about the invoice, as each sending writes one."""
     return [
-        emails.send_invoice_notification(
-            invoice.user, invoice, "invoice_sent", invoice.client_email
-        )[1]
+        emails.queue_email(
+            "invoice_notification_client",
+            to=invoice.client_email,
+            context=invoice_params(invoice),
+            resource=("invoice", invoice.pk),
+        )
         for _ in range(count)
     ]
 

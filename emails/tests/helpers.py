@@ -46,6 +46,11 @@ def stuck_in_sending(email: EmailLog, *, seconds_ago: float) -> None:
     )
 
 
+def stored_values(email: EmailLog) -> str:
+    """Everything the outbox row holds, as text: a secret must be in none of it."""
+    return " ".join(str(getattr(email, f.attname)) for f in EmailLog._meta.concrete_fields)
+
+
 def reload(email: EmailLog) -> EmailLog:
     return EmailLog.objects.get(pk=email.pk)
 

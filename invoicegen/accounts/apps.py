@@ -7,8 +7,31 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self):
+        from audit import registry
         from emails.services import register_link_maker
-        from invoicegen.accounts import services
+        from invoicegen.accounts import events, services  # noqa: F401 (events registers)
+        from invoicegen.accounts.models import User
+        from notifications.types import register_type
+
+        # Any change to an account (in the admin, most often) is a security event.
+        registry.register_action("user.created", "account", "{actor} created user {target}")
+        registry.register_action(
+            "user.updated", "account", "{actor} changed user {target}", security=True
+        )
+        registry.register_action(
+            "user.deleted", "account", "{actor} deleted user {target}", security=True
+        )
+        registry.track(
+            User, resource_type="user", label_field="email", quiet_fields=("last_login",)
+        )
+
+        register_type(
+            "password_reset_requested",
+            title="Password reset requested",
+            body="A link to choose a new password was emailed to you. Not you? Ignore it.",
+        )
+        register_type("email_verification", title="Verify your email", body="{message}")
+        register_type("account_activity", title="{title}", body="{message}")
 
         register_link_maker(
             "email_verification", keys=("verify_url",), make=services.make_verification_link

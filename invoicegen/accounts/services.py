@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from audit import security
 from audit import services as audit
-from audit.services import audit_as
-from emails.services import queue_email
+from audit.tracking import service_transaction
+from invoicegen.accounts import events
 from invoicegen.accounts.models import AuthToken, User, hash_token, normalize_email
 from invoicegen.accounts.tokens import (
     decode_uid,
@@ -28,7 +28,6 @@ from invoicegen.accounts.tokens import (
     password_reset_token,
 )
 from invoicegen.core.exceptions import LockedOut
-from notifications import services as notifications
 
 INVALID_LINK = "This link is invalid or has expired."
 # A token's last use is written at most this often: a sliding expiry counted in days needs no
@@ -60,28 +59,17 @@ def make_reset_link(email) -> dict:
     return {"reset_url": _spa_link("reset-password", user, password_reset_token.make_token(user))}
 
 
-def _queue_account_email(template_name: str, user: User, **context) -> None:
-    queue_email(
-        template_name,
-        to=user.email,
-        context={"name": user.get_short_name(), "user_id": user.pk, **context},
-        user=user,
-        resource=("user", user.pk),
-    )
-
-
-@transaction.atomic
+@service_transaction
 def sign_up(*, email: str, password: str, name: str = "") -> User:
     user = User(email=normalize_email(email), name=name)
     _validate_password(password, user, field="password")
     user.set_password(password)
     try:
-        with transaction.atomic(), audit_as("user.signup"):
+        with transaction.atomic():
             user.save()
     except IntegrityError as error:
         raise ValidationError({"email": ["A user with this email already exists."]}) from error
-    _queue_account_email("welcome", user)
-    _queue_account_email("email_verification", user)
+    events.user_signed_up(user, actor=user)
     return user
 
 
@@ -148,7 +136,7 @@ def lock_out_if_due(*, email: str) -> datetime.datetime | None:
     ends = security.record_lockout(email, failures=failures)
     owner = User.objects.filter(email=email, is_active=True).first()
     if owner is not None:
-        _queue_account_email("account_locked", owner, minutes=settings.AUTH_LOCKOUT_MINUTES)
+        events.queue_account_email("account_locked", owner, minutes=settings.AUTH_LOCKOUT_MINUTES)
     return ends
 
 
@@ -177,14 +165,15 @@ def log_out(request, *, token: AuthToken | None) -> None:
     logout(request)
 
 
-@transaction.atomic
-def update_profile(user: User, *, name: str) -> User:
+@service_transaction
+def update_profile(user: User, *, name: str, actor=None) -> User:
     user.name = name
     user.save(update_fields=["name"])
+    events.profile_updated(user, actor=actor)
     return user
 
 
-@transaction.atomic
+@service_transaction
 def change_password(
     user: User,
     *,
@@ -203,24 +192,16 @@ def change_password(
     user.auth_tokens.exclude(pk=getattr(keep_token, "pk", None)).delete()
     if request is not None:
         update_session_auth_hash(request, user)
+    events.password_changed(user, actor=user)
     return user
 
 
-@transaction.atomic
+@service_transaction
 def request_password_reset(*, email: str) -> User | None:
     """Email a reset link if an active account has this email; say nothing either way."""
     email = normalize_email(email)
     user = User.objects.filter(email=email, is_active=True).first()
-    audit.log(
-        "user.password_reset_requested",
-        target=user or ("account", email[:64]),
-        actor=user,
-        metadata={"requested_email": email},
-        success=user is not None,
-    )
-    if user is not None:
-        _queue_account_email("password_reset", user)
-        notifications.notify_password_reset_requested(user)
+    events.password_reset_requested(user, email=email, actor=user)
     return user
 
 
@@ -246,19 +227,29 @@ def _user_from_link(uid: str, token: str, generator, *, purpose: str) -> User:
 def reset_password(*, uid: str, token: str, new_password: str) -> User:
     user = _user_from_link(uid, token, password_reset_token, purpose="password reset")
     _validate_password(new_password, user, field="new_password")
-    with transaction.atomic(), audit_as("user.password_reset"):
-        user.set_password(new_password)
-        user.save(update_fields=["password"])
-        user.auth_tokens.all().delete()
+    _set_new_password(user, new_password)
     return user
+
+
+@service_transaction
+def _set_new_password(user: User, new_password: str) -> None:
+    user.set_password(new_password)
+    user.save(update_fields=["password"])
+    user.auth_tokens.all().delete()
+    events.password_reset(user, actor=user)
 
 
 def verify_email(*, uid: str, token: str) -> User:
     user = _user_from_link(uid, token, email_verification_token, purpose="email verification")
-    with transaction.atomic():
-        user.email_verified = True
-        user.save(update_fields=["email_verified"])
+    _mark_email_verified(user)
     return user
+
+
+@service_transaction
+def _mark_email_verified(user: User) -> None:
+    user.email_verified = True
+    user.save(update_fields=["email_verified"])
+    events.email_verified(user, actor=user)
 
 
 @transaction.atomic

@@ -61,7 +61,7 @@ class InvoiceAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
         voided = 0
         for invoice in queryset:
             try:
-                services.void_invoice(invoice)
+                services.void_invoice(invoice, actor=request.user)
                 voided += 1
             except ConflictError as error:
                 self.message_user(request, f"{invoice}: {error}", messages.WARNING)

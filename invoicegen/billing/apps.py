@@ -7,9 +7,42 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self):
+        from audit import registry
         from downloads.services import register_resource
         from emails.services import register_link_maker
-        from invoicegen.billing import links
+        from invoicegen.billing import events, links  # noqa: F401 (events registers its actions)
+        from invoicegen.billing.models import Invoice, InvoiceItem, Payment, Subscription
+        from notifications.types import EMAIL, IN_APP, register_type
+
+        registry.track(Invoice, resource_type="invoice", label_field="number")
+        registry.track(InvoiceItem, resource_type="invoice_item", label_field="description")
+        registry.track(Payment, resource_type="payment")
+        registry.track(Subscription, resource_type="subscription", label_field="plan")
+
+        by_email = {"channels": (IN_APP, EMAIL), "email_template": "invoice_notification_user"}
+        register_type(
+            "invoice_finalized",
+            title="Invoice {invoice_number} finalized",
+            body="It is ready to send to your client.",
+            **by_email,
+        )
+        register_type(
+            "invoice_sent", title="Invoice {invoice_number} sent", body="Sent to {to}.", **by_email
+        )
+        register_type(
+            "invoice_paid",
+            title="Invoice {invoice_number} paid",
+            body="{client_name} paid {total} in full.",
+            **by_email,
+        )
+        for state in ("active", "cancelled", "renewed"):
+            register_type(
+                f"subscription_{'activated' if state == 'active' else state}",
+                title=f"Your {{plan}} subscription is {state}",
+                body="Current period ends {period_ends}.",
+                channels=(IN_APP, EMAIL),
+                email_template="subscription_notification",
+            )
 
         register_resource(
             "invoice", describe=links.describe_invoice, render=links.render_invoice_file

@@ -1,4 +1,6 @@
-"""The invoice and subscription lifecycles: every state change of billing happens here."""
+"""The invoice and subscription lifecycles: every state change of billing happens here. Each
+service changes its rows, then records its domain event (events.py), in one transaction whose
+tracked changes the event names (audit.tracking.service_transaction)."""
 
 import calendar
 import datetime
@@ -10,13 +12,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from audit import services as audit
-from audit.services import audit_as
+from audit.tracking import service_transaction
 from emails import services as emails
+from invoicegen.billing import events
 from invoicegen.billing.models import Invoice, InvoiceItem, InvoiceSequence, Payment, Subscription
 from invoicegen.core.exceptions import ConflictError, QuotaExceeded
-from notifications import services as notifications
-from notifications.models import Notification
 
 CENT = Decimal("0.01")
 MAX_AMOUNT = Decimal("999999999999.99")  # what DecimalField(max_digits=14, decimal_places=2) holds
@@ -73,7 +73,7 @@ def _require_status(invoice: Invoice, *allowed: str, action: str) -> None:
         raise ConflictError(f"Cannot {action} an invoice that is {invoice.status}.")
 
 
-@transaction.atomic
+@service_transaction
 def create_invoice(
     user,
     *,
@@ -82,6 +82,7 @@ def create_invoice(
     due_date: datetime.date,
     items: list[dict],
     currency: str = "USD",
+    actor=None,
 ) -> Invoice:
     year = timezone.localdate().year
     sequence = _allocate_number(user, year)
@@ -98,11 +99,12 @@ def create_invoice(
         total=_total(rows),
     )
     _save_items(invoice, rows)
+    events.invoice_created(invoice, actor=actor)
     return invoice
 
 
-@transaction.atomic
-def update_draft_invoice(invoice: Invoice, **changes) -> Invoice:
+@service_transaction
+def update_draft_invoice(invoice: Invoice, *, actor=None, **changes) -> Invoice:
     """Change a draft's fields; `items`, when given, replaces all of its lines."""
     invoice = _locked(invoice)
     _require_status(invoice, Invoice.Status.DRAFT, action="edit")
@@ -115,11 +117,12 @@ def update_draft_invoice(invoice: Invoice, **changes) -> Invoice:
         invoice.items.all().delete()
         _save_items(invoice, rows)
     invoice.save()
+    events.invoice_updated(invoice, actor=actor)
     return invoice
 
 
-@transaction.atomic
-def finalize_invoice(invoice: Invoice) -> Invoice:
+@service_transaction
+def finalize_invoice(invoice: Invoice, *, actor=None) -> Invoice:
     invoice = _locked(invoice)
     _require_status(invoice, Invoice.Status.DRAFT, action="finalize")
     if not invoice.items.exists():
@@ -127,23 +130,19 @@ def finalize_invoice(invoice: Invoice) -> Invoice:
     invoice.status = Invoice.Status.FINALIZED
     invoice.finalized_at = timezone.now()
     invoice.save(update_fields=["status", "finalized_at", "updated_at"])
-    notifications.notify_invoice_finalized(invoice)
+    events.invoice_finalized(invoice, actor=actor)
     return invoice
 
 
-def send_invoice(invoice: Invoice, *, to: str | None = None) -> Invoice:
+def send_invoice(invoice: Invoice, *, to: str | None = None, actor=None) -> Invoice:
     """Email the invoice to its client. Only a verified account may make the platform email
     others, and no more than its plan's daily quota: a refusal is audited (outside the
     rolled-back transaction) as `invoice.send_refused`."""
     try:
-        return _send_invoice(invoice, to=to)
+        return _send_invoice(invoice, to=to, actor=actor)
     except (PermissionDenied, QuotaExceeded) as refusal:
-        audit.log(
-            "invoice.send_refused",
-            target=invoice,
-            metadata={"reason": str(refusal), "to": to or invoice.client_email},
-            success=False,
-        )
+        to = to or invoice.client_email
+        events.invoice_send_refused(invoice, to=to, reason=str(refusal), actor=actor)
         raise
 
 
@@ -173,8 +172,8 @@ def _check_may_email_clients(user) -> None:
         )
 
 
-@transaction.atomic
-def _send_invoice(invoice: Invoice, *, to: str | None) -> Invoice:
+@service_transaction
+def _send_invoice(invoice: Invoice, *, to: str | None, actor) -> Invoice:
     invoice = _locked(invoice)
     _require_status(invoice, Invoice.Status.FINALIZED, Invoice.Status.SENT, action="send")
     # One send of the account's at a time, so that two cannot both take the last email left.
@@ -182,14 +181,13 @@ def _send_invoice(invoice: Invoice, *, to: str | None) -> Invoice:
     _check_may_email_clients(user)
     invoice.status = Invoice.Status.SENT
     invoice.sent_at = timezone.now()
-    with audit_as("invoice.sent"):  # a resend is a send too, though the status stays
-        invoice.save(update_fields=["status", "sent_at", "updated_at"])
-    notifications.notify_invoice_sent(invoice, to=to)
+    invoice.save(update_fields=["status", "sent_at", "updated_at"])
+    events.invoice_sent(invoice, to=to or invoice.client_email, actor=actor)
     return invoice
 
 
-@transaction.atomic
-def void_invoice(invoice: Invoice) -> Invoice:
+@service_transaction
+def void_invoice(invoice: Invoice, *, actor=None) -> Invoice:
     invoice = _locked(invoice)
     _require_status(
         invoice, Invoice.Status.DRAFT, Invoice.Status.FINALIZED, Invoice.Status.SENT, action="void"
@@ -198,27 +196,23 @@ def void_invoice(invoice: Invoice) -> Invoice:
         raise ConflictError("Cannot void an invoice that has payments.")
     invoice.status = Invoice.Status.VOID
     invoice.save(update_fields=["status", "updated_at"])
+    events.invoice_voided(invoice, actor=actor)
     return invoice
 
 
-def record_payment(invoice: Invoice, *, amount: Decimal, method: str) -> Payment:
+def record_payment(invoice: Invoice, *, amount: Decimal, method: str, actor=None) -> Payment:
     """Record a payment; the invoice turns paid when its payments reach the total. A refused
     payment is audited as `payment.failed` (outside the rolled-back transaction)."""
     try:
-        return _record_payment(invoice, amount=amount, method=method)
+        return _record_payment(invoice, amount=amount, method=method, actor=actor)
     except (ValidationError, ConflictError) as error:
         reason = "; ".join(getattr(error, "messages", None) or [str(error)])
-        audit.log(
-            "payment.failed",
-            target=invoice,
-            metadata={"amount": amount, "method": method, "reason": reason},
-            success=False,
-        )
+        events.payment_failed(invoice, amount=amount, method=method, reason=reason, actor=actor)
         raise
 
 
-@transaction.atomic
-def _record_payment(invoice: Invoice, *, amount: Decimal, method: str) -> Payment:
+@service_transaction
+def _record_payment(invoice: Invoice, *, amount: Decimal, method: str, actor) -> Payment:
     invoice = _locked(invoice)
     _require_status(
         invoice, Invoice.Status.FINALIZED, Invoice.Status.SENT, action="record a payment on"
@@ -235,8 +229,9 @@ def _record_payment(invoice: Invoice, *, amount: Decimal, method: str) -> Paymen
         invoice.paid_at = timezone.now()
         fields += ["status", "paid_at"]
     invoice.save(update_fields=fields)
+    events.payment_processed(payment, actor=actor)
     if invoice.status == Invoice.Status.PAID:
-        notifications.notify_invoice_paid(invoice)
+        events.invoice_paid(invoice, actor=actor)
     return payment
 
 
@@ -248,8 +243,8 @@ def add_month(moment: datetime.datetime) -> datetime.datetime:
     return moment.replace(year=year, month=month, day=day)
 
 
-@transaction.atomic
-def activate_subscription(user, *, plan: str) -> Subscription:
+@service_transaction
+def activate_subscription(user, *, plan: str, actor=None) -> Subscription:
     """Start a monthly period on `plan`; an active subscription must be cancelled first."""
     now = timezone.now()
     subscription = Subscription.objects.select_for_update().filter(user=user).first()
@@ -266,12 +261,12 @@ def activate_subscription(user, *, plan: str) -> Subscription:
             subscription.save()
     except IntegrityError as error:  # a concurrent request created it first
         raise ConflictError("The subscription is already active.") from error
-    notifications.notify_subscription(subscription, Notification.Type.SUBSCRIPTION_ACTIVATED)
+    events.subscription_activated(subscription, actor=actor)
     return subscription
 
 
-@transaction.atomic
-def cancel_subscription(subscription: Subscription) -> Subscription:
+@service_transaction
+def cancel_subscription(subscription: Subscription, *, actor=None) -> Subscription:
     """Stop renewals; the plan stays usable until the end of the paid period."""
     subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
     if subscription.status != Subscription.Status.ACTIVE:
@@ -279,12 +274,12 @@ def cancel_subscription(subscription: Subscription) -> Subscription:
     subscription.status = Subscription.Status.CANCELLED
     subscription.cancelled_at = timezone.now()
     subscription.save()
-    notifications.notify_subscription(subscription, Notification.Type.SUBSCRIPTION_CANCELLED)
+    events.subscription_cancelled(subscription, actor=actor)
     return subscription
 
 
-@transaction.atomic
-def renew_subscription(subscription: Subscription) -> Subscription:
+@service_transaction
+def renew_subscription(subscription: Subscription, *, actor=None) -> Subscription:
     """Add one month: after the current period, or from now if it has lapsed."""
     subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
     now = timezone.now()
@@ -295,13 +290,12 @@ def renew_subscription(subscription: Subscription) -> Subscription:
         subscription.current_period_end = add_month(subscription.current_period_end)
     subscription.status = Subscription.Status.ACTIVE
     subscription.cancelled_at = None
-    with audit_as("subscription.renewed"):
-        subscription.save()
-    notifications.notify_subscription(subscription, Notification.Type.SUBSCRIPTION_RENEWED)
+    subscription.save()
+    events.subscription_renewed(subscription, actor=actor)
     return subscription
 
 
-@transaction.atomic
+@service_transaction
 def expire_subscriptions(*, now: datetime.datetime | None = None) -> int:
     """Mark subscriptions whose period has ended as expired; returns how many."""
     now = now or timezone.now()
@@ -313,5 +307,6 @@ def expire_subscriptions(*, now: datetime.datetime | None = None) -> int:
     for subscription in due:
         subscription.status = Subscription.Status.EXPIRED
         subscription.save(update_fields=["status", "updated_at"])
+        events.subscription_expired(subscription, actor=None)
         expired += 1
     return expired

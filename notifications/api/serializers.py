@@ -4,6 +4,11 @@ from notifications.models import Notification
 
 
 class NotificationSerializer(serializers.ModelSerializer):
+    """Title and message rendered from the type and its parameters (`metadata`)."""
+
+    title = serializers.CharField(read_only=True)
+    message = serializers.CharField(read_only=True)
+    metadata = serializers.JSONField(source="params", read_only=True)
     is_read = serializers.BooleanField(read_only=True)
 
     class Meta:

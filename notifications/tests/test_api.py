@@ -63,14 +63,10 @@ def test_rate_2_per_hour(monkeypatch):
 
 
 def test_list_answers_a_page_of_notifications_with_every_field(api, user):
+    """The title and message are rendered from the type and its parameters (`metadata`)."""
+    params = {"invoice_number": "INV-2026-001", "client_name": "Acme", "total": "10.00 EUR"}
     notification = NotificationFactory(
-        user=user,
-        type=Notification.Type.INVOICE_PAID,
-        title="Invoice INV-2026-001 paid",
-        message="Acme paid.",
-        resource_type="invoice",
-        resource_id="42",
-        metadata={"invoice_number": "INV-2026-001"},
+        user=user, type="invoice_paid", params=params, resource_type="invoice", resource_id="42"
     )
 
     response = api.get(LIST)
@@ -85,10 +81,10 @@ def test_list_answers_a_page_of_notifications_with_every_field(api, user):
         "id": notification.pk,
         "type": "invoice_paid",
         "title": "Invoice INV-2026-001 paid",
-        "message": "Acme paid.",
+        "message": "Acme paid 10.00 EUR in full.",
         "resource_type": "invoice",
         "resource_id": "42",
-        "metadata": {"invoice_number": "INV-2026-001"},
+        "metadata": params,
         "is_read": False,
         "read_at": None,
         "created_at": item["created_at"],
@@ -133,8 +129,8 @@ def test_list_filters_by_is_read(api, user, is_read, expected):
 
 
 def test_list_filters_by_type(api, user):
-    paid = NotificationFactory(user=user, type=Notification.Type.INVOICE_PAID)
-    NotificationFactory(user=user, type=Notification.Type.INVOICE_SENT)
+    paid = NotificationFactory(user=user, type="invoice_paid")
+    NotificationFactory(user=user, type="invoice_sent")
 
     response = api.get(LIST, {"type": "invoice_paid"})
 
@@ -254,7 +250,7 @@ def test_unread_count_equals_a_direct_count_with_concurrent_writers(client_for):
 
     def create_some():
         for n in range(per_thread):
-            services.create_notification(user.pk, Notification.Type.ADMIN_MESSAGE, f"New {n}")
+            services.notify(user, "admin_message", params={"title": f"New {n}"})
 
     def read_some(chunk):
         for notification in chunk:

@@ -2,7 +2,6 @@
 reach the mailbox once the request's transaction commits (the outbox task runs eagerly)."""
 
 import html
-import json
 import re
 from decimal import Decimal
 
@@ -12,6 +11,7 @@ from django.core import mail
 from django.utils.html import strip_tags
 
 from emails.models import EmailLog
+from emails.tests.helpers import stored_values
 from invoicegen.accounts.models import User
 from invoicegen.billing.models import Payment, Subscription
 from invoicegen.billing.tests.factories import (
@@ -92,8 +92,7 @@ def link_in(message, page: str) -> tuple[str, str, str]:
 
 def assert_not_stored(secret: str) -> None:
     for row in EmailLog.objects.all():
-        stored = json.dumps(row.context) + row.subject + row.body_text + row.body_html
-        assert secret not in stored, f"{row.template_name} row holds a secret"
+        assert secret not in stored_values(row), f"{row.template_name} row holds a secret"
 
 
 # Accounts

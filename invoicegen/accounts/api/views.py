@@ -65,8 +65,9 @@ class MeView(RetrieveUpdateAPIView):
         return self.request.user
 
     def perform_update(self, serializer):
+        user = self.request.user
         services.update_profile(
-            self.request.user, name=serializer.validated_data.get("name", self.request.user.name)
+            user, name=serializer.validated_data.get("name", user.name), actor=user
         )
 
 

@@ -55,7 +55,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def create(self, request):
         data = serializers.InvoiceInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        invoice = services.create_invoice(request.user, **data.validated_data)
+        invoice = services.create_invoice(request.user, **data.validated_data, actor=request.user)
         return self._answer(invoice, status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -66,7 +66,9 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         invoice = self.get_object()
         data = serializers.InvoiceInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        return self._answer(services.update_draft_invoice(invoice, **data.validated_data))
+        return self._answer(
+            services.update_draft_invoice(invoice, **data.validated_data, actor=request.user)
+        )
 
     @extend_schema(
         request=None,
@@ -74,7 +76,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     )
     @action(detail=True, methods=["post"])
     def finalize(self, request, pk=None):
-        return self._answer(services.finalize_invoice(self.get_object()))
+        return self._answer(services.finalize_invoice(self.get_object(), actor=request.user))
 
     @extend_schema(
         request=serializers.SendInvoiceSerializer,
@@ -97,7 +99,9 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         invoice = self.get_object()
         data = serializers.SendInvoiceSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        invoice = services.send_invoice(invoice, to=data.validated_data.get("to"))
+        invoice = services.send_invoice(
+            invoice, to=data.validated_data.get("to"), actor=request.user
+        )
         return self._answer(invoice, status.HTTP_202_ACCEPTED)
 
     @extend_schema(
@@ -109,7 +113,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         invoice = self.get_object()
         data = serializers.PaymentSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        payment = services.record_payment(invoice, **data.validated_data)
+        payment = services.record_payment(invoice, **data.validated_data, actor=request.user)
         return Response(serializers.PaymentSerializer(payment).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY})
@@ -178,7 +182,9 @@ class SubscriptionView(APIView):
     def post(self, request):
         data = serializers.ActivateSubscriptionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        subscription = services.activate_subscription(request.user, **data.validated_data)
+        subscription = services.activate_subscription(
+            request.user, **data.validated_data, actor=request.user
+        )
         return Response(
             serializers.SubscriptionSerializer(subscription).data, status=status.HTTP_201_CREATED
         )
@@ -194,7 +200,7 @@ class SubscriptionChangeView(APIView):
     )
     def post(self, request):
         subscription = get_object_or_404(Subscription, user=request.user)
-        subscription = self.change(subscription)
+        subscription = self.change(subscription, actor=request.user)
         return Response(serializers.SubscriptionSerializer(subscription).data)
 
 

@@ -9,11 +9,11 @@ from invoicegen.billing import services
 from invoicegen.billing.models import Invoice, Payment, Subscription
 
 
-class InvoiceFactory(factory.Factory):
-    """Invoices come from the service, so numbers and totals are the real ones."""
+class InvoiceFactory(factory.django.DjangoModelFactory):
+    """Invoices come from the service, so numbers, totals and lines are the real ones."""
 
     class Meta:
-        model = dict
+        model = Invoice
 
     user = factory.SubFactory(UserFactory)
     client_name = factory.Faker("company")

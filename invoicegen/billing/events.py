@@ -1,0 +1,120 @@
+"""Billing's domain events. Each is one function: its audit entry (holding the field diffs of
+the change, recorded in the service's transaction), then what its people are told (a
+notification, emails), stored in the same transaction; subscribers hear of it after commit.
+A service changes its rows, then records its event (see services.py)."""
+
+from audit.registry import domain_event
+from audit.services import record_event
+from emails.services import queue_email
+from invoicegen.billing.models import Invoice, Payment, Subscription
+from notifications.services import notify
+
+
+def invoice_params(invoice: Invoice) -> dict:
+    return {
+        "invoice_id": invoice.pk,
+        "invoice_number": invoice.number,
+        "client_name": invoice.client_name,
+        "total": f"{invoice.total} {invoice.currency}",
+    }
+
+
+@domain_event("invoice.created", "{actor} created invoice {target}")
+def invoice_created(invoice: Invoice, *, actor) -> None:
+    record_event("invoice.created", target=invoice, actor=actor, params=invoice_params(invoice))
+
+
+@domain_event("invoice.updated", "{actor} updated invoice {target}")
+def invoice_updated(invoice: Invoice, *, actor) -> None:
+    record_event("invoice.updated", target=invoice, actor=actor)
+
+
+@domain_event("invoice.finalized", "{actor} finalized invoice {target}")
+def invoice_finalized(invoice: Invoice, *, actor) -> None:
+    params = invoice_params(invoice)
+    record_event("invoice.finalized", target=invoice, actor=actor, params=params)
+    notify(invoice.user, "invoice_finalized", params=params, resource=invoice, actor=actor)
+
+
+@domain_event("invoice.sent", "{actor} sent invoice {target} to {to}")
+def invoice_sent(invoice: Invoice, *, to: str, actor) -> None:
+    """The owner is told; the client gets the invoice, with a download link made when the
+    email is sent (links.make_client_download_link)."""
+    params = {**invoice_params(invoice), "to": to}
+    record_event("invoice.sent", target=invoice, actor=actor, params=params)
+    notify(invoice.user, "invoice_sent", params=params, resource=invoice, actor=actor)
+    queue_email(
+        "invoice_notification_client",
+        to=to,
+        context={
+            **params,
+            "issuer": invoice.user.get_full_name(),
+            "due_date": invoice.due_date,
+        },
+        resource=("invoice", invoice.pk),
+        on_behalf_of=invoice.user,
+    )
+
+
+@domain_event("invoice.send_refused", "Sending invoice {target} refused: {reason}", security=True)
+def invoice_send_refused(invoice: Invoice, *, to: str, reason: str, actor) -> None:
+    params = {"reason": reason, "to": to}
+    record_event("invoice.send_refused", target=invoice, actor=actor, params=params, success=False)
+
+
+@domain_event("invoice.paid", "Invoice {target} paid in full")
+def invoice_paid(invoice: Invoice, *, actor) -> None:
+    params = invoice_params(invoice)
+    record_event("invoice.paid", target=invoice, actor=actor, params=params)
+    notify(invoice.user, "invoice_paid", params=params, resource=invoice, actor=actor)
+
+
+@domain_event("invoice.voided", "{actor} voided invoice {target}")
+def invoice_voided(invoice: Invoice, *, actor) -> None:
+    record_event("invoice.voided", target=invoice, actor=actor)
+
+
+@domain_event("payment.processed", "Payment {target} of {amount} recorded")
+def payment_processed(payment: Payment, *, actor) -> None:
+    params = {"amount": payment.amount, "method": payment.method, "invoice_id": payment.invoice_id}
+    record_event("payment.processed", target=payment, actor=actor, params=params)
+
+
+@domain_event("payment.failed", "Payment on {target} refused: {reason}")
+def payment_failed(invoice: Invoice, *, amount, method: str, reason: str, actor) -> None:
+    params = {"amount": amount, "method": method, "reason": reason}
+    record_event("payment.failed", target=invoice, actor=actor, params=params, success=False)
+
+
+def _subscription_event(name: str, subscription: Subscription, *, actor, notify_as: str = ""):
+    end = subscription.current_period_end
+    params = {"plan": subscription.plan, "period_end": end, "period_ends": f"{end:%Y-%m-%d}"}
+    record_event(name, target=subscription, actor=actor, params=params)
+    if notify_as:
+        notify(subscription.user, notify_as, params=params, resource=subscription, actor=actor)
+
+
+@domain_event("subscription.activated", "{actor} activated subscription {target}")
+def subscription_activated(subscription: Subscription, *, actor) -> None:
+    _subscription_event(
+        "subscription.activated", subscription, actor=actor, notify_as="subscription_activated"
+    )
+
+
+@domain_event("subscription.cancelled", "{actor} cancelled subscription {target}")
+def subscription_cancelled(subscription: Subscription, *, actor) -> None:
+    _subscription_event(
+        "subscription.cancelled", subscription, actor=actor, notify_as="subscription_cancelled"
+    )
+
+
+@domain_event("subscription.renewed", "Subscription {target} renewed")
+def subscription_renewed(subscription: Subscription, *, actor) -> None:
+    _subscription_event(
+        "subscription.renewed", subscription, actor=actor, notify_as="subscription_renewed"
+    )
+
+
+@domain_event("subscription.expired", "Subscription {target} expired")
+def subscription_expired(subscription: Subscription, *, actor) -> None:
+    _subscription_event("subscription.expired", subscription, actor=actor)

@@ -1,0 +1,293 @@
+"""The outbox machinery, for anything sent to the outside world that must not be lost (emails
+now, webhooks next).
+
+A message is a row first, written in the caller's transaction, and handed to a worker once that
+commits (a rolled-back change sends nothing). A worker takes the row with a one-statement claim
+that holds a lease, so two workers, or a task delivered twice, never send it twice; a row whose
+worker died is free again when the lease ends. Failures come back with exponential backoff and
+jitter; a server's acceptance is remembered in the cache before the row is marked sent, so a
+lost "sent" is not a second send. A sweeper re-dispatches whatever a lost task or a killed
+worker left. Every send runs under a hard `Deadline`, shorter than the lease.
+
+Each outbox reads its settings by prefix: `<PREFIX>_SENDING_LEASE_SECONDS`,
+`<PREFIX>_MAX_ATTEMPTS`, `<PREFIX>_RETRY_BASE_SECONDS`, `<PREFIX>_RETRY_MAX_SECONDS`.
+"""
+
+import contextlib
+import datetime
+import logging
+import random
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import models, transaction
+from django.db.models import Q
+from django.db.models.functions import Now
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+# How long a server's acceptance is remembered, in case its "sent" is lost: far longer than
+# any outage of the database that a lease's retry would meet.
+ACCEPTANCE_MEMORY_SECONDS = 24 * 3600
+
+
+class OutboxRow(models.Model):
+    """A message waiting to go, going, gone or given up on. Times are the application's clock,
+    like every time the outbox compares."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        SENDING = "sending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    status = models.CharField(max_length=10, choices=Status, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        abstract = True
+
+    @property
+    def acceptance_key(self) -> str:
+        """What identifies this message to the receiving side, the same at every attempt."""
+        return f"{self._meta.label_lower}:{self.pk}"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    status: str | None  # None: someone else has the row, or it is not due
+    retry_in: float | None = None
+
+
+class Outbox:
+    """One outbox: its row model, its settings prefix, and `hand_over(row_id)`, which queues
+    the task that delivers one row."""
+
+    def __init__(
+        self, model: type[OutboxRow], *, settings_prefix: str, hand_over: Callable[[int], None]
+    ):
+        self.model = model
+        self.prefix = settings_prefix
+        self.hand_over = hand_over
+        table = model._meta.db_table
+        self._claim_sql = f"""
+            UPDATE {table}
+            SET status = 'sending', claimed_at = %(now)s, attempts = attempts + 1
+            WHERE id = %(id)s AND (
+                (status = 'queued' AND next_attempt_at <= %(now)s)
+                OR (status = 'sending' AND claimed_at < %(lease_over)s)
+            )
+            RETURNING *
+        """  # noqa: S608 (a table name)
+
+    def setting(self, name: str):
+        return getattr(settings, f"{self.prefix}_{name}")
+
+    @property
+    def lease(self) -> datetime.timedelta:
+        return datetime.timedelta(seconds=self.setting("SENDING_LEASE_SECONDS"))
+
+    # Writing and handing over
+
+    def add(self, row: OutboxRow) -> OutboxRow:
+        """Store the row in the caller's transaction; a worker gets it once that commits."""
+        row.save()
+        transaction.on_commit(partial(self.dispatch, row.pk))
+        return row
+
+    def dispatch(self, row_id: int) -> None:
+        """Hand the row to a worker. A broker that is down loses nothing: the row is queued
+        and the sweeper hands it over later."""
+        try:
+            self.hand_over(row_id)
+        except Exception:  # the broker's errors are many; the caller must not fail for any
+            logger.warning("%s %s not dispatched (broker unavailable)", self.prefix, row_id)
+
+    def pending(self):
+        """Rows due for a (re)try, and rows stuck in `sending` past their lease."""
+        now = timezone.now()
+        return self.model.objects.filter(
+            Q(status=OutboxRow.Status.QUEUED, next_attempt_at__lte=now)
+            | Q(status=OutboxRow.Status.SENDING, claimed_at__lt=now - self.lease)
+        ).order_by("id")
+
+    def redispatch_pending(self, *, limit: int = 1000) -> int:
+        """The sweeper: hand every pending row to a worker again (the claim makes a duplicate
+        harmless)."""
+        ids = list(self.pending().values_list("pk", flat=True)[:limit])
+        for row_id in ids:
+            self.dispatch(row_id)
+        return len(ids)
+
+    def retry_failed(self, row: OutboxRow) -> bool:
+        """Put a failed row back in the queue now; False if it had not failed."""
+        retried = self.model.objects.filter(pk=row.pk, status=OutboxRow.Status.FAILED).update(
+            status=OutboxRow.Status.QUEUED, next_attempt_at=timezone.now(), attempts=0
+        )
+        if retried:
+            transaction.on_commit(partial(self.dispatch, row.pk))
+        return bool(retried)
+
+    # Delivering
+
+    def deliver(
+        self,
+        row_id: int,
+        *,
+        send: Callable[[OutboxRow], None],
+        is_permanent: Callable[[Exception], bool],
+        on_failed: Callable[[OutboxRow, str], None],
+    ) -> Delivery:
+        """Send one row at most once where that can be known. `send` raises on failure;
+        `is_permanent` tells a final refusal from a temporary one; `on_failed` runs in the
+        transaction that marks a row failed (to record why)."""
+        row = self._claim(row_id)
+        if row is None:
+            return Delivery(None, retry_in=self._lease_left(row_id))
+        if row.attempts > 1 and self._accepted_before(row):
+            return self._mark_sent(row)
+        try:
+            send(row)
+        except Exception as error:  # every failure of a send ends the same way
+            return self._record_failure(row, error, is_permanent(error), on_failed)
+        self._remember_acceptance(row)
+        return self._mark_sent(row)
+
+    def _claim(self, row_id: int) -> OutboxRow | None:
+        now = timezone.now()
+        params = {"id": row_id, "now": now, "lease_over": now - self.lease}
+        return next(iter(self.model.objects.raw(self._claim_sql, params)), None)
+
+    def _lease_left(self, row_id: int) -> float | None:
+        """Seconds until the lease of a row another worker holds runs out: a worker killed
+        mid-send leaves it `sending`, and its redelivered task comes back then."""
+        claimed_at = (
+            self.model.objects.filter(pk=row_id, status=OutboxRow.Status.SENDING)
+            .values_list("claimed_at", flat=True)
+            .first()
+        )
+        if claimed_at is None:
+            return None
+        return max((claimed_at + self.lease - timezone.now()).total_seconds(), 0) + 1
+
+    def _held(self, row: OutboxRow):
+        """The row, as long as this delivery still holds its claim: one that outlived its lease
+        must not overwrite what the next delivery did."""
+        return self.model.objects.filter(
+            pk=row.pk, status=OutboxRow.Status.SENDING, claimed_at=row.claimed_at
+        )
+
+    def _let_go(self, row: OutboxRow) -> Delivery:
+        logger.warning("%s %s was taken back before this delivery ended", self.prefix, row.pk)
+        return Delivery(None)
+
+    def _mark_sent(self, row: OutboxRow) -> Delivery:
+        if not self._held(row).update(status=OutboxRow.Status.SENT, sent_at=Now(), last_error=""):
+            return self._let_go(row)
+        return Delivery(OutboxRow.Status.SENT)
+
+    def _remember_acceptance(self, row: OutboxRow) -> None:
+        try:
+            cache.set(row.acceptance_key, True, timeout=ACCEPTANCE_MEMORY_SECONDS)
+        except (RedisError, OSError):  # if its "sent" is lost too, the lease sends it again
+            logger.warning("%s %s accepted; no cache to remember it", self.prefix, row.pk)
+
+    def _accepted_before(self, row: OutboxRow) -> bool:
+        try:
+            return bool(cache.get(row.acceptance_key))
+        except (RedisError, OSError):  # no cache: send again rather than lose the message
+            logger.warning("%s %s: no cache to say whether it went", self.prefix, row.pk)
+            return False
+
+    def retry_delay(self, attempts: int) -> float:
+        """Exponential backoff with jitter, so that a recovering server is not hit all at once."""
+        base = self.setting("RETRY_BASE_SECONDS") * 2 ** (attempts - 1)
+        return min(base, self.setting("RETRY_MAX_SECONDS")) * random.uniform(0.75, 1.25)
+
+    def _record_failure(self, row, error: Exception, permanent: bool, on_failed) -> Delivery:
+        reason = f"{type(error).__name__}: {error}"[:2000]
+        if permanent or row.attempts >= self.setting("MAX_ATTEMPTS"):
+            with transaction.atomic():
+                if not self._held(row).update(status=OutboxRow.Status.FAILED, last_error=reason):
+                    return self._let_go(row)
+                on_failed(row, reason)
+            return Delivery(OutboxRow.Status.FAILED)
+        delay = self.retry_delay(row.attempts)
+        queued = self._held(row).update(
+            status=OutboxRow.Status.QUEUED,
+            next_attempt_at=timezone.now() + datetime.timedelta(seconds=delay),
+            last_error=reason,
+        )
+        if not queued:
+            return self._let_go(row)
+        return Delivery(OutboxRow.Status.QUEUED, retry_in=delay)
+
+
+def run_delivery(task, delivery: Delivery) -> str | None:
+    """The end of a delivery task: a temporary failure comes back after its backoff, a row
+    another worker holds when that lease ends (the row keeps its own schedule too, so the
+    sweeper retries it if this message is lost)."""
+    if delivery.retry_in is not None and not task.request.is_eager:
+        raise task.retry(countdown=delivery.retry_in, max_retries=None)
+    return delivery.status
+
+
+class DeadlineExceeded(ConnectionError):
+    """Temporary, like any lost connection: the row is retried with backoff."""
+
+
+class Deadline:
+    """A hard deadline on one call to the outside world. Socket timeouts bound each read, not
+    a call: a server that trickles a byte every few seconds never trips them. When `seconds`
+    pass, the deadline shuts down the socket it guards, which ends any read, write or TLS
+    handshake in progress at once.
+
+    It guards a duplicate of the TCP socket's descriptor, taken as soon as the socket is
+    connected (`guard()`): TLS wraps (and detaches) the original, but a shutdown of the
+    duplicate ends the connection under any wrapping."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self._socket = None
+        self._over = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self):
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        with self._lock:
+            self._over = True
+        self._timer.cancel()
+
+    def guard(self, sock: socket.socket | None) -> None:
+        """Cut this socket at the deadline (one already connected raises at once if over)."""
+        with self._lock:
+            self._socket = sock
+            if self.expired and sock is not None:
+                raise DeadlineExceeded(f"no answer within {self.seconds} s")
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._over:  # the call ended as the timer fired: its connection lives on
+                return
+            self.expired = True
+            if self._socket is not None:
+                with contextlib.suppress(OSError):  # already closed
+                    self._socket.shutdown(socket.SHUT_RDWR)
