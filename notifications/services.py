@@ -15,7 +15,6 @@ from notifications.models import Notification
 ADMIN_MESSAGE = "admin_message"
 
 
-@transaction.atomic
 def notify(
     recipient,
     notification_type: str,
@@ -31,29 +30,30 @@ def notify(
     commits. `resource`: a model instance or a (type, id) pair the notification is about."""
     kind = types.get(notification_type)
     resource_type, resource_id = _resource(resource)
-    notification = Notification.objects.create(
-        user=recipient,
-        type=kind.name,
-        params=normalize_json(params or {}),
-        resource_type=resource_type,
-        resource_id=resource_id,
-        actor=actor,
-    )
-    if types.EMAIL in (kind.channels if channels is None else channels):
-        emails.queue_email(
-            kind.email_template,
-            to=recipient.email,
-            context={
-                "name": recipient.get_short_name(),
-                "title": notification.title,
-                "message": notification.message,
-                "event": kind.name,
-                **notification.params,
-            },
+    with transaction.atomic(savepoint=False):  # all or nothing, in the caller's transaction
+        notification = Notification.objects.create(
             user=recipient,
-            notification=notification,
-            resource=(resource_type, resource_id) if resource_type else None,
+            type=kind.name,
+            params=normalize_json(params or {}),
+            resource_type=resource_type,
+            resource_id=resource_id,
+            actor=actor,
         )
+        if types.EMAIL in (kind.channels if channels is None else channels):
+            emails.queue_email(
+                kind.email_template,
+                to=recipient.email,
+                context={
+                    "name": recipient.get_short_name(),
+                    "title": notification.title,
+                    "message": notification.message,
+                    "event": kind.name,
+                    **notification.params,
+                },
+                user=recipient,
+                notification=notification,
+                resource=(resource_type, resource_id) if resource_type else None,
+            )
     return notification
 
 

@@ -134,3 +134,12 @@ def test_the_backbones_python_names_no_invoice_payment_or_subscription():
         if domain.search(line)
     ]
     assert found == []
+
+
+def test_the_check_waits_for_the_trail_to_exist(monkeypatch):
+    """`migrate` runs the database checks before it creates any table."""
+    from django.db import connections
+
+    monkeypatch.setattr(connections["default"].introspection, "table_names", lambda: [])
+
+    assert check_actions_in_the_trail_are_registered(None, databases=["default"]) == []

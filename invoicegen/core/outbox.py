@@ -40,7 +40,9 @@ ACCEPTANCE_MEMORY_SECONDS = 24 * 3600
 
 class OutboxRow(models.Model):
     """A message waiting to go, going, gone or given up on. Times are the application's clock,
-    like every time the outbox compares."""
+    like every time the outbox compares. A concrete row says, as `acceptance_key`, what
+    identifies its message to the receiving side, the same at every attempt (an email's
+    Message-ID)."""
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -58,11 +60,6 @@ class OutboxRow(models.Model):
 
     class Meta:
         abstract = True
-
-    @property
-    def acceptance_key(self) -> str:
-        """What identifies this message to the receiving side, the same at every attempt."""
-        return f"{self._meta.label_lower}:{self.pk}"
 
 
 @dataclass(frozen=True)
