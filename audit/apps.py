@@ -58,11 +58,23 @@ def check_app_role_cannot_rewrite_the_trail(app_configs, databases=None, **kwarg
 
 
 def check_tracked_models_capture_bulk_writes(app_configs, **kwargs):
-    """A tracked model whose manager is not audited would let update()/bulk_*() slip past."""
+    """A tracked model must be `Audited` (its loaded values are the old values of a diff), and
+    a manager that is not audited would let update()/bulk_*() slip past."""
     from audit.registry import tracked_models
-    from audit.tracking import AuditedQuerySet
+    from audit.tracking import Audited, AuditedQuerySet
 
-    return [
+    not_audited = [
+        checks.Error(
+            f"{model._meta.label} is tracked but is not an Audited model: its changes would "
+            "have no old values.",
+            hint="Make it a subclass of audit.tracking.Audited.",
+            obj=model,
+            id="audit.E002",
+        )
+        for model in tracked_models()
+        if not issubclass(model, Audited)
+    ]
+    return not_audited + [
         checks.Error(
             f"{model._meta.label} is audited but its default manager does not use "
             "AuditedQuerySet, so its bulk writes would not be captured.",

@@ -12,10 +12,6 @@ from audit import context as audit_context
 from audit import piggyback, services, tracking
 
 
-def remember_loaded_values(sender, instance, **kwargs):
-    instance._audit_snapshot = tracking.snapshot(instance)
-
-
 def expect_update(sender, instance, raw=False, using=None, update_fields=None, **kwargs):
     """Outside a service's transaction, the entry may ride along with the UPDATE itself."""
     if not raw and not instance._state.adding and tracking.collecting() is None:
@@ -33,7 +29,7 @@ def record_save(sender, instance, created, raw=False, update_fields=None, **kwar
     if written is not None:
         instance._audit_snapshot = written
         return
-    old = getattr(instance, "_audit_snapshot", {})
+    old = tracking.old_values(instance)
     instance._audit_snapshot = tracking.saved_values(instance, update_fields)
     tracking.capture(instance, "updated", tracking.diff(sender, old, instance._audit_snapshot))
 
@@ -44,9 +40,6 @@ def record_delete(sender, instance, **kwargs):
 
 def connect_model_receivers(model) -> None:
     uid = f"audit.{model._meta.label}"
-    model_signals.post_init.connect(
-        remember_loaded_values, sender=model, dispatch_uid=f"{uid}.init"
-    )
     model_signals.pre_save.connect(expect_update, sender=model, dispatch_uid=f"{uid}.pre")
     model_signals.post_save.connect(record_save, sender=model, dispatch_uid=f"{uid}.save")
     model_signals.post_delete.connect(record_delete, sender=model, dispatch_uid=f"{uid}.delete")

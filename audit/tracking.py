@@ -6,6 +6,10 @@ makes every tracked model use, captures them set-based (one read of the old valu
 one INSERT of every entry). Old values come from a snapshot taken when the instance was loaded:
 no extra SELECT per save.
 
+Old values cost nothing when rows are read: a tracked model is `Audited`, which keeps a
+reference to the values each instance was loaded with (`from_db`), and the diff is computed only
+when it is saved.
+
 A change gets its plain entry (`<type>.updated`) unless a service names it: inside
 `service_transaction()` the changes wait for the domain event that the service records, which
 takes them into its own entry (`user.password_reset`, with the diff); what no event took gets its
@@ -30,12 +34,13 @@ def describe_instance(instance: models.Model) -> tuple[str, str, str]:
     return resource_type, str(instance.pk), f"{resource_type} {label}"
 
 
-def _tracked_fields(model) -> list[models.Field]:
-    return [f for f in model._meta.concrete_fields if not f.primary_key]
+@functools.cache
+def _tracked_fields(model) -> tuple[models.Field, ...]:
+    return tuple(f for f in model._meta.concrete_fields if not f.primary_key)
 
 
 def snapshot(instance: models.Model) -> dict:
-    """The loaded values of the instance's fields (deferred ones are left out)."""
+    """The current values of the instance's fields (deferred ones are left out)."""
     deferred = instance.get_deferred_fields()
     return {
         f.attname: getattr(instance, f.attname)
@@ -44,24 +49,16 @@ def snapshot(instance: models.Model) -> dict:
     }
 
 
-def _shown(name: str, value):
-    return services.REDACTED if services.is_sensitive(name) else value
-
-
-def diff(model, old: dict, new: dict) -> dict[str, list]:
-    """{field: [old, new]} for the fields that changed, secrets redacted."""
-    changes = {}
-    for f in _tracked_fields(model):
-        if f.attname in old and f.attname in new and old[f.attname] != new[f.attname]:
-            changes[f.name] = [_shown(f.name, old[f.attname]), _shown(f.name, new[f.attname])]
-    return changes
-
-
-def created_changes(instance: models.Model) -> dict:
-    return {
-        f.name: [None, _shown(f.name, getattr(instance, f.attname))]
-        for f in _tracked_fields(type(instance))
-    }
+def old_values(instance: models.Model) -> dict:
+    """The values the database held when the instance was loaded or last saved."""
+    state = instance.__dict__
+    if "_audit_snapshot" in state:
+        return state["_audit_snapshot"]
+    if "_audit_loaded" in state:
+        names, values = state["_audit_loaded"]
+        pk = instance._meta.pk.attname
+        return {name: value for name, value in zip(names, values, strict=True) if name != pk}
+    return {}
 
 
 def change_entry(instance: models.Model, verb: str, changes: dict) -> dict | None:
@@ -77,19 +74,18 @@ def change_entry(instance: models.Model, verb: str, changes: dict) -> dict | Non
 
 
 def saved_values(instance: models.Model, update_fields) -> dict:
-    """The snapshot of the instance as the database now holds it after a save."""
-    old = getattr(instance, "_audit_snapshot", {})
-    new = snapshot(instance)
+    """The snapshot of the instance as the database now holds it after a save: with
+    `update_fields`, only those are read from the instance."""
     if update_fields is None:
-        return new
+        return snapshot(instance)
     saved = {instance._meta.get_field(name).attname for name in update_fields}
-    return {**old, **{name: value for name, value in new.items() if name in saved}}
+    return {**old_values(instance), **{name: getattr(instance, name) for name in saved}}
 
 
 def update_entry(instance: models.Model, update_fields) -> tuple[dict | None, dict]:
     """The plain entry for saving changes to a loaded instance, and its new snapshot."""
     new = saved_values(instance, update_fields)
-    old = getattr(instance, "_audit_snapshot", {})
+    old = old_values(instance)
     return change_entry(instance, "updated", diff(type(instance), old, new)), new
 
 
@@ -263,3 +259,52 @@ def _capture_all(changes: list[tuple]) -> None:
         return
     entries = [change_entry(instance, verb, changed) for instance, verb, changed in changes]
     services.insert_entries([entry for entry in entries if entry is not None])
+
+
+class Audited(models.Model):
+    """The base of a tracked model: its bulk writes are captured (AuditedQuerySet), and each
+    instance keeps a reference to the values it was loaded with, the old values of its next
+    save's diff, where a snapshot taken at every load would cost every row of every list."""
+
+    objects = AuditedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._audit_loaded = (field_names, values)
+        return instance
+
+    def refresh_from_db(self, using=None, fields=None, from_queryset=None):
+        """What is read again is what the database now holds: the old values of those fields."""
+        old = old_values(self)
+        super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
+        names = fields if fields is not None else [f.attname for f in _tracked_fields(type(self))]
+        attnames = {self._meta.get_field(name).attname for name in names}
+        deferred = self.get_deferred_fields()
+        self._audit_snapshot = {
+            **old,
+            **{name: getattr(self, name) for name in attnames if name not in deferred},
+        }
+
+
+def _shown(name: str, value):
+    return services.REDACTED if services.is_sensitive(name) else value
+
+
+def diff(model, old: dict, new: dict) -> dict[str, list]:
+    """{field: [old, new]} for the fields that changed, secrets redacted."""
+    changes = {}
+    for f in _tracked_fields(model):
+        if f.attname in old and f.attname in new and old[f.attname] != new[f.attname]:
+            changes[f.name] = [_shown(f.name, old[f.attname]), _shown(f.name, new[f.attname])]
+    return changes
+
+
+def created_changes(instance: models.Model) -> dict:
+    return {
+        f.name: [None, _shown(f.name, getattr(instance, f.attname))]
+        for f in _tracked_fields(type(instance))
+    }

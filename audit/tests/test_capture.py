@@ -14,6 +14,7 @@ from django.db.models import F
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
+from audit import tracking
 from audit.models import AuditLog
 from audit.services import REDACTED
 from audit.tests.factories import AuditLogFactory, request_context
@@ -769,3 +770,29 @@ def test_a_failed_audit_insert_rolls_a_bulk_update_back():
 
     invoice.refresh_from_db()
     assert invoice.client_name == "Acme"
+
+
+def test_values_read_again_are_the_old_values_of_the_next_save():
+    """refresh_from_db(): another writer's change is not counted as this save's."""
+    invoice = Invoice.objects.get(pk=InvoiceFactory(client_name="Acme").pk)
+    Invoice.objects.filter(pk=invoice.pk).update(client_name="Globex")
+    invoice.refresh_from_db(fields=["client_name"])
+    mark = last_entry_id()
+
+    invoice.currency = "EUR"
+    invoice.save()
+
+    entry = only_entry(mark, "invoice.updated")
+    assert set(entry.metadata["changes"]) - {"updated_at"} == {"currency"}
+
+
+def test_a_loaded_instance_keeps_its_values_without_a_per_row_snapshot():
+    from django.db.models import signals
+
+    invoice = InvoiceFactory()
+
+    assert not signals.post_init.has_listeners(Invoice)
+    assert (
+        tracking.old_values(Invoice.objects.get(pk=invoice.pk))["client_name"]
+        == invoice.client_name
+    )

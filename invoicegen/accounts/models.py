@@ -5,7 +5,7 @@ from django.contrib.auth.models import PermissionsMixin
 from django.db import models
 from django.utils import timezone
 
-from audit.tracking import AuditedQuerySet
+from audit.tracking import Audited, AuditedQuerySet
 
 
 def normalize_email(email: str) -> str:
@@ -32,7 +32,7 @@ class UserManager(BaseUserManager.from_queryset(AuditedQuerySet)):
         return self.create_user(email, password, **extra_fields)
 
 
-class User(AbstractBaseUser, PermissionsMixin):
+class User(Audited, AbstractBaseUser, PermissionsMixin):
     """An account: the email is the login."""
 
     email = models.EmailField(unique=True)

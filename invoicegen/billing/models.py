@@ -4,10 +4,10 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from audit.tracking import AuditedQuerySet
+from audit.tracking import Audited
 
 
-class Invoice(models.Model):
+class Invoice(Audited):
     class Status(models.TextChoices):
         DRAFT = "draft"
         FINALIZED = "finalized"
@@ -33,8 +33,6 @@ class Invoice(models.Model):
     finalized_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
-
-    objects = AuditedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -75,15 +73,13 @@ class InvoiceSequence(models.Model):
         return f"{self.user_id}/{self.year}: {self.last_value}"
 
 
-class InvoiceItem(models.Model):
+class InvoiceItem(Audited):
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="items")
     position = models.PositiveSmallIntegerField(default=0)
     description = models.CharField(max_length=500)
     quantity = models.DecimalField(max_digits=10, decimal_places=2)
     unit_price = models.DecimalField(max_digits=12, decimal_places=2)
     amount = models.DecimalField(max_digits=14, decimal_places=2)
-
-    objects = AuditedQuerySet.as_manager()
 
     class Meta:
         ordering = ["position", "id"]
@@ -98,7 +94,7 @@ class InvoiceItem(models.Model):
         return self.description
 
 
-class Payment(models.Model):
+class Payment(Audited):
     class Method(models.TextChoices):
         CARD = "card"
         BANK_TRANSFER = "bank_transfer"
@@ -111,8 +107,6 @@ class Payment(models.Model):
     method = models.CharField(max_length=20, choices=Method)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = AuditedQuerySet.as_manager()
-
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
@@ -123,7 +117,7 @@ class Payment(models.Model):
         return f"{self.amount} on {self.invoice}"
 
 
-class Subscription(models.Model):
+class Subscription(Audited):
     class Plan(models.TextChoices):
         FREE = "free"
         PRO = "pro"
@@ -144,8 +138,6 @@ class Subscription(models.Model):
     cancelled_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-
-    objects = AuditedQuerySet.as_manager()
 
     class Meta:
         indexes = [models.Index(fields=["status", "current_period_end"], name="subscription_due")]

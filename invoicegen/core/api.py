@@ -3,6 +3,7 @@
 import datetime
 import logging
 import re
+from decimal import ROUND_HALF_UP, Decimal
 
 import django_filters
 from django import forms
@@ -218,3 +219,18 @@ def exception_handler(exc, context):
         }
         exc = exceptions.ValidationError(detail)
     return drf_exception_handler(exc, context)
+
+
+def decimal_text(value: Decimal | None, places: int = 2) -> str | None:
+    """A decimal as DRF's DecimalField writes it (a string with `places` decimals)."""
+    if value is None:
+        return None
+    return f"{value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP):f}"
+
+
+def datetime_text(value: datetime.datetime | None) -> str | None:
+    """A moment as DRF's DateTimeField writes it: ISO 8601 in UTC, with a Z."""
+    if value is None:
+        return None
+    text = value.astimezone(datetime.UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text

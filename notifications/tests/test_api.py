@@ -454,3 +454,15 @@ def test_methods_not_in_the_contract_are_405(api, user, method, path):
 
     assert response.status_code == 405
     assert Notification.objects.filter(pk=notification.pk, read_at=None).exists()
+
+
+def test_a_notification_is_written_as_drfs_fields_would_write_it(user):
+    from rest_framework.serializers import ModelSerializer
+
+    from notifications.api.serializers import NotificationSerializer
+
+    NotificationFactory(user=user)
+    NotificationFactory(user=user, read=True, params={"title": "T", "n": [1, "2"]})
+    for notification in Notification.objects.all():
+        serializer = NotificationSerializer(notification)
+        assert serializer.data == ModelSerializer.to_representation(serializer, notification)

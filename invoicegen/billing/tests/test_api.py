@@ -718,3 +718,17 @@ def test_subscription_endpoints_only_touch_the_callers_subscription(api, user):
     assert api.post(f"{SUBSCRIPTION}cancel/").status_code == 404
     someone_else.refresh_from_db()
     assert someone_else.status == Subscription.Status.ACTIVE
+
+
+def test_an_invoice_is_written_as_drfs_fields_would_write_it():
+    """The list's fast representation and the declared fields agree, to the character."""
+    from rest_framework.serializers import ModelSerializer
+
+    from invoicegen.billing.api.serializers import InvoiceSerializer
+
+    odd = [{"description": "Odd", "quantity": Decimal("3.33"), "unit_price": Decimal("0.07")}]
+    for status in ["draft", "finalized", "sent", "paid", "void"]:
+        invoice_in_status(status, items=odd)
+    for invoice in Invoice.objects.prefetch_related("items"):
+        serializer = InvoiceSerializer(invoice)
+        assert serializer.data == ModelSerializer.to_representation(serializer, invoice)
