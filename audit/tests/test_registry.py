@@ -143,3 +143,17 @@ def test_the_check_waits_for_the_trail_to_exist(monkeypatch):
     monkeypatch.setattr(connections["default"].introspection, "table_names", lambda: [])
 
     assert check_actions_in_the_trail_are_registered(None, databases=["default"]) == []
+
+
+def test_a_tracked_model_must_be_audited_with_an_audited_manager(monkeypatch):
+    """A plain model, tracked, has neither its loaded values nor its bulk writes captured."""
+    from audit.apps import check_tracked_models_capture_bulk_writes
+    from invoicegen.accounts.models import AuthToken
+
+    assert check_tracked_models_capture_bulk_writes(None) == []
+
+    tracked = {**registry.tracked_models(), AuthToken: registry.TrackedModel("token")}
+    monkeypatch.setattr(registry, "tracked_models", lambda: tracked)
+    errors = check_tracked_models_capture_bulk_writes(None)
+
+    assert [(e.id, e.obj) for e in errors] == [("audit.E002", AuthToken), ("audit.E001", AuthToken)]
