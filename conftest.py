@@ -42,6 +42,9 @@ def _isolated_run(settings):
     # Real hashing costs ~0.2 s a user; the hasher is not what these tests are about.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.AUDIT_STRICT_ACTIONS = True  # an unregistered action is a failing test
+    # A delivery sends its own email only: rows a test left queued stay so (emails/tests/
+    # test_batches.py takes several, and real workers run with the default).
+    settings.EMAIL_SEND_BATCH = 1
     yield
     cache.clear()
 

@@ -20,7 +20,8 @@ def check_lease_outlasts_delivery(app_configs, **kwargs):
     return [
         checks.Error(
             f"EMAIL_SENDING_LEASE_SECONDS ({settings.EMAIL_SENDING_LEASE_SECONDS}) must exceed "
-            f"the delivery task's time limit ({TIME_LIMIT} s, EMAIL_SEND_TIMEOUT + 10).",
+            f"the delivery task's time limit ({TIME_LIMIT} s, EMAIL_SEND_TIMEOUT + "
+            "EMAIL_SEND_BATCH_SECONDS + 10).",
             hint="Raise EMAIL_SENDING_LEASE_SECONDS or lower EMAIL_SEND_TIMEOUT.",
             id="emails.E001",
         )

@@ -137,11 +137,16 @@ def _record_failure(email: EmailLog, reason: str) -> None:
     )
 
 
-def deliver_email(email_id: int) -> Delivery:
-    """Send one row, at most once where that can be known (core's outbox); a permanent
-    failure, or the last attempt's, is audited as `email.failed`."""
+def deliver_email(email_id: int, *, batch: int | None = None) -> Delivery:
+    """Send one row, and other due rows along with it (EMAIL_SEND_BATCH), at most once each
+    where that can be known (core's outbox); a permanent failure, or the last attempt's, is
+    audited as `email.failed`."""
     return outbox.deliver(
-        email_id, send=_send, is_permanent=is_permanent, on_failed=_record_failure
+        email_id,
+        send=_send,
+        is_permanent=is_permanent,
+        on_failed=_record_failure,
+        batch=batch or settings.EMAIL_SEND_BATCH,
     )
 
 

@@ -4,10 +4,11 @@ from django.conf import settings
 from emails import services
 from invoicegen.core.outbox import run_delivery
 
-# The send has its own deadline (EMAIL_SEND_TIMEOUT); these catch anything else that hangs,
-# and stay under the lease, so that no row is taken again while its task still runs.
-SOFT_TIME_LIMIT = settings.EMAIL_SEND_TIMEOUT + 5
-TIME_LIMIT = settings.EMAIL_SEND_TIMEOUT + 10
+# Each send has its own deadline (EMAIL_SEND_TIMEOUT), and no send of a batch starts after
+# EMAIL_SEND_BATCH_SECONDS; these catch anything else that hangs, and stay under the lease, so
+# that no row is taken again while its task still runs.
+SOFT_TIME_LIMIT = settings.EMAIL_SEND_TIMEOUT + settings.EMAIL_SEND_BATCH_SECONDS + 5
+TIME_LIMIT = SOFT_TIME_LIMIT + 5
 
 
 @shared_task(bind=True, ignore_result=True, soft_time_limit=SOFT_TIME_LIMIT, time_limit=TIME_LIMIT)

@@ -195,12 +195,15 @@ DEFAULT_FROM_EMAIL = env.str("FROM_EMAIL", default="noreply@invoicegen.local")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # The outbox (emails/): attempts before a row is failed, backoff between them, how long a row
 # may stay `sending` before it is taken back (a killed worker; it must outlast the delivery
-# task's time limit, EMAIL_SEND_TIMEOUT + 10 s), and how often the sweeper looks.
+# task's time limit, EMAIL_SEND_TIMEOUT + EMAIL_SEND_BATCH_SECONDS + 10 s), how often the
+# sweeper looks, and how many due rows a delivery takes along with its own, for how long.
 EMAIL_MAX_ATTEMPTS = env.int("EMAIL_MAX_ATTEMPTS", default=6)
 EMAIL_RETRY_BASE_SECONDS = env.float("EMAIL_RETRY_BASE_SECONDS", default=30)
 EMAIL_RETRY_MAX_SECONDS = env.float("EMAIL_RETRY_MAX_SECONDS", default=3600)
 EMAIL_SENDING_LEASE_SECONDS = env.int("EMAIL_SENDING_LEASE_SECONDS", default=45)
 EMAIL_SWEEP_INTERVAL_SECONDS = env.float("EMAIL_SWEEP_INTERVAL_SECONDS", default=15)
+EMAIL_SEND_BATCH = env.int("EMAIL_SEND_BATCH", default=50)
+EMAIL_SEND_BATCH_SECONDS = env.float("EMAIL_SEND_BATCH_SECONDS", default=5)
 TEMPLATED_EMAIL_TEMPLATE_DIR = "email/"
 TEMPLATED_EMAIL_FILE_EXTENSION = "email"
 

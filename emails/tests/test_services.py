@@ -358,7 +358,7 @@ def test_a_delivery_outlived_by_its_lease_leaves_the_next_deliverys_outcome_alon
     """A worker hung past its lease (a hang no time limit ended): another took the row and
     sent it; the late one's outcome, whatever it is, must not put the row back or fail it."""
     email = queue()
-    hung = services.outbox._claim(email.pk)
+    [hung] = services.outbox._claim(email.pk)
     long_ago = timezone.now() - datetime.timedelta(seconds=settings.EMAIL_SENDING_LEASE_SECONDS + 1)
     EmailLog.objects.filter(pk=email.pk).update(claimed_at=long_ago)
     hung.claimed_at = long_ago
@@ -366,7 +366,7 @@ def test_a_delivery_outlived_by_its_lease_leaves_the_next_deliverys_outcome_alon
     assert services.deliver_email(email.pk).status == EmailLog.Status.SENT
     error = smtplib.SMTPServerDisconnected()
     assert services.outbox._record_failure(hung, error, False, None).status is None
-    assert services.outbox._mark_sent(hung).status is None
+    assert services.outbox._mark_sent([hung]) == set()
 
     row = reload(email)
     assert (row.status, row.attempts, row.last_error) == ("sent", 2, "")

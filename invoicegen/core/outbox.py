@@ -19,14 +19,15 @@ import logging
 import random
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import models, transaction
-from django.db.models import Q
+from django.db import connection, models, transaction
+from django.db.models import F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -79,12 +80,24 @@ class Outbox:
         self.prefix = settings_prefix
         self.hand_over = hand_over
         table = model._meta.db_table
+        taking = (
+            f"UPDATE {table} "  # noqa: S608 (a table name)
+            "SET status = 'sending', claimed_at = %(now)s, attempts = attempts + 1"
+        )
         self._claim_sql = f"""
-            UPDATE {table}
-            SET status = 'sending', claimed_at = %(now)s, attempts = attempts + 1
+            {taking}
             WHERE id = %(id)s AND (
                 (status = 'queued' AND next_attempt_at <= %(now)s)
                 OR (status = 'sending' AND claimed_at < %(lease_over)s)
+            )
+            RETURNING *
+        """
+        self._claim_more_sql = f"""
+            {taking}
+            WHERE id IN (
+                SELECT id FROM {table}
+                WHERE status = 'queued' AND next_attempt_at <= %(now)s AND id <> %(id)s
+                ORDER BY next_attempt_at LIMIT %(more)s {{skip_locked}}
             )
             RETURNING *
         """  # noqa: S608 (a table name)
@@ -146,26 +159,52 @@ class Outbox:
         send: Callable[[OutboxRow], None],
         is_permanent: Callable[[Exception], bool],
         on_failed: Callable[[OutboxRow, str], None],
+        batch: int = 1,
     ) -> Delivery:
-        """Send one row at most once where that can be known. `send` raises on failure;
+        """Send the row, and up to `batch - 1` more that are due and no other worker holds, at
+        most once each where that can be known; answer for the row. `send` raises on failure;
         `is_permanent` tells a final refusal from a temporary one; `on_failed` runs in the
-        transaction that marks a row failed (to record why)."""
-        row = self._claim(row_id)
-        if row is None:
-            return Delivery(None, retry_in=self._lease_left(row_id))
-        if row.attempts > 1 and self._accepted_before(row):
-            return self._mark_sent(row)
-        try:
-            send(row)
-        except Exception as error:  # every failure of a send ends the same way
-            return self._record_failure(row, error, is_permanent(error), on_failed)
-        self._remember_acceptance(row)
-        return self._mark_sent(row)
+        transaction that marks a row failed (to record why). The batch shares one claim and
+        one "sent" statement (a commit each, not two per row); each row's acceptance is
+        remembered as it goes. No send of the batch starts that could end past the task's
+        time limit: what is left is handed back, due at once."""
+        rows = self._claim(row_id, more=batch - 1)
+        if not rows or rows[0].pk != row_id:
+            lease_left = self._lease_left(row_id)
+        outcomes, sent = {}, []
+        started = time.monotonic()
+        for index, row in enumerate(rows):
+            if index and time.monotonic() - started > self.setting("SEND_BATCH_SECONDS"):
+                self._hand_back(rows[index:])
+                break
+            if row.attempts > 1 and self._accepted_before(row):
+                sent.append(row)
+                continue
+            try:
+                send(row)
+            except Exception as error:  # every failure of a send ends the same way
+                outcomes[row.pk] = self._record_failure(row, error, is_permanent(error), on_failed)
+                continue
+            self._remember_acceptance(row)
+            sent.append(row)
+        marked = self._mark_sent(sent)
+        if not rows or rows[0].pk != row_id:
+            return Delivery(None, retry_in=lease_left)
+        if row_id in outcomes:
+            return outcomes[row_id]
+        return Delivery(OutboxRow.Status.SENT) if row_id in marked else self._let_go(rows[0])
 
-    def _claim(self, row_id: int) -> OutboxRow | None:
+    def _claim(self, row_id: int, *, more: int = 0) -> list[OutboxRow]:
+        """The row first (if due and free), then up to `more` other due rows no worker holds,
+        in one transaction."""
         now = timezone.now()
-        params = {"id": row_id, "now": now, "lease_over": now - self.lease}
-        return next(iter(self.model.objects.raw(self._claim_sql, params)), None)
+        params = {"id": row_id, "now": now, "lease_over": now - self.lease, "more": more}
+        with transaction.atomic():
+            rows = list(self.model.objects.raw(self._claim_sql, params))
+            if more:
+                sql = self._claim_more_sql.format(skip_locked=_skip_locked_sql())
+                rows += list(self.model.objects.raw(sql, params))
+        return rows
 
     def _lease_left(self, row_id: int) -> float | None:
         """Seconds until the lease of a row another worker holds runs out: a worker killed
@@ -190,10 +229,30 @@ class Outbox:
         logger.warning("%s %s was taken back before this delivery ended", self.prefix, row.pk)
         return Delivery(None)
 
-    def _mark_sent(self, row: OutboxRow) -> Delivery:
-        if not self._held(row).update(status=OutboxRow.Status.SENT, sent_at=Now(), last_error=""):
-            return self._let_go(row)
-        return Delivery(OutboxRow.Status.SENT)
+    def _mark_sent(self, rows: list[OutboxRow]) -> set[int]:
+        """Mark the rows sent that this delivery still holds (all claimed at one moment), in one
+        statement; the ids it marked."""
+        if not rows:
+            return set()
+        held = {"status": OutboxRow.Status.SENDING, "claimed_at": rows[0].claimed_at}
+        ids = [row.pk for row in rows]
+        marked = self.model.objects.filter(pk__in=ids, **held).update(
+            status=OutboxRow.Status.SENT, sent_at=Now(), last_error=""
+        )
+        if marked == len(rows):
+            return set(ids)
+        ours = {**held, "status": OutboxRow.Status.SENT}
+        marked = set(self.model.objects.filter(pk__in=ids, **ours).values_list("pk", flat=True))
+        for row in rows:
+            if row.pk not in marked:
+                self._let_go(row)
+        return marked
+
+    def _hand_back(self, rows: list[OutboxRow]) -> None:
+        """Claimed rows this delivery has no time left to send: due again at once, their
+        attempt not counted."""
+        for row in rows:
+            self._held(row).update(status=OutboxRow.Status.QUEUED, attempts=F("attempts") - 1)
 
     def _remember_acceptance(self, row: OutboxRow) -> None:
         try:
@@ -288,3 +347,11 @@ class Deadline:
             if self._socket is not None:
                 with contextlib.suppress(OSError):  # already closed
                     self._socket.shutdown(socket.SHUT_RDWR)
+
+
+def _skip_locked_sql() -> str:
+    """Concurrent claims pass over the rows another claim is taking (PostgreSQL); SQLite runs
+    one writer at a time."""
+    if connection.features.has_select_for_update_skip_locked:
+        return "FOR UPDATE SKIP LOCKED"
+    return ""

@@ -25,7 +25,7 @@ class Command(BaseCommand):
         ids = list(services.pending_emails().values_list("pk", flat=True)[:limit])
         outcomes = {}
         for done, email_id in enumerate(ids, start=1):
-            status = services.deliver_email(email_id).status or "skipped"
+            status = services.deliver_email(email_id, batch=1).status or "skipped"
             outcomes[status] = outcomes.get(status, 0) + 1
             if done % 50 == 0:
                 self.stdout.write(f"  {done} of {len(ids)}")

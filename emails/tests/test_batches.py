@@ -1,0 +1,120 @@
+"""A delivery takes other due rows along with its own: one claim and one "sent" for the batch
+(two commits, not two per email), each email still sent at most once where that can be known."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from emails import services
+from emails.models import EmailLog
+from emails.tests.helpers import make_due, reload, stuck_in_sending
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _batches(settings):
+    settings.EMAIL_SEND_BATCH = 50
+
+
+def queued(queue, count: int) -> list[EmailLog]:
+    rows = [queue(f"user{n}@example.com") for n in range(count)]
+    make_due(*rows)
+    return rows
+
+
+def test_a_delivery_sends_its_row_and_the_due_ones_in_two_statements_for_the_batch(smtp, queue):
+    first, *_ = queued(queue, 10)
+
+    with CaptureQueriesContext(connection) as queries:
+        delivery = services.deliver_email(first.pk)
+
+    assert delivery.status == EmailLog.Status.SENT
+    assert len(smtp.received) == 10
+    assert set(EmailLog.objects.values_list("status", "attempts")) == {("sent", 1)}
+    writes = [q["sql"] for q in queries if q["sql"].lstrip().startswith("UPDATE")]
+    assert len(writes) == 3  # its own claim, the others', one "sent" for all ten
+
+
+def test_a_batch_takes_no_more_than_its_size(smtp, queue, settings):
+    settings.EMAIL_SEND_BATCH = 4
+    first, *_ = queued(queue, 10)
+
+    services.deliver_email(first.pk)
+
+    assert len(smtp.received) == 4
+    assert EmailLog.objects.filter(status=EmailLog.Status.QUEUED).count() == 6
+
+
+def test_a_temporary_failure_in_a_batch_puts_that_row_back_and_sends_the_rest(smtp, queue):
+    first, refused, last = queued(queue, 3)
+    smtp.answer("451 4.3.0 Try again later", to=refused.to_email, times=1)
+
+    services.deliver_email(first.pk)
+
+    assert reload(refused).status == EmailLog.Status.QUEUED
+    assert "451" in reload(refused).last_error
+    assert {reload(first).status, reload(last).status} == {EmailLog.Status.SENT}
+
+
+def test_a_batch_leaves_the_rows_another_worker_holds(smtp, queue):
+    first, held = queued(queue, 2)
+    stuck_in_sending(held, seconds_ago=1)  # claimed a moment ago: its lease runs
+
+    services.deliver_email(first.pk)
+
+    assert reload(held).status == EmailLog.Status.SENDING
+    assert len(smtp.received) == 1
+
+
+def test_what_a_batch_has_no_time_left_for_is_handed_back_due_at_once(smtp, queue, settings):
+    settings.EMAIL_SEND_BATCH_SECONDS = 0  # no send after the delivery's own
+    first, *others = queued(queue, 3)
+
+    assert services.deliver_email(first.pk).status == EmailLog.Status.SENT
+
+    assert [m["To"] for m in smtp.messages] == [first.to_email]
+    for row in others:
+        assert (reload(row).status, reload(row).attempts) == (EmailLog.Status.QUEUED, 0)
+    assert len(services.pending_emails()) == 2
+
+
+def test_the_task_of_a_row_a_batch_already_sent_sends_nothing(smtp, queue):
+    first, second = queued(queue, 2)
+    services.deliver_email(first.pk)
+
+    delivery = services.deliver_email(second.pk)
+
+    assert (delivery.status, delivery.retry_in) == (None, None)
+    assert len(smtp.received) == 2
+
+
+def test_a_row_accepted_before_its_sent_was_lost_is_marked_in_the_batch_not_sent(
+    smtp, queue, settings
+):
+    first, accepted = queued(queue, 2)
+    services.outbox._remember_acceptance(accepted)
+    EmailLog.objects.filter(pk=accepted.pk).update(attempts=1)  # a delivery took it once
+
+    services.deliver_email(first.pk)
+
+    assert reload(accepted).status == EmailLog.Status.SENT
+    assert [m["To"] for m in smtp.messages] == [first.to_email]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_never_take_the_same_row(smtp, queue, race):
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent claims need PostgreSQL (SQLite serializes every writer)")
+    smtp.stop()  # the commit-time dispatch fails, and leaves the rows queued
+    rows = queued(queue, 40)
+    smtp.start()
+
+    for _ in range(2):
+        race(lambda: services.deliver_email(rows[0].pk, batch=10), 4)
+
+    assert EmailLog.objects.filter(status="sent").count() == 40
+    assert len(smtp.received) == 40  # each once
+    assert sorted(m["Message-ID"] for m in smtp.messages) == sorted(
+        EmailLog.objects.filter(status="sent").values_list("message_id", flat=True)
+    )
