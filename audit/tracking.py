@@ -246,9 +246,18 @@ def _capture_rows(model, before: list[dict], after) -> None:
     for row in after:
         changed = diff(model, old_rows[row["pk"]], row)
         if changed:
-            instance = model(**{k: v for k, v in row.items() if k != "pk"}, pk=row["pk"])
-            changes.append((instance, "updated", changed))
+            changes.append((_stand_in(model, row), "updated", changed))
     _capture_all(changes)
+
+
+def _stand_in(model, row: dict) -> models.Model:
+    """An instance holding the row's values, to describe it and key its change by: the model's
+    __init__ (defaults, signals) for each row of a bulk update would cost more than the
+    update itself."""
+    instance = model.__new__(model)
+    instance.__dict__.update({name: value for name, value in row.items() if name != "pk"})
+    setattr(instance, model._meta.pk.attname, row["pk"])
+    return instance
 
 
 def _capture_all(changes: list[tuple]) -> None:
