@@ -28,10 +28,13 @@ from audit import registry, services
 
 
 def describe_instance(instance: models.Model) -> tuple[str, str, str]:
+    """(type, id, label). The label is read from the values the instance holds: a deferred label
+    field, or one a bulk write's stand-in lacks, falls back to the id instead of a query."""
     spec = registry.spec_for(instance)
     resource_type = spec.resource_type if spec else instance._meta.model_name
-    label = getattr(instance, spec.label_field if spec else "pk", None) or instance.pk
-    return resource_type, str(instance.pk), f"{resource_type} {label}"
+    label_field = spec.label_field if spec else "pk"
+    label = instance.pk if label_field == "pk" else instance.__dict__.get(label_field)
+    return resource_type, str(instance.pk), f"{resource_type} {label or instance.pk}"
 
 
 @functools.cache

@@ -569,6 +569,22 @@ def test_queryset_update_of_a_thousand_rows_is_set_based(django_assert_max_num_q
     assert entries[0].metadata["changes"]["description"][1] == "Reworded"
 
 
+def test_a_bulk_updates_entries_are_described_without_a_query_per_row(
+    django_assert_max_num_queries,
+):
+    """The rows of a bulk update are stand-ins holding the updated fields only: a label they
+    lack falls back to the id, never to a read of the row."""
+    invoices = [InvoiceFactory(), InvoiceFactory()]
+    mark = last_entry_id()
+
+    with django_assert_max_num_queries(3):
+        Invoice.objects.filter(pk__in=[i.pk for i in invoices]).update(client_name="Initech")
+
+    assert {e.description for e in entries_after(mark)} == {
+        f"anonymous updated invoice {invoice.pk}" for invoice in invoices
+    }
+
+
 def test_an_expression_update_reads_the_new_values_once(django_assert_max_num_queries):
     many_invoice_items(200)
     mark = last_entry_id()

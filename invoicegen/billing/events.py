@@ -19,24 +19,24 @@ def invoice_params(invoice: Invoice) -> dict:
     }
 
 
-@domain_event("invoice.created", "{actor} created invoice {target}")
+@domain_event("invoice.created", "{actor} created {target}")
 def invoice_created(invoice: Invoice, *, actor) -> None:
     record_event("invoice.created", target=invoice, actor=actor, params=invoice_params(invoice))
 
 
-@domain_event("invoice.updated", "{actor} updated invoice {target}")
+@domain_event("invoice.updated", "{actor} updated {target}")
 def invoice_updated(invoice: Invoice, *, actor) -> None:
     record_event("invoice.updated", target=invoice, actor=actor)
 
 
-@domain_event("invoice.finalized", "{actor} finalized invoice {target}")
+@domain_event("invoice.finalized", "{actor} finalized {target}")
 def invoice_finalized(invoice: Invoice, *, actor) -> None:
     params = invoice_params(invoice)
     record_event("invoice.finalized", target=invoice, actor=actor, params=params)
     notify(invoice.user, "invoice_finalized", params=params, resource=invoice, actor=actor)
 
 
-@domain_event("invoice.sent", "{actor} sent invoice {target} to {to}")
+@domain_event("invoice.sent", "{actor} sent {target} to {to}")
 def invoice_sent(invoice: Invoice, *, to: str, actor) -> None:
     """The owner is told; the client gets the invoice, with a download link made when the
     email is sent (links.make_client_download_link)."""
@@ -56,25 +56,25 @@ def invoice_sent(invoice: Invoice, *, to: str, actor) -> None:
     )
 
 
-@domain_event("invoice.send_refused", "Sending invoice {target} refused: {reason}", security=True)
+@domain_event("invoice.send_refused", "Sending {target} refused: {reason}", security=True)
 def invoice_send_refused(invoice: Invoice, *, to: str, reason: str, actor) -> None:
     params = {"reason": reason, "to": to}
     record_event("invoice.send_refused", target=invoice, actor=actor, params=params, success=False)
 
 
-@domain_event("invoice.paid", "Invoice {target} paid in full")
+@domain_event("invoice.paid", "{target} paid in full")
 def invoice_paid(invoice: Invoice, *, actor) -> None:
     params = invoice_params(invoice)
     record_event("invoice.paid", target=invoice, actor=actor, params=params)
     notify(invoice.user, "invoice_paid", params=params, resource=invoice, actor=actor)
 
 
-@domain_event("invoice.voided", "{actor} voided invoice {target}")
+@domain_event("invoice.voided", "{actor} voided {target}")
 def invoice_voided(invoice: Invoice, *, actor) -> None:
     record_event("invoice.voided", target=invoice, actor=actor)
 
 
-@domain_event("payment.processed", "Payment {target} of {amount} recorded")
+@domain_event("payment.processed", "{target} of {amount} recorded")
 def payment_processed(payment: Payment, *, actor) -> None:
     params = {"amount": payment.amount, "method": payment.method, "invoice_id": payment.invoice_id}
     record_event("payment.processed", target=payment, actor=actor, params=params)
@@ -94,27 +94,27 @@ def _subscription_event(name: str, subscription: Subscription, *, actor, notify_
         notify(subscription.user, notify_as, params=params, resource=subscription, actor=actor)
 
 
-@domain_event("subscription.activated", "{actor} activated subscription {target}")
+@domain_event("subscription.activated", "{actor} activated {target}")
 def subscription_activated(subscription: Subscription, *, actor) -> None:
     _subscription_event(
         "subscription.activated", subscription, actor=actor, notify_as="subscription_activated"
     )
 
 
-@domain_event("subscription.cancelled", "{actor} cancelled subscription {target}")
+@domain_event("subscription.cancelled", "{actor} cancelled {target}")
 def subscription_cancelled(subscription: Subscription, *, actor) -> None:
     _subscription_event(
         "subscription.cancelled", subscription, actor=actor, notify_as="subscription_cancelled"
     )
 
 
-@domain_event("subscription.renewed", "Subscription {target} renewed")
+@domain_event("subscription.renewed", "{target} renewed")
 def subscription_renewed(subscription: Subscription, *, actor) -> None:
     _subscription_event(
         "subscription.renewed", subscription, actor=actor, notify_as="subscription_renewed"
     )
 
 
-@domain_event("subscription.expired", "Subscription {target} expired")
+@domain_event("subscription.expired", "{target} expired")
 def subscription_expired(subscription: Subscription, *, actor) -> None:
     _subscription_event("subscription.expired", subscription, actor=actor)

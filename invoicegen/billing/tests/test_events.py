@@ -230,7 +230,7 @@ def test_a_prefix_subscriber_hears_only_its_events(django_capture_on_commit_call
 # A new event is one function
 
 
-@domain_event("invoice.reminder_sent", "Reminder of invoice {target} sent to {to}")
+@domain_event("invoice.reminder_sent", "Reminder of {target} sent to {to}")
 def invoice_reminder_sent(invoice, *, to: str, actor) -> None:
     params = {**events.invoice_params(invoice), "to": to, "issuer": invoice.user.get_full_name()}
     record_event("invoice.reminder_sent", target=invoice, actor=actor, params=params)
@@ -246,8 +246,7 @@ def test_a_new_event_needs_nothing_from_the_backbone(heard, django_capture_on_co
 
     entry = only_entry(mark, "invoice.reminder_sent")
     assert (
-        entry.description
-        == f"Reminder of invoice invoice {invoice.number} sent to {invoice.client_email}"
+        entry.description == f"Reminder of invoice {invoice.number} sent to {invoice.client_email}"
     )
     assert [event.name for event in heard] == ["invoice.reminder_sent"]
     assert EmailLog.objects.filter(to_email=invoice.client_email).count() == 2
