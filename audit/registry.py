@@ -64,12 +64,7 @@ def domain_event(name: str, template: str, *, category: str = "", security: bool
     """Declare the function that records a domain event, and register its action (at import,
     which each app's ready() triggers): the event and its name live in one place."""
     register_action(name, category or name.split(".", 1)[0], template, security=security)
-
-    def declare(record):
-        record.action = name
-        return record
-
-    return declare
+    return lambda record: record
 
 
 def action(name: str) -> Action:
