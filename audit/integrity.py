@@ -33,6 +33,9 @@ DIGEST_FIELDS = (
     "origin",  # a column since the trail's names stopped depending on it; "" in older entries
 )
 GENESIS = "0" * 64
+# Built once: an encoder is constructed anew by every json.dumps() with options.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+_PLAIN = DjangoJSONEncoder()
 
 
 def _key() -> bytes:
@@ -41,20 +44,15 @@ def _key() -> bytes:
 
 def normalize_json(value):
     """The value as it will read back from a JSON column, so digests match after a round trip."""
-    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+    return json.loads(_PLAIN.encode(value))
 
 
 def row_digest(values: dict) -> str:
     """Entries written before `origin` existed (it is "" in them) were digested without it, and
     still are; every newer entry has one, and its digest covers it."""
     fields = DIGEST_FIELDS if values["origin"] else DIGEST_FIELDS[:-1]
-    canonical = json.dumps(
-        [values[field] for field in fields],
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=True,
-    )
-    return hmac.new(_key(), canonical.encode(), hashlib.sha256).hexdigest()
+    canonical = _CANONICAL.encode([values[field] for field in fields])
+    return hmac.digest(_key(), canonical.encode(), "sha256").hex()
 
 
 def row_line(row_id: int, created_at, digest: str) -> bytes:

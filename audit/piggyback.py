@@ -61,8 +61,8 @@ def attach_entry(execute, sql, params, many, context):
         return execute(sql, params, many, context)
     # The entry is written only if the UPDATE found its row; the statement then counts the
     # one inserted entry, as the UPDATE would have counted its one row.
+    insert, insert_params = services.insert_json([entry])
     sql = (
-        f"WITH audit_change AS ({sql} RETURNING 1) "
-        f"{services.insert_select_sql()} WHERE EXISTS (SELECT FROM audit_change)"
+        f"WITH audit_change AS ({sql} RETURNING 1) {insert} WHERE EXISTS (SELECT FROM audit_change)"
     )
-    return execute(sql, [*params, *services.insert_params(entry)], many, context)
+    return execute(sql, [*params, *insert_params], many, context)

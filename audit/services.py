@@ -38,6 +38,7 @@ LOCK_NOT_AVAILABLE = "55P03"
 SEAL_LOCK_WAIT_MS = 100
 
 
+@cache
 def is_sensitive(field_name: str) -> bool:
     return any(word in field_name.lower() for word in SENSITIVE_WORDS)
 
@@ -131,26 +132,44 @@ ROW_PLACEHOLDERS = f"({', '.join(['%s'] * len(COLUMNS))})"
 INSERT_SQL = f"{INSERT_INTO} VALUES {ROW_PLACEHOLDERS}"
 
 
-@cache
-def insert_select_sql() -> str:
-    """INSERT ... SELECT of one entry (PostgreSQL): typed placeholders, since a SELECT list does
-    not take its types from the target columns. Types without lengths, so that an overlong
-    value fails as it would in VALUES instead of being cut short by the cast."""
-    fields = {f.column: f for f in AuditLog._meta.concrete_fields}
-    types = [fields[column].db_type(connection).split("(")[0] for column in COLUMNS]
-    casts = ", ".join(f"%s::{db_type}" for db_type in types)
-    return f"{INSERT_INTO} SELECT {casts}"
-
-
 def insert_params(values: dict) -> list:
     return [json.dumps(values[c]) if c == "metadata" else values[c] for c in COLUMNS]
+
+
+@cache
+def _insert_json_sql(shared: tuple[str, ...]) -> str:
+    """INSERT ... SELECT of entries sent as JSON (PostgreSQL): the values all entries share
+    (the request's context, the action) once, and the others in an array with an object per
+    entry. A parameter per column, or an array per column, cost more to adapt on the client
+    than the server's whole insert; the server takes the JSON apart in C."""
+    table = AuditLog._meta.db_table
+    values = ", ".join(f"{'s' if column in shared else 'r'}.{column}" for column in COLUMNS)
+    return (
+        f"{INSERT_INTO} SELECT {values} "  # noqa: S608 (constants)
+        f"FROM json_populate_record(NULL::{table}, %s::json) AS s, "
+        f"json_populate_recordset(NULL::{table}, %s::json) AS r"
+    )
+
+
+def insert_json(entries: list[dict]) -> tuple[str, list]:
+    """The statement and parameters of `_insert_json_sql` for entries (entry_values(): JSON
+    types only)."""
+    first = entries[0]
+    shared = tuple(c for c in COLUMNS if all(entry[c] == first[c] for entry in entries[1:]))
+    apart = [c for c in COLUMNS if c not in shared]
+    rows = [{c: entry[c] for c in apart} for entry in entries]
+    return _insert_json_sql(shared), [json.dumps({c: first[c] for c in shared}), json.dumps(rows)]
 
 
 def insert_entry(values: dict) -> AuditLog:
     """One plain INSERT: the trail's hot path skips the ORM's per-save machinery (it would
     cost about a third more per audited change; see bench/bench_audit.py)."""
     with connection.cursor() as cursor:
-        cursor.execute(f"{INSERT_SQL} RETURNING id, created_at", insert_params(values))
+        if connection.vendor == "postgresql":
+            sql, params = insert_json([values])
+            cursor.execute(f"{sql} RETURNING id, created_at", params)
+        else:
+            cursor.execute(f"{INSERT_SQL} RETURNING id, created_at", insert_params(values))
         row_id, created_at = cursor.fetchone()
     if isinstance(created_at, str):  # SQLite hands back text or a naive datetime, in UTC
         created_at = parse_datetime(created_at)
@@ -159,29 +178,16 @@ def insert_entry(values: dict) -> AuditLog:
     return AuditLog(id=row_id, created_at=created_at, **values)
 
 
-@cache
-def insert_unnest_sql() -> str:
-    """INSERT ... SELECT FROM unnest() of one array per column (PostgreSQL): any number of
-    entries in one short statement, where a VALUES list of thousands of placeholders costs
-    more to take apart on the client than to insert."""
-    fields = {f.column: f for f in AuditLog._meta.concrete_fields}
-    arrays = ", ".join(
-        f"%s::{fields[column].db_type(connection).split('(')[0]}[]" for column in COLUMNS
-    )
-    return f"{INSERT_INTO} SELECT * FROM unnest({arrays})"  # noqa: S608 (constants)
-
-
 def insert_entries(entries: list[dict], *, rows_per_statement: int = 1000) -> None:
-    """Many entries in one statement (bulk writes): one array per column on PostgreSQL, a
-    multi-row VALUES per `rows_per_statement` elsewhere."""
+    """Many entries (bulk writes) in one statement on PostgreSQL, in a multi-row VALUES per
+    `rows_per_statement` elsewhere."""
     if not entries:
         return
-    rows = [insert_params(values) for values in entries]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            columns = zip(*rows, strict=True)
-            cursor.execute(insert_unnest_sql(), [list(column) for column in columns])
+            cursor.execute(*insert_json(entries))
             return
+        rows = [insert_params(values) for values in entries]
         for start in range(0, len(rows), rows_per_statement):
             chunk = rows[start : start + rows_per_statement]
             values = ", ".join([ROW_PLACEHOLDERS] * len(chunk))
