@@ -136,9 +136,18 @@ class Checkpoint(models.Model):
     previous_digest = models.CharField(max_length=64)
     digest = models.CharField(max_length=64)
     created_at = models.DateTimeField(db_default=Now())
+    # Where the range lies in time, for lists by date (audit/api/filters.py); written by the
+    # seal, and null in checkpoints older than these columns. `oldest_at`: the oldest entry of
+    # the range. `newest_at`: the newest entry through last_id, earlier ranges included, so it
+    # never decreases. `max_lag`: the greatest newest_at - oldest_at of this checkpoint and
+    # every one before it.
+    oldest_at = models.DateTimeField(null=True)
+    newest_at = models.DateTimeField(null=True)
+    max_lag = models.DurationField(null=True)
 
     class Meta:
         ordering = ["id"]
+        indexes = [models.Index(fields=["newest_at", "last_id"], name="checkpoint_newest_at")]
         constraints = [
             # A chain has no forks: two sealers racing both chain to the latest checkpoint,
             # and only one of them may add its successor.

@@ -90,22 +90,35 @@ def functions_sql(schema: str, min_retention_days: int) -> list[str]:
         ) RETURNS bigint {header} AS $$
         DECLARE
             previous record;
+            sealed record;
+            earlier timestamptz;
             added bigint;
         BEGIN
-            SELECT c.last_id, c.digest INTO previous
+            SELECT c.last_id, c.digest, c.newest_at, c.max_lag INTO previous
                 FROM {checkpoints} c ORDER BY c.id DESC LIMIT 1;
-            IF (FOUND AND (first_id <> previous.last_id + 1 OR previous_digest <> previous.digest))
-                OR (NOT FOUND AND previous_digest <> '{integrity.GENESIS}')
-                OR row_count <> (
-                    SELECT count(*) FROM {entries} e WHERE e.id BETWEEN first_id AND last_id
-                )
+            SELECT count(*) AS n, min(e.created_at) AS oldest, max(e.created_at) AS newest
+                INTO sealed FROM {entries} e WHERE e.id BETWEEN first_id AND last_id;
+            IF (previous.last_id IS NOT NULL
+                    AND (first_id <> previous.last_id + 1 OR previous_digest <> previous.digest))
+                OR (previous.last_id IS NULL AND previous_digest <> '{integrity.GENESIS}')
+                OR row_count <> sealed.n
                 OR last_id > (SELECT max(e.id) FROM {entries} e)
             THEN
                 RAISE EXCEPTION 'checkpoint %..% is not the next link over existing entries',
                     first_id, last_id USING ERRCODE = '{NOT_NEXT}';
             END IF;
-            INSERT INTO {checkpoints} ({columns}, digest)
-            VALUES (first_id, last_id, row_count, rows_hash, previous_digest, digest)
+            -- The times (audit/models.py Checkpoint): after a checkpoint without them, the
+            -- newest entry before this range is read once (the created_at index, from its end).
+            earlier := previous.newest_at;
+            IF previous.last_id IS NOT NULL AND earlier IS NULL THEN
+                earlier := (SELECT max(e.created_at) FROM {entries} e WHERE e.id < first_id);
+            END IF;
+            INSERT INTO {checkpoints} ({columns}, digest, oldest_at, newest_at, max_lag)
+            VALUES (
+                first_id, last_id, row_count, rows_hash, previous_digest, digest, sealed.oldest,
+                greatest(sealed.newest, earlier),
+                greatest(greatest(sealed.newest, earlier) - sealed.oldest, previous.max_lag)
+            )
             RETURNING id INTO added;
             RETURN added;
         END $$

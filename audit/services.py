@@ -247,18 +247,22 @@ def seal_audit_log(*, max_rows: int = 100_000) -> Checkpoint | None:
         }
         try:
             with transaction.atomic():
-                checkpoint = _add_checkpoint(values, integrity.checkpoint_digest(**values))
+                digest = integrity.checkpoint_digest(**values)
+                checkpoint = _add_checkpoint(values, digest, previous, rows)
         except IntegrityError:
             return None
         transaction.on_commit(partial(sink.publish, checkpoint))
     return checkpoint
 
 
-def _add_checkpoint(values: dict, digest: str) -> Checkpoint:
+def _add_checkpoint(values: dict, digest: str, previous: Checkpoint | None, rows) -> Checkpoint:
     """On PostgreSQL through the owner's audit_add_checkpoint(), which checks that it is the
-    next link of the chain over rows that exist (the application role may not insert one)."""
+    next link of the chain over rows that exist (the application role may not insert one),
+    and writes the range's times itself. Elsewhere the times come from the rows read."""
     if connection.vendor != "postgresql":
-        return Checkpoint.objects.create(**values, digest=digest)
+        return Checkpoint.objects.create(
+            **values, digest=digest, **_checkpoint_times(previous, [row[1] for row in rows])
+        )
     arguments = [*(values[field] for field in roles.CHECKPOINT_FIELDS), digest]
     try:
         with connection.cursor() as cursor:
@@ -269,6 +273,21 @@ def _add_checkpoint(values: dict, digest: str) -> Checkpoint:
             raise IntegrityError(str(error)) from error
         raise
     return Checkpoint.objects.get(pk=checkpoint_id)
+
+
+def _checkpoint_times(previous: Checkpoint | None, times: list) -> dict:
+    """oldest_at, newest_at and max_lag of the checkpoint after `previous` over entries of these
+    times, as the owner's audit_add_checkpoint() computes them on PostgreSQL."""
+    earlier = previous.newest_at if previous else None
+    if previous and earlier is None:  # after checkpoints older than the times: read once
+        earlier = AuditLog.objects.filter(id__lte=previous.last_id).aggregate(t=Max("created_at"))
+        earlier = earlier["t"]
+    oldest, newest = min(times), max(times)
+    newest = max(newest, earlier or newest)
+    lag = newest - oldest
+    if previous and previous.max_lag:
+        lag = max(lag, previous.max_lag)
+    return {"oldest_at": oldest, "newest_at": newest, "max_lag": lag}
 
 
 def _seal_boundary() -> int | None:

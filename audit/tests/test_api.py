@@ -126,6 +126,23 @@ def test_an_anonymous_entry_has_a_null_user(staff_api):
     assert result["user"] is None
 
 
+def test_an_entry_is_written_as_drfs_fields_would_write_it(user):
+    from rest_framework.serializers import ModelSerializer
+
+    from audit.api.serializers import AuditLogSerializer
+
+    AuditLogFactory(
+        metadata={"changes": {"status": ["draft", "sent"]}, "n": [1, "2", None]},
+        context=request_context(user_id=user.pk, user_email=user.email),
+    )
+    AuditLogFactory(success=False, context=request_context(ip_address="2001:db8::1"))
+    AuditLogFactory(target=None)  # anonymous, no address, no target
+    for entry in AuditLog.objects.all():
+        serializer = AuditLogSerializer(entry)
+        expected = ModelSerializer.to_representation(serializer, entry)
+        assert list(serializer.data.items()) == list(expected.items())
+
+
 def test_page_size_is_honoured(staff_api):
     AuditLogFactory.create_batch(5)
 
