@@ -146,7 +146,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["invoicegen.core.api_defaults.StrictJSONParser"],
     "DEFAULT_METADATA_CLASS": "invoicegen.core.api_defaults.ActionAwareMetadata",
     "DEFAULT_PAGINATION_CLASS": "invoicegen.core.api.PageSizePagination",
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": ["invoicegen.core.api.FilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "invoicegen.core.schema.AutoSchema",
     "EXCEPTION_HANDLER": "audit.security.exception_handler",
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,

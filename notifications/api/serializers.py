@@ -23,10 +23,11 @@ class NotificationSerializer(serializers.ModelSerializer):
 
     def to_representation(self, notification: Notification) -> dict:
         """What the declared fields would write, rendering the text once and without DRF's
-        per-field machinery (most of a list request's time otherwise: bench/)."""
+        per-field machinery (most of a list request's time otherwise: bench/). `notification`
+        is a Notification or, in a list, a row of LIST_COLUMNS."""
         title, message = types.render(notification.type, notification.params)
         return {
-            "id": notification.pk,
+            "id": notification.id,
             "type": notification.type,
             "title": title,
             "message": message,
@@ -37,6 +38,10 @@ class NotificationSerializer(serializers.ModelSerializer):
             "read_at": datetime_text(notification.read_at),
             "created_at": datetime_text(notification.created_at),
         }
+
+
+# What a list reads of each notification, as plain values.
+LIST_COLUMNS = ["id", "type", "params", "resource_type", "resource_id", "read_at", "created_at"]
 
 
 class UnreadCountSerializer(serializers.Serializer):

@@ -1,6 +1,7 @@
 """/api/notifications/ as API.md describes it: the caller's own notifications only."""
 
 import datetime
+import json
 import threading
 
 import pytest
@@ -466,3 +467,65 @@ def test_a_notification_is_written_as_drfs_fields_would_write_it(user):
     for notification in Notification.objects.all():
         serializer = NotificationSerializer(notification)
         assert serializer.data == ModelSerializer.to_representation(serializer, notification)
+
+
+def test_the_list_writes_each_notification_as_drfs_fields_would_write_it(api, user):
+    """The list writes its page from rows of values, not instances: the same text and key
+    order as the declared fields write of each notification."""
+    from rest_framework.serializers import ModelSerializer
+
+    from notifications.api.serializers import NotificationSerializer
+
+    NotificationFactory(user=user)
+    NotificationFactory(user=user, read=True, params={"title": "T", "n": [1, "2"]})
+    NotificationFactory(
+        user=user,
+        type="invoice_paid",
+        params={"invoice_number": "INV-2026-001", "client_name": "Ü", "total": "1.00 EUR"},
+        resource_type="invoice",
+        resource_id="7",
+    )
+
+    results = api.get(LIST).json()["results"]
+
+    expected = [
+        ModelSerializer.to_representation(NotificationSerializer(n), n)
+        for n in Notification.objects.filter(user=user)
+    ]
+    assert len(results) == 3
+    assert json.dumps(results) == json.dumps(expected)
+
+
+def test_the_list_builds_no_model_instance(api, user, monkeypatch):
+    """An instance per notification would cost a page more than the rest of its work."""
+    NotificationFactory.create_batch(2, user=user)
+
+    def refuse(cls, *args):
+        raise AssertionError("a list built a Notification")
+
+    monkeypatch.setattr(Notification, "from_db", classmethod(refuse))
+    response = api.get(LIST)
+
+    assert response.status_code == 200
+    assert response.json()["count"] == 2
+
+
+def test_a_list_without_filters_builds_no_filterset(api, user, monkeypatch):
+    """Its form and deep-copied filters would change nothing, at a good part of the list's
+    cost; any filter named in the query brings them back."""
+    from notifications.api.filters import NotificationFilter
+
+    NotificationFactory(user=user)
+    built = []
+    original_init = NotificationFilter.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(self)
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(NotificationFilter, "__init__", counting_init)
+
+    assert api.get(LIST, {"page_size": 10, "unknown": "x"}).json()["count"] == 1
+    assert built == []
+    assert api.get(LIST, {"is_read": "true"}).json()["count"] == 0
+    assert len(built) == 1

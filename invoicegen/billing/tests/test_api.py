@@ -1,4 +1,5 @@
 import datetime
+import json
 from decimal import Decimal
 
 import pytest
@@ -8,7 +9,7 @@ from rest_framework.test import APIClient
 
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.billing import services
-from invoicegen.billing.models import Invoice, Subscription
+from invoicegen.billing.models import Invoice, InvoiceItem, Subscription
 from invoicegen.billing.tests.factories import (
     InvoiceFactory,
     SubscriptionFactory,
@@ -732,3 +733,42 @@ def test_an_invoice_is_written_as_drfs_fields_would_write_it():
     for invoice in Invoice.objects.prefetch_related("items"):
         serializer = InvoiceSerializer(invoice)
         assert serializer.data == ModelSerializer.to_representation(serializer, invoice)
+
+
+def test_the_list_writes_each_invoice_as_drfs_fields_would_write_it(api, user):
+    """The list writes its page from rows of values, not instances: the same text, key order
+    and lines (in their order; none too) as the declared fields write of each invoice."""
+    from rest_framework.serializers import ModelSerializer
+
+    from invoicegen.billing.api.serializers import InvoiceSerializer
+
+    odd = [
+        {"description": "Odd", "quantity": Decimal("3.33"), "unit_price": Decimal("0.07")},
+        {"description": "Second", "quantity": Decimal("1"), "unit_price": Decimal("1000")},
+    ]
+    for status in ["draft", "finalized", "sent", "paid", "void"]:
+        invoice_in_status(status, user=user, items=odd)
+    InvoiceFactory(user=user, items=[])
+
+    results = api.get(INVOICES).json()["results"]
+
+    invoices = Invoice.objects.filter(user=user).prefetch_related("items")
+    expected = [ModelSerializer.to_representation(InvoiceSerializer(i), i) for i in invoices]
+    assert len(results) == 6
+    assert json.dumps(results) == json.dumps(expected)
+
+
+def test_the_list_builds_no_model_instance(api, user, monkeypatch):
+    """An instance per invoice and per line (and prefetch's machinery) would cost a page more
+    than the rest of its work."""
+    InvoiceFactory.create_batch(2, user=user)
+
+    def refuse(cls, *args):
+        raise AssertionError(f"a list built a {cls.__name__}")
+
+    for model in (Invoice, InvoiceItem):
+        monkeypatch.setattr(model, "from_db", classmethod(refuse))
+    response = api.get(INVOICES)
+
+    assert response.status_code == 200
+    assert [len(invoice["items"]) for invoice in response.json()["results"]] == [2, 2]
