@@ -401,3 +401,24 @@ def test_an_entry_written_before_the_origin_column_still_verifies(db_superuser):
     run_sql("UPDATE audit_auditlog SET origin = '' WHERE id = %s", params=[new.id])
     assert_broken_at(new.id)
     assert old.id < new.id
+
+
+def test_entries_written_together_read_back_as_they_were_digested():
+    """A bulk write sends what its entries share once (PostgreSQL): values Python holds equal
+    but JSON does not (True and 1, 1.0 and 1) are each written as they are, and verify."""
+    values = [
+        services.entry_values(
+            "user.login", target=("user", n), metadata=metadata, context=request_context()
+        )
+        for n, metadata in enumerate([{"v": 1}, {"v": True}, {"v": 1.0}])
+    ]
+    values[1] = {**values[1], "success": False}
+    values[1]["digest"] = integrity.row_digest(values[1])
+
+    services.insert_entries(values)
+
+    rows = list(AuditLog.objects.order_by("id").values("metadata", "success", "user_agent"))
+    assert [type(row["metadata"]["v"]) for row in rows] == [int, bool, float]
+    assert [row["success"] for row in rows] == [True, False, True]
+    assert {row["user_agent"] for row in rows} == {request_context().user_agent}
+    assert verify_audit_log().ok
