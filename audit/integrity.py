@@ -178,6 +178,8 @@ def _times_follow(previous, checkpoint) -> bool:
     predecessor's: lists by date rely on newest_at and max_lag never decreasing."""
     if checkpoint.newest_at is None:
         return previous is None or previous.newest_at is None
+    if checkpoint.oldest_at is None or checkpoint.max_lag is None:
+        return False
     if checkpoint.max_lag < checkpoint.newest_at - checkpoint.oldest_at:
         return False
     if previous is None or previous.newest_at is None:

@@ -101,7 +101,7 @@ def functions_sql(schema: str, min_retention_days: int) -> list[str]:
             IF (previous.last_id IS NOT NULL
                     AND (first_id <> previous.last_id + 1 OR previous_digest <> previous.digest))
                 OR (previous.last_id IS NULL AND previous_digest <> '{integrity.GENESIS}')
-                OR row_count <> sealed.n
+                OR row_count <> sealed.n OR sealed.n = 0
                 OR last_id > (SELECT max(e.id) FROM {entries} e)
             THEN
                 RAISE EXCEPTION 'checkpoint %..% is not the next link over existing entries',

@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from functools import cache, partial
+from functools import lru_cache, partial
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -38,7 +38,7 @@ LOCK_NOT_AVAILABLE = "55P03"
 SEAL_LOCK_WAIT_MS = 100
 
 
-@cache
+@lru_cache(maxsize=1024)
 def is_sensitive(field_name: str) -> bool:
     return any(word in field_name.lower() for word in SENSITIVE_WORDS)
 
@@ -136,7 +136,7 @@ def insert_params(values: dict) -> list:
     return [json.dumps(values[c]) if c == "metadata" else values[c] for c in COLUMNS]
 
 
-@cache
+@lru_cache(maxsize=64)
 def _insert_json_sql(shared: tuple[str, ...]) -> str:
     """INSERT ... SELECT of entries sent as JSON (PostgreSQL): the values all entries share
     (the request's context, the action) once, and the others in an array with an object per

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django.forms.models import model_to_dict
 
 from audit import integrity, services
@@ -403,22 +403,34 @@ def test_an_entry_written_before_the_origin_column_still_verifies(db_superuser):
     assert old.id < new.id
 
 
-def test_entries_written_together_read_back_as_they_were_digested():
-    """A bulk write sends what its entries share once (PostgreSQL): values Python holds equal
-    but JSON does not (True and 1, 1.0 and 1) are each written as they are, and verify."""
-    values = [
-        services.entry_values(
-            "user.login", target=("user", n), metadata=metadata, context=request_context()
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the owner's function")
+def test_the_owners_function_refuses_a_link_over_no_entries():
+    """Ids that hold no entry (an insert rolled back): a link over them has no times to record."""
+    _, first = sealed_entries(2)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        AuditLogFactory()  # its id is used up
+        raise RuntimeError
+    AuditLogFactory()
+    values = {
+        "previous_digest": first.digest,
+        "first_id": first.last_id + 1,
+        "last_id": first.last_id + 1,
+        "row_count": 0,
+        "rows_hash": "",
+    }
+    arguments = [values[field] for field in services.roles.CHECKPOINT_FIELDS]
+    with pytest.raises(DatabaseError) as refused, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT audit_add_checkpoint(%s, %s, %s, %s, %s, %s)",
+            [*arguments, integrity.checkpoint_digest(**values)],
         )
-        for n, metadata in enumerate([{"v": 1}, {"v": True}, {"v": 1.0}])
-    ]
-    values[1] = {**values[1], "success": False}
-    values[1]["digest"] = integrity.row_digest(values[1])
+    assert refused.value.__cause__.sqlstate == services.roles.NOT_NEXT
 
-    services.insert_entries(values)
 
-    rows = list(AuditLog.objects.order_by("id").values("metadata", "success", "user_agent"))
-    assert [type(row["metadata"]["v"]) for row in rows] == [int, bool, float]
-    assert [row["success"] for row in rows] == [True, False, True]
-    assert {row["user_agent"] for row in rows} == {request_context().user_agent}
-    assert verify_audit_log().ok
+def test_a_checkpoint_whose_times_were_blanked_is_reported(db_superuser):
+    sealed_entries(2)
+    _, second = sealed_entries(2)
+
+    run_sql("UPDATE audit_checkpoint SET oldest_at = NULL WHERE id = %s", params=[second.id])
+
+    assert_broken_at(second.first_id)
