@@ -154,17 +154,17 @@ def _insert_json_sql(shared: tuple[str, ...]) -> str:
 def _same_in_all(column: str, entries: list[dict]) -> bool:
     """Every entry holds the same scalar, type included (True == 1 in Python, not in JSON);
     metadata is never shared by several entries."""
-    first, rest = entries[0][column], entries[1:]
-    if rest and column == "metadata":
-        return False
-    return all(type(entry[column]) is type(first) and entry[column] == first for entry in rest)
+    first = entries[0][column]
+    return column != "metadata" and all(
+        type(entry[column]) is type(first) and entry[column] == first for entry in entries
+    )
 
 
 def insert_json(entries: list[dict]) -> tuple[str, list]:
     """The statement and parameters of `_insert_json_sql` for entries (entry_values(): JSON
     types only)."""
     first = entries[0]
-    shared = tuple(c for c in COLUMNS if _same_in_all(c, entries))
+    shared = COLUMNS if len(entries) == 1 else tuple(c for c in COLUMNS if _same_in_all(c, entries))
     apart = [c for c in COLUMNS if c not in shared]
     rows = [{c: entry[c] for c in apart} for entry in entries]
     return _insert_json_sql(shared), [json.dumps({c: first[c] for c in shared}), json.dumps(rows)]
