@@ -4,6 +4,7 @@
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from emails import services
 from emails.models import EmailLog
@@ -46,15 +47,24 @@ def test_a_batch_takes_no_more_than_its_size(smtp, queue, settings):
     assert EmailLog.objects.filter(status=EmailLog.Status.QUEUED).count() == 6
 
 
-def test_a_temporary_failure_in_a_batch_puts_that_row_back_and_sends_the_rest(smtp, queue):
+def test_a_temporary_failure_in_a_batch_puts_that_row_back_and_sends_the_rest(
+    smtp, queue, monkeypatch
+):
     first, refused, last = queued(queue, 3)
     smtp.answer("451 4.3.0 Try again later", to=refused.to_email, times=1)
+    handed_over = []
+    monkeypatch.setattr(services.outbox, "hand_over", handed_over.append)
 
     services.deliver_email(first.pk)
 
     assert reload(refused).status == EmailLog.Status.QUEUED
     assert "451" in reload(refused).last_error
     assert {reload(first).status, reload(last).status} == {EmailLog.Status.SENT}
+    # Its own task may have come and gone while the batch held it: it gets another, which
+    # comes back when the retry is due.
+    assert handed_over == [refused.pk]
+    delay = (reload(refused).next_attempt_at - timezone.now()).total_seconds()
+    assert delay < services.deliver_email(refused.pk).retry_in <= delay + 1
 
 
 def test_a_batch_leaves_the_rows_another_worker_holds(smtp, queue):

@@ -170,7 +170,7 @@ class Outbox:
         time limit: what is left is handed back, due at once."""
         rows = self._claim(row_id, more=batch - 1)
         if not rows or rows[0].pk != row_id:
-            lease_left = self._lease_left(row_id)
+            come_back_in = self._come_back_in(row_id)
         outcomes, sent = {}, []
         started = time.monotonic()
         for index, row in enumerate(rows):
@@ -188,8 +188,11 @@ class Outbox:
             self._remember_acceptance(row)
             sent.append(row)
         marked = self._mark_sent(sent)
+        for pk, outcome in outcomes.items():
+            if pk != row_id and outcome.retry_in is not None:
+                self.dispatch(pk)  # a task of its own, which waits for the retry (_come_back_in)
         if not rows or rows[0].pk != row_id:
-            return Delivery(None, retry_in=lease_left)
+            return Delivery(None, retry_in=come_back_in)
         if row_id in outcomes:
             return outcomes[row_id]
         return Delivery(OutboxRow.Status.SENT) if row_id in marked else self._let_go(rows[0])
@@ -206,17 +209,21 @@ class Outbox:
                 rows += list(self.model.objects.raw(sql, params))
         return rows
 
-    def _lease_left(self, row_id: int) -> float | None:
-        """Seconds until the lease of a row another worker holds runs out: a worker killed
-        mid-send leaves it `sending`, and its redelivered task comes back then."""
-        claimed_at = (
-            self.model.objects.filter(pk=row_id, status=OutboxRow.Status.SENDING)
-            .values_list("claimed_at", flat=True)
+    def _come_back_in(self, row_id: int) -> float | None:
+        """Seconds until a row this delivery could not claim can be claimed: one another worker
+        holds when that lease ends (a worker killed mid-send leaves it `sending`), one queued
+        for a later retry when that is due (its task ran early, or a batch that failed to send
+        it queued it again); a second more for the clocks. None for a row sent, failed or gone."""
+        row = (
+            self.model.objects.filter(pk=row_id)
+            .values_list("status", "claimed_at", "next_attempt_at")
             .first()
         )
-        if claimed_at is None:
+        if row is None or row[0] not in (OutboxRow.Status.SENDING, OutboxRow.Status.QUEUED):
             return None
-        return max((claimed_at + self.lease - timezone.now()).total_seconds(), 0) + 1
+        status, claimed_at, next_attempt_at = row
+        due = claimed_at + self.lease if status == OutboxRow.Status.SENDING else next_attempt_at
+        return max((due - timezone.now()).total_seconds(), 0) + 1
 
     def _held(self, row: OutboxRow):
         """The row, as long as this delivery still holds its claim: one that outlived its lease
