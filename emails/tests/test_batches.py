@@ -77,11 +77,16 @@ def test_a_batch_leaves_the_rows_another_worker_holds(smtp, queue):
     assert len(smtp.received) == 1
 
 
-def test_what_a_batch_has_no_time_left_for_is_handed_back_due_at_once(smtp, queue, settings):
+def test_what_a_batch_has_no_time_left_for_is_handed_back_due_at_once(
+    smtp, queue, settings, monkeypatch
+):
     settings.EMAIL_SEND_BATCH_SECONDS = 0  # no send after the delivery's own
     first, *others = queued(queue, 3)
+    handed_over = []
+    monkeypatch.setattr(services.outbox, "hand_over", handed_over.append)
 
     assert services.deliver_email(first.pk).status == EmailLog.Status.SENT
+    assert sorted(handed_over) == sorted(row.pk for row in others)  # a task each, at once
 
     assert [m["To"] for m in smtp.messages] == [first.to_email]
     for row in others:

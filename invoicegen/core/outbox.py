@@ -171,11 +171,11 @@ class Outbox:
         rows = self._claim(row_id, more=batch - 1)
         if not rows or rows[0].pk != row_id:
             come_back_in = self._come_back_in(row_id)
-        outcomes, sent = {}, []
+        outcomes, sent, handed_back = {}, [], []
         started = time.monotonic()
         for index, row in enumerate(rows):
             if index and time.monotonic() - started > self.setting("SEND_BATCH_SECONDS"):
-                self._hand_back(rows[index:])
+                handed_back = self._hand_back(rows[index:])
                 break
             if row.attempts > 1 and self._accepted_before(row):
                 sent.append(row)
@@ -188,9 +188,12 @@ class Outbox:
             self._remember_acceptance(row)
             sent.append(row)
         marked = self._mark_sent(sent)
-        for pk, outcome in outcomes.items():
-            if pk != row_id and outcome.retry_in is not None:
-                self.dispatch(pk)  # a task of its own, which waits for the retry (_come_back_in)
+        # The other rows it put back in the queue get a task of their own: theirs may have come
+        # and gone while this delivery held them. It waits for a retry's time (_come_back_in).
+        retried = [pk for pk, outcome in outcomes.items() if outcome.retry_in is not None]
+        for pk in [*retried, *handed_back]:
+            if pk != row_id:
+                self.dispatch(pk)
         if not rows or rows[0].pk != row_id:
             return Delivery(None, retry_in=come_back_in)
         if row_id in outcomes:
@@ -255,11 +258,15 @@ class Outbox:
                 self._let_go(row)
         return marked
 
-    def _hand_back(self, rows: list[OutboxRow]) -> None:
-        """Claimed rows this delivery has no time left to send: due again at once, their
-        attempt not counted."""
-        for row in rows:
-            self._held(row).update(status=OutboxRow.Status.QUEUED, attempts=F("attempts") - 1)
+    def _hand_back(self, rows: list[OutboxRow]) -> list[int]:
+        """Claimed rows this delivery has no time left to send, in one statement (those it
+        still holds): due again at once, their attempt not counted. Their ids."""
+        held = {"status": OutboxRow.Status.SENDING, "claimed_at": rows[0].claimed_at}
+        ids = [row.pk for row in rows]
+        self.model.objects.filter(pk__in=ids, **held).update(
+            status=OutboxRow.Status.QUEUED, attempts=F("attempts") - 1
+        )
+        return ids
 
     def _remember_acceptance(self, row: OutboxRow) -> None:
         try:
