@@ -15,6 +15,9 @@ through SECURITY DEFINER functions of the owner, which check their own condition
 - `audit_add_checkpoint(...)` adds a checkpoint only as the next link of the chain, over as
   many entries as its range holds and none that do not exist yet.
 
+One more, `audit_append(shared, rows)`, appends entries with the caller's own rights
+(audit/services.py `append_params`).
+
 After every `migrate` (audit/management/commands/migrate.py) the functions are made again with
 the current settings (AUDIT_MIN_RETENTION_DAYS among them) and the application role's
 privileges are granted again, new tables included. With one role for both (a laptop, CI) the
@@ -33,8 +36,10 @@ from audit.models import AdminAction, AuditLog, Checkpoint, RetentionGrant
 NOT_SEALED = "AU001"
 TOO_YOUNG = "AU002"
 NOT_NEXT = "AU003"
+ENTRY_COLUMNS = (*integrity.DIGEST_FIELDS, "digest")  # what the application writes
 CHECKPOINT_FIELDS = ("first_id", "last_id", "row_count", "rows_hash", "previous_digest")
 FUNCTIONS = (
+    "audit_append(json, json)",
     "audit_purge(bigint)",
     "audit_seal_boundary()",
     "audit_add_checkpoint(bigint, bigint, integer, text, text, text)",
@@ -53,7 +58,23 @@ def functions_sql(schema: str, min_retention_days: int) -> list[str]:
     # used in their place (the trigger it fires still finds the schema's tables).
     header = f"LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, {schema}, pg_temp"
     columns = ", ".join(CHECKPOINT_FIELDS)
+    entry_columns = ", ".join(ENTRY_COLUMNS)
     return [
+        # Runs with the caller's rights (its INSERT on the entry columns). A statement that
+        # PL/pgSQL runs keeps its plan for the session: sent as SQL, this INSERT was planned
+        # again for every entry, which cost more than writing it.
+        f"""
+        CREATE OR REPLACE FUNCTION {schema}.audit_append(shared json, rows json)
+        RETURNS TABLE (id bigint, created_at timestamptz) LANGUAGE plpgsql AS $$
+        BEGIN
+            RETURN QUERY WITH added AS (
+                INSERT INTO {entries} ({entry_columns})
+                SELECT {entry_columns}
+                FROM json_populate_recordset(json_populate_record(NULL::{entries}, shared), rows)
+                RETURNING {entries}.id, {entries}.created_at
+            ) SELECT added.id, added.created_at FROM added;
+        END $$
+        """,  # noqa: S608
         f"""
         CREATE OR REPLACE FUNCTION {schema}.audit_purge(through_id bigint) RETURNS bigint
         {header} AS $$
@@ -131,7 +152,7 @@ def grant_sql(schema: str, role: str) -> list[str]:
     append_only = ", ".join(f"{schema}.{table}" for table in triggers.TABLES)
     entries = f"{schema}.{AuditLog._meta.db_table}"
     # Entries take their id and time from the database, never from the application.
-    entry_columns = ", ".join((*integrity.DIGEST_FIELDS, "digest"))
+    entry_columns = ", ".join(ENTRY_COLUMNS)
     return [
         f"GRANT USAGE ON SCHEMA {schema} TO {role}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}",

@@ -126,29 +126,19 @@ def record_event(
     return entry
 
 
-COLUMNS = (*integrity.DIGEST_FIELDS, "digest")
+COLUMNS = roles.ENTRY_COLUMNS
 INSERT_INTO = f"INSERT INTO {AuditLog._meta.db_table} ({', '.join(COLUMNS)})"
 ROW_PLACEHOLDERS = f"({', '.join(['%s'] * len(COLUMNS))})"
 INSERT_SQL = f"{INSERT_INTO} VALUES {ROW_PLACEHOLDERS}"
+# PostgreSQL: entries travel as JSON to the owner's audit_append() (audit/roles.py), the values
+# all entries share (the request's context, the action) once, and the others in an array with
+# an object per entry. A parameter per column, or an array per column, cost more to adapt on
+# the client than the server's whole insert; the server takes the JSON apart in C.
+APPEND_FROM = "FROM audit_append(%s::json, %s::json)"
 
 
 def insert_params(values: dict) -> list:
     return [json.dumps(values[c]) if c == "metadata" else values[c] for c in COLUMNS]
-
-
-@lru_cache(maxsize=64)
-def _insert_json_sql(shared: tuple[str, ...]) -> str:
-    """INSERT ... SELECT of entries sent as JSON (PostgreSQL): the values all entries share
-    (the request's context, the action) once, and the others in an array with an object per
-    entry. A parameter per column, or an array per column, cost more to adapt on the client
-    than the server's whole insert; the server takes the JSON apart in C."""
-    table = AuditLog._meta.db_table
-    values = ", ".join(f"{'s' if column in shared else 'r'}.{column}" for column in COLUMNS)
-    return (
-        f"{INSERT_INTO} SELECT {values} "  # noqa: S608 (constants)
-        f"FROM json_populate_record(NULL::{table}, %s::json) AS s, "
-        f"json_populate_recordset(NULL::{table}, %s::json) AS r"
-    )
 
 
 def _same_in_all(column: str, entries: list[dict]) -> bool:
@@ -160,14 +150,13 @@ def _same_in_all(column: str, entries: list[dict]) -> bool:
     )
 
 
-def insert_json(entries: list[dict]) -> tuple[str, list]:
-    """The statement and parameters of `_insert_json_sql` for entries (entry_values(): JSON
-    types only)."""
+def append_params(entries: list[dict]) -> list[str]:
+    """The two arguments of audit_append() for entries (entry_values(): JSON types only)."""
     first = entries[0]
-    shared = COLUMNS if len(entries) == 1 else tuple(c for c in COLUMNS if _same_in_all(c, entries))
+    shared = COLUMNS if len(entries) == 1 else [c for c in COLUMNS if _same_in_all(c, entries)]
     apart = [c for c in COLUMNS if c not in shared]
     rows = [{c: entry[c] for c in apart} for entry in entries]
-    return _insert_json_sql(shared), [json.dumps({c: first[c] for c in shared}), json.dumps(rows)]
+    return [json.dumps({c: first[c] for c in shared}), json.dumps(rows)]
 
 
 def insert_entry(values: dict) -> AuditLog:
@@ -175,8 +164,7 @@ def insert_entry(values: dict) -> AuditLog:
     cost about a third more per audited change; see bench/bench_audit.py)."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            sql, params = insert_json([values])
-            cursor.execute(f"{sql} RETURNING id, created_at", params)
+            cursor.execute(f"SELECT id, created_at {APPEND_FROM}", append_params([values]))
         else:
             cursor.execute(f"{INSERT_SQL} RETURNING id, created_at", insert_params(values))
         row_id, created_at = cursor.fetchone()
@@ -194,7 +182,7 @@ def insert_entries(entries: list[dict], *, rows_per_statement: int = 1000) -> No
         return
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(*insert_json(entries))
+            cursor.execute(f"SELECT count(*) {APPEND_FROM}", append_params(entries))
             return
         rows = [insert_params(values) for values in entries]
         for start in range(0, len(rows), rows_per_statement):
