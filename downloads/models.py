@@ -26,6 +26,9 @@ class SecureDownloadToken(models.Model):
     max_downloads = models.PositiveSmallIntegerField()
     download_count = models.PositiveIntegerField(default=0)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Why, in the words of the resource's owner, shown on the link's page ("" when the sender
+    # withdrew this one link).
+    revoked_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(db_default=Now())
 
     class Meta:

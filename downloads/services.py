@@ -207,17 +207,32 @@ def _record(token: SecureDownloadToken | None, reason: str) -> None:
 
 @transaction.atomic
 def revoke_token(token: SecureDownloadToken) -> SecureDownloadToken:
-    updated = SecureDownloadToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
-        revoked_at=Now()
-    )
-    if updated:
-        audit.log(
-            "download.link_revoked",
-            target=(token.resource_type, token.resource_id),
-            metadata={"token_id": token.pk},
-        )
-    token.refresh_from_db(fields=["revoked_at"])
+    _revoke([token.pk], reason="")
+    token.refresh_from_db(fields=["revoked_at", "revoked_reason"])
     return token
+
+
+@transaction.atomic
+def revoke_resource_tokens(resource_type: str, resource_id, *, reason: str) -> int:
+    """Withdraw every link to a resource that its owner no longer serves; `reason` is what
+    the links' page says, in the owner's words."""
+    links = SecureDownloadToken.objects.filter(
+        resource_type=resource_type, resource_id=str(resource_id), revoked_at__isnull=True
+    )
+    return _revoke(list(links.values_list("pk", flat=True)), reason=reason)
+
+
+def _revoke(token_ids: list[int], *, reason: str) -> int:
+    """Revoke the links not revoked yet, each with its `download.link_revoked` entry."""
+    revoked = SecureDownloadToken.objects.filter(pk__in=token_ids, revoked_at__isnull=True)
+    revoked = list(revoked.select_for_update().values_list("pk", "resource_type", "resource_id"))
+    SecureDownloadToken.objects.filter(pk__in=[pk for pk, *_ in revoked]).update(
+        revoked_at=Now(), revoked_reason=reason
+    )
+    for pk, resource_type, resource_id in revoked:
+        metadata = {"token_id": pk, **({"reason": reason} if reason else {})}
+        audit.log("download.link_revoked", target=(resource_type, resource_id), metadata=metadata)
+    return len(revoked)
 
 
 @transaction.atomic

@@ -52,7 +52,11 @@ def _page(request, template, context, status):
 
 
 def _denied(request, denial: services.DownloadDenied):
-    return _page(request, "downloads/denied.html", {"reason": denial.reason}, STATUS[denial.reason])
+    context = {
+        "reason": denial.reason,
+        "revoked_reason": getattr(denial.token, "revoked_reason", ""),
+    }
+    return _page(request, "downloads/denied.html", context, STATUS[denial.reason])
 
 
 @csrf_exempt  # the token in the URL is the credential; there is no session to protect

@@ -79,7 +79,9 @@ def test_throttled_operations_declare_429_with_retry_after(paths, name):
         ("POST /api/subscription/", True),
         ("POST /api/subscription/cancel/", True),
         ("POST /api/subscription/renew/", False),
-        ("POST /api/invoices/{id}/download-links/", False),
+        ("POST /api/invoices/{id}/download-links/", True),  # a draft or a void invoice
+        ("POST /api/invoices/{id}/void/", True),
+        ("DELETE /api/invoices/{id}/", True),
     ],
 )
 def test_409_is_declared_where_the_service_can_conflict(paths, name, declared):

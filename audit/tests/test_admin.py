@@ -27,7 +27,7 @@ from audit.tests.helpers import (
 from invoicegen.accounts.models import User
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.billing.models import Invoice
-from invoicegen.billing.tests.factories import InvoiceFactory
+from invoicegen.billing.tests.factories import InvoiceFactory, invoice_in_status
 
 pytestmark = pytest.mark.django_db
 
@@ -461,7 +461,7 @@ def test_deleting_a_user_records_user_deleted_from_the_admin_and_an_admin_action
 
 
 def test_a_bulk_action_records_one_admin_bulk_action(admin, superuser):
-    invoices = [InvoiceFactory(), InvoiceFactory()]
+    invoices = [invoice_in_status("finalized"), invoice_in_status("sent")]
     mark = last_entry_id()
 
     admin.post(

@@ -405,7 +405,7 @@ def test_a_change_of_bookkeeping_fields_alone_records_nothing():
     [
         ("draft", billing.finalize_invoice, "invoice.finalized"),
         ("finalized", billing.send_invoice, "invoice.sent"),
-        ("draft", billing.void_invoice, "invoice.voided"),
+        ("finalized", billing.void_invoice, "invoice.voided"),
         (
             "sent",
             lambda invoice: billing.record_payment(invoice, amount=invoice.total, method="cash"),

@@ -22,7 +22,8 @@ from emails import services as emails
 from emails.models import EmailLog
 from emails.tests.helpers import free_port, make_due
 from invoicegen.accounts.tests.factories import UserFactory
-from invoicegen.billing.tests.factories import finalized_invoice
+from invoicegen.billing.services import VOIDED_LINK
+from invoicegen.billing.tests.factories import finalized_invoice, invoice_in_status
 
 pytestmark = pytest.mark.django_db
 
@@ -381,3 +382,53 @@ def test_no_raw_token_is_kept_in_the_database_the_outbox_the_trail_or_the_logs(
     for raw in raws:
         assert tokens.hash_token(raw) in dump.getvalue()  # the dump does hold the links
     assert AuditLog.objects.filter(action="download.succeeded").count() == 3
+
+
+# Links only to issued invoices; voiding withdraws them
+
+
+@pytest.mark.parametrize("status", ["draft", "void"])
+def test_no_link_is_made_to_a_draft_or_a_void_invoice(api, user, status):
+    invoice = invoice_in_status(status, user=user)
+
+    response = api.post(links_url(invoice), {}, format="json")
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": f"Cannot make a download link to an invoice that is {status}."
+    }
+    assert not SecureDownloadToken.objects.exists()
+
+
+def test_a_paid_invoice_gets_a_link(api, user):
+    response = api.post(links_url(invoice_in_status("paid", user=user)), {}, format="json")
+
+    assert response.status_code == 201
+
+
+def test_voiding_withdraws_every_link_and_its_page_says_why(api, invoice):
+    first = raw_token_of(api.post(links_url(invoice), {}, format="json").json()["url"])
+    second = raw_token_of(api.post(links_url(invoice), {}, format="json").json()["url"])
+    mark = last_entry_id()
+
+    assert api.post(f"/api/invoices/{invoice.pk}/void/").status_code == 200
+
+    page = Client().get(f"/downloads/{first}/")
+    assert page.status_code == 410
+    assert "This invoice was voided by its issuer" in page.content.decode()
+    assert Client().post(f"/downloads/{second}/").status_code == 410
+    revoked = AuditLog.objects.filter(id__gt=mark, action="download.link_revoked")
+    assert sorted(entry.metadata["token_id"] for entry in revoked) == sorted(
+        token_of(raw).pk for raw in (first, second)
+    )
+    assert {entry.metadata["reason"] for entry in revoked} == {VOIDED_LINK}
+    assert actions_after(mark).count("invoice.voided") == 1
+
+
+def test_a_link_the_sender_withdrew_keeps_the_plain_words(api, invoice):
+    raw = raw_token_of(api.post(links_url(invoice), {}, format="json").json()["url"])
+    assert api.delete(link_url(invoice, token_of(raw))).status_code == 204
+
+    page = Client().get(f"/downloads/{raw}/").content.decode()
+
+    assert "The sender has withdrawn this link" in page

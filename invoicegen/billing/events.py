@@ -29,6 +29,11 @@ def invoice_updated(invoice: Invoice, *, actor) -> None:
     record_event("invoice.updated", target=invoice, actor=actor)
 
 
+@domain_event("invoice.deleted", "{actor} deleted {target}")
+def invoice_deleted(invoice: Invoice, *, actor) -> None:
+    record_event("invoice.deleted", target=invoice, actor=actor, params=invoice_params(invoice))
+
+
 @domain_event("invoice.finalized", "{actor} finalized {target}")
 def invoice_finalized(invoice: Invoice, *, actor) -> None:
     params = invoice_params(invoice)

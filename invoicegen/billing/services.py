@@ -9,10 +9,11 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from audit.tracking import service_transaction
+from downloads import services as downloads
 from emails import services as emails
 from invoicegen.billing import events
 from invoicegen.billing.models import Invoice, InvoiceItem, InvoiceSequence, Payment, Subscription
@@ -122,6 +123,36 @@ def update_draft_invoice(invoice: Invoice, *, actor=None, **changes) -> Invoice:
 
 
 @service_transaction
+def delete_draft_invoice(invoice: Invoice, *, actor=None) -> None:
+    """Delete a draft, keeping the year's numbers gap-free: the drafts numbered after it move
+    down one and the counter steps back. A draft with an issued invoice after it cannot go
+    (409): that invoice's number is out, and the deleted one would be missing before it."""
+    InvoiceSequence.objects.select_for_update().get(user_id=invoice.user_id, year=invoice.year)
+    invoice = _locked(invoice)
+    _require_status(invoice, Invoice.Status.DRAFT, action="delete")
+    later = Invoice.objects.select_for_update().filter(
+        user_id=invoice.user_id, year=invoice.year, sequence__gt=invoice.sequence
+    )
+    later = list(later.order_by("sequence"))
+    if issued := [other for other in later if other.status != Invoice.Status.DRAFT]:
+        raise ConflictError(
+            f"Cannot delete {invoice.number}: {issued[0].number} was issued after it, and "
+            "the numbers of a year have no gaps. Edit the draft instead."
+        )
+    invoice_id = invoice.pk
+    invoice.delete()  # its lines go with it, each with its own entry
+    for draft in later:  # in ascending order, so no two share a number at any moment
+        draft.sequence -= 1
+        draft.number = f"INV-{draft.year}-{draft.sequence:03d}"
+        draft.save(update_fields=["sequence", "number", "updated_at"])
+    InvoiceSequence.objects.filter(user_id=invoice.user_id, year=invoice.year).update(
+        last_value=F("last_value") - 1
+    )
+    invoice.pk = invoice_id  # the event names the invoice that was deleted
+    events.invoice_deleted(invoice, actor=actor)
+
+
+@service_transaction
 def finalize_invoice(invoice: Invoice, *, actor=None) -> Invoice:
     invoice = _locked(invoice)
     _require_status(invoice, Invoice.Status.DRAFT, action="finalize")
@@ -186,18 +217,35 @@ def _send_invoice(invoice: Invoice, *, to: str | None, actor) -> Invoice:
     return invoice
 
 
+VOIDED_LINK = "This invoice was voided by its issuer: it is no longer due."
+
+
 @service_transaction
 def void_invoice(invoice: Invoice, *, actor=None) -> Invoice:
+    """Void an issued invoice (finalized or sent, with no payment; a draft is deleted instead)
+    and withdraw every download link to it, in the same transaction."""
     invoice = _locked(invoice)
-    _require_status(
-        invoice, Invoice.Status.DRAFT, Invoice.Status.FINALIZED, Invoice.Status.SENT, action="void"
-    )
+    _require_status(invoice, Invoice.Status.FINALIZED, Invoice.Status.SENT, action="void")
     if invoice.amount_paid:
         raise ConflictError("Cannot void an invoice that has payments.")
     invoice.status = Invoice.Status.VOID
     invoice.save(update_fields=["status", "updated_at"])
+    downloads.revoke_resource_tokens("invoice", invoice.pk, reason=VOIDED_LINK)
     events.invoice_voided(invoice, actor=actor)
     return invoice
+
+
+def issue_download_link(invoice: Invoice, *, created_by, **options):
+    """A link to an issued invoice's PDF (downloads.issue_download_token): a draft may still
+    change and a void invoice is not due, so neither gets one."""
+    _require_status(
+        invoice,
+        Invoice.Status.FINALIZED,
+        Invoice.Status.SENT,
+        Invoice.Status.PAID,
+        action="make a download link to",
+    )
+    return downloads.issue_download_token("invoice", invoice.pk, created_by=created_by, **options)
 
 
 def record_payment(invoice: Invoice, *, amount: Decimal, method: str, actor=None) -> Payment:

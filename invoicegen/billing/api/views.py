@@ -74,6 +74,15 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         )
 
     @extend_schema(
+        responses={204: None, 409: CONFLICT},
+        description="Delete a draft; the drafts numbered after it move down one, so the "
+        "year's numbers stay gap-free. Not a draft, or one with an issued invoice after it: 409.",
+    )
+    def destroy(self, request, pk=None):
+        services.delete_draft_invoice(self.get_object(), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
         request=None,
         responses={200: serializers.InvoiceSerializer, 400: INCOMPLETE, 409: CONFLICT},
     )
@@ -119,6 +128,16 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         payment = services.record_payment(invoice, **data.validated_data, actor=request.user)
         return Response(serializers.PaymentSerializer(payment).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(
+        request=None,
+        responses={200: serializers.InvoiceSerializer, 409: CONFLICT},
+        description="Void a finalized or sent invoice without payments; every download link "
+        "to it is withdrawn, and its page says the invoice was voided.",
+    )
+    @action(detail=True, methods=["post"])
+    def void(self, request, pk=None):
+        return self._answer(services.void_invoice(self.get_object(), actor=request.user))
+
     @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY})
     @action(detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, PDFRenderer])
     def pdf(self, request, pk=None):
@@ -133,7 +152,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(
         methods=["POST"],
         request=serializers.DownloadLinkInputSerializer,
-        responses={201: serializers.NewDownloadLinkSerializer},
+        responses={201: serializers.NewDownloadLinkSerializer, 409: CONFLICT},
     )
     # An invoice has a handful of links: the list is one plain array, not pages.
     @action(detail=True, methods=["get", "post"], url_path="download-links", pagination_class=None)
@@ -147,8 +166,8 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             return Response(serializers.DownloadLinkSerializer(links, many=True).data)
         data = serializers.DownloadLinkInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        token, raw = downloads.issue_download_token(
-            "invoice", invoice.pk, created_by=request.user, **data.validated_data
+        token, raw = services.issue_download_link(
+            invoice, created_by=request.user, **data.validated_data
         )
         answer = {"id": token.pk, "url": downloads.link_url(raw), "expires_at": token.expires_at,
                   "max_downloads": token.max_downloads}  # fmt: skip

@@ -42,9 +42,9 @@ def finalized_invoice(**fields):
 
 def invoice_in_status(status: str, **fields):
     """An invoice brought to `status` through the lifecycle services, as a client would."""
-    if status == Invoice.Status.VOID:
-        return services.void_invoice(InvoiceFactory(**fields))
     invoice = InvoiceFactory(**fields)
+    if status == Invoice.Status.VOID:
+        return services.void_invoice(services.finalize_invoice(invoice))
     if status == Invoice.Status.DRAFT:
         return invoice
     invoice = services.finalize_invoice(invoice)

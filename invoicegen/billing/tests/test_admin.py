@@ -75,8 +75,8 @@ def test_change_page_shows_items_and_payments_inline(admin):
     assert "Bank Transfer" in page
 
 
-def test_void_action_voids_a_draft(admin):
-    invoice = InvoiceFactory()
+def test_void_action_voids_a_finalized_invoice(admin):
+    invoice = invoice_in_status("finalized")
 
     response = void_selected(admin, invoice)
 
@@ -88,19 +88,20 @@ def test_void_action_voids_a_draft(admin):
     ]
 
 
-def test_void_action_refuses_an_invoice_with_payments_and_voids_the_others(admin):
+def test_void_action_refuses_a_draft_and_one_with_payments_and_voids_the_others(admin):
     with_payment = invoice_in_status("sent")
     services.record_payment(with_payment, amount=Decimal("1.00"), method="cash")
     draft = InvoiceFactory()
+    sent = invoice_in_status("sent")
 
-    response = void_selected(admin, with_payment, draft)
+    response = void_selected(admin, with_payment, draft, sent)
 
-    with_payment.refresh_from_db()
-    draft.refresh_from_db()
-    assert with_payment.status == Invoice.Status.SENT
-    assert draft.status == Invoice.Status.VOID
+    for invoice in (with_payment, draft, sent):
+        invoice.refresh_from_db()
+    assert (with_payment.status, draft.status, sent.status) == ("sent", "draft", "void")
     messages = messages_of(response)
     assert any(with_payment.number in message and "payments" in message for message in messages)
+    assert any(draft.number in message and "draft" in message for message in messages)
     assert "Voided 1 invoice(s)." in messages
 
 

@@ -7,6 +7,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework.test import APIClient
 
+from audit.tests.helpers import actions_after, last_entry_id, only_entry
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.billing import services
 from invoicegen.billing.models import Invoice, InvoiceItem, Subscription
@@ -772,3 +773,137 @@ def test_the_list_builds_no_model_instance(api, user, monkeypatch):
 
     assert response.status_code == 200
     assert [len(invoice["items"]) for invoice in response.json()["results"]] == [2, 2]
+
+
+# Void
+
+
+@pytest.mark.parametrize("status", ["finalized", "sent"])
+def test_void_answers_the_void_invoice(api, user, status):
+    invoice = invoice_in_status(status, user=user)
+
+    response = api.post(invoice_url(invoice, "void"))
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "void"
+    assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.VOID
+
+
+@pytest.mark.parametrize("status", ["draft", "paid", "void"])
+def test_void_of_a_draft_paid_or_void_invoice_is_a_conflict(api, user, status):
+    invoice = invoice_in_status(status, user=user)
+    before = snapshot(invoice)
+
+    response = api.post(invoice_url(invoice, "void"))
+
+    assert response.status_code == 409
+    assert response.json() == {"detail": f"Cannot void an invoice that is {status}."}
+    assert snapshot(invoice) == before
+
+
+def test_void_of_an_invoice_with_a_payment_is_a_conflict(api, user):
+    invoice = invoice_in_status("sent", user=user)
+    services.record_payment(invoice, amount=Decimal("1.00"), method="cash")
+
+    response = api.post(invoice_url(invoice, "void"))
+
+    assert response.status_code == 409
+    assert response.json() == {"detail": "Cannot void an invoice that has payments."}
+
+
+def test_void_of_another_users_invoice_is_not_found(api):
+    invoice = invoice_in_status("finalized", user=UserFactory())
+
+    response = api.post(invoice_url(invoice, "void"))
+
+    assert response.status_code == 404
+    assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.FINALIZED
+
+
+def test_void_needs_a_login(user):
+    invoice = invoice_in_status("finalized", user=user)
+
+    assert APIClient().post(invoice_url(invoice, "void")).status_code == 401
+
+
+# Delete
+
+
+def numbers_of(user) -> list[str]:
+    return list(
+        Invoice.objects.filter(user=user).order_by("sequence").values_list("number", flat=True)
+    )
+
+
+def test_delete_of_a_draft_answers_204_and_records_one_invoice_deleted(api, user):
+    invoice = InvoiceFactory(user=user)
+    mark = last_entry_id()
+
+    response = api.delete(invoice_url(invoice))
+
+    assert response.status_code == 204
+    assert not Invoice.objects.filter(pk=invoice.pk).exists()
+    assert not InvoiceItem.objects.filter(invoice_id=invoice.pk).exists()
+    assert actions_after(mark, resource_type="invoice") == ["invoice.deleted"]
+    entry = only_entry(mark, "invoice.deleted")
+    assert (entry.resource_id, entry.user_id, entry.origin) == (str(invoice.pk), user.pk, "api")
+    assert entry.metadata["invoice_number"] == invoice.number
+
+
+def test_deleting_the_newest_draft_gives_its_number_back(api, user):
+    first, newest = InvoiceFactory(user=user), InvoiceFactory(user=user)
+
+    api.delete(invoice_url(newest))
+    again = InvoiceFactory(user=user)
+
+    assert again.number == newest.number
+    assert numbers_of(user) == [first.number, newest.number]
+
+
+def test_deleting_an_older_draft_moves_the_later_drafts_down_one(api, user):
+    first, second, third = (InvoiceFactory(user=user) for _ in range(3))
+
+    assert api.delete(invoice_url(first)).status_code == 204
+    fourth = InvoiceFactory(user=user)
+
+    assert [Invoice.objects.get(pk=i.pk).number for i in (second, third)] == [
+        this_years_number(1),
+        this_years_number(2),
+    ]
+    assert fourth.number == this_years_number(3)
+    assert numbers_of(user) == [this_years_number(n) for n in (1, 2, 3)]
+
+
+def test_a_draft_with_an_issued_invoice_after_it_is_kept(api, user):
+    draft = InvoiceFactory(user=user)
+    issued = invoice_in_status("finalized", user=user)
+    before = snapshot(draft)
+
+    response = api.delete(invoice_url(draft))
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": f"Cannot delete {draft.number}: {issued.number} was issued after it, and the "
+        "numbers of a year have no gaps. Edit the draft instead."
+    }
+    assert snapshot(draft) == before
+
+
+@pytest.mark.parametrize("status", ["finalized", "sent", "paid", "void"])
+def test_delete_of_an_issued_invoice_is_a_conflict(api, user, status):
+    invoice = invoice_in_status(status, user=user)
+    before = snapshot(invoice)
+
+    response = api.delete(invoice_url(invoice))
+
+    assert response.status_code == 409
+    assert response.json() == {"detail": f"Cannot delete an invoice that is {status}."}
+    assert snapshot(invoice) == before
+
+
+def test_delete_of_another_users_draft_is_not_found(api):
+    invoice = InvoiceFactory(user=UserFactory())
+
+    assert api.delete(invoice_url(invoice)).status_code == 404
+    assert APIClient().delete(invoice_url(invoice)).status_code == 401
+    assert Invoice.objects.filter(pk=invoice.pk).exists()

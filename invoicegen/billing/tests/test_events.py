@@ -41,13 +41,13 @@ def heard():
 
 
 def test_a_void_is_one_invoice_voided_entry_with_the_change():
-    invoice = InvoiceFactory()
+    invoice = billing.finalize_invoice(InvoiceFactory())
     mark = last_entry_id()
 
     billing.void_invoice(invoice, actor=invoice.user)
 
     entry = only_entry(mark, "invoice.voided")
-    assert entry.metadata["changes"]["status"] == ["draft", "void"]
+    assert entry.metadata["changes"]["status"] == ["finalized", "void"]
     assert entry.user_id == invoice.user_id
     assert actions_after(mark) == ["invoice.voided"]
 
