@@ -26,7 +26,15 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
 APP_BASE_URL = env.str("APP_BASE_URL", default="http://localhost:8000").rstrip("/")
-CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# An SPA on origins of its own (https://app.example.com) calls /api/ with its token, or with
+# the session cookie and its CSRF token: django-cors-headers answers the browser's preflight and
+# names the origin, and a session's unsafe request from there passes Django's origin check.
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_ALLOW_CREDENTIALS = True
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_EXPOSE_HEADERS = ["Retry-After", "X-Request-ID"]
+CORS_PREFLIGHT_MAX_AGE = 3600
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=CORS_ALLOWED_ORIGINS)
 
 INSTALLED_APPS = [
     "invoicegen.apps.AdminConfig",  # django.contrib.admin, its login protected
@@ -35,6 +43,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -49,6 +58,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "invoicegen.core.health.HealthMiddleware",  # probes, before the host check: core/health.py
+    "corsheaders.middleware.CorsMiddleware",  # before anything that may answer on its own
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

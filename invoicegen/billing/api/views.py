@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from downloads import services as downloads
 from downloads.models import SecureDownloadToken
 from invoicegen.billing import services
-from invoicegen.billing.api import serializers
+from invoicegen.billing.api import filters, serializers
 from invoicegen.billing.models import Invoice, Subscription
 from invoicegen.billing.pdf import render_invoice_pdf
 from invoicegen.core.schema import (
@@ -40,6 +40,7 @@ class PDFRenderer(renderers.BaseRenderer):
 class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     queryset = Invoice.objects.all()
     serializer_class = serializers.InvoiceSerializer
+    filterset_class = filters.InvoiceFilter
     lookup_value_regex = r"\d+"
 
     def get_queryset(self):
