@@ -5,14 +5,27 @@ elsewhere, name it: `--chdir <repository> -c <repository>/gunicorn.conf.py`.
 Download links carry their token in the path (`/downloads/<token>/`), so gunicorn's own lines
 would copy it: the access log's request line, path, query, Referer and any header or environ
 atom an `--access-logformat` names, and the error log's "Error handling request <uri>" and
-"Invalid request ..." lines. Its logger here redacts them all.
+"Invalid request ..." lines. Its logger here redacts them all, and with LOG_FORMAT=json writes
+them as the application does, one JSON object a line (invoicegen/core/logs.py).
 """
+
+import os
 
 from gunicorn.glogging import Logger
 
+from invoicegen.core.logs import AnsweredRequestId, JSONFormatter
 from invoicegen.core.redaction import RedactSecrets
 
 _redact_secrets = RedactSecrets()
+_answered_request_id = AnsweredRequestId()
+
+
+def _log_format() -> str:
+    """LOG_FORMAT as the application reads it (the environment or .env)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "invoicegen.settings")
+    from django.conf import settings
+
+    return settings.LOG_FORMAT
 
 
 class RedactingLogger(Logger):
@@ -23,8 +36,12 @@ class RedactingLogger(Logger):
 
     def setup(self, cfg):
         super().setup(cfg)
+        json_lines = _log_format() == "json"
+        self.access_log.addFilter(_answered_request_id)  # before the redaction drops the atoms
         for log in (self.error_log, self.access_log):
             log.addFilter(_redact_secrets)
+            for handler in log.handlers if json_lines else ():
+                handler.setFormatter(JSONFormatter())
 
 
 logger_class = RedactingLogger

@@ -8,6 +8,7 @@ TRUSTED_PROXY_COUNT proxies only.
 
 import getpass
 import ipaddress
+import logging
 import os
 import re
 import sys
@@ -106,6 +107,21 @@ def _process_context() -> AuditContext:
 
 
 _current: ContextVar[AuditContext | None] = ContextVar("audit_context", default=None)
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps a log record with the request id of the request or task it belongs to
+    (settings.LOGGING; shown by LOG_FORMAT=json)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = _current.get()
+        if context is not None:
+            record.request_id = context.request_id
+        else:  # Django's "Not Found: ..." is logged once the middleware has answered
+            record.request_id = getattr(getattr(record, "request", None), "request_id", "")
+        return True
+
+
 _process = _process_context()
 
 

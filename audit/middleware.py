@@ -20,6 +20,7 @@ class AuditContextMiddleware:
 
     def __call__(self, request):
         context = audit_context.from_request(request, origin=self._origin(request.path_info))
+        request.request_id = context.request_id  # for what is logged after the answer
         with audit_context.bind(context):
             response = self.get_response(request)
         response["X-Request-ID"] = context.request_id

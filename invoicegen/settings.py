@@ -311,12 +311,27 @@ SECURE_HSTS_PRELOAD = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# `text`: the message alone, as Django prints it; `json`: one object per line with the time,
+# level, logger, request id and traceback (invoicegen/core/logs.py), Celery's lines too.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # Request lines and paths name download tokens (`/downloads/<token>/`): redacted.
-    "filters": {"redact_secrets": {"()": "invoicegen.core.redaction.RedactSecrets"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"]}},
+    "filters": {
+        "redact_secrets": {"()": "invoicegen.core.redaction.RedactSecrets"},
+        "request_id": {"()": "audit.context.RequestIdFilter"},
+    },
+    "formatters": {"json": {"()": "invoicegen.core.logs.JSONFormatter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["redact_secrets", "request_id"],
+            **({"formatter": "json"} if LOG_FORMAT == "json" else {}),
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # Django's default handlers for these (runserver's request lines, errors to the console and
     # to ADMINS) would print the path unredacted: their records go through the console instead.
@@ -325,3 +340,5 @@ LOGGING = {
         "django.server": {"handlers": [], "propagate": True},
     },
 }
+# In JSON, a Celery worker's lines go through LOGGING like the rest; its own text otherwise.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"

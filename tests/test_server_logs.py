@@ -4,6 +4,7 @@ asked for it in the ways that reach a log: the landing page with a Referer, the 
 hand-encoded path, the token in the query, punctuation stuck to the link, a malformed request
 line, and a request that fails inside Django."""
 
+import json
 import os
 import re
 import socket
@@ -156,3 +157,57 @@ def test_djangos_development_server_logs_requests_for_a_link_without_its_token(s
     assert raw not in logged
     assert '"GET /downloads/[redacted]/ HTTP/1.1" 200' in logged
     assert '"POST /downloads/[redacted]/ HTTP/1.1" 200' in logged
+
+
+# LOG_FORMAT=json
+
+
+def json_lines(text: str) -> list[dict]:
+    """Every line of a log, each of which must be one JSON object."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_gunicorn_writes_json_lines_with_the_request_id_each_once(site, tmp_path):
+    env, _, raw = site
+    port = free_port()
+    access_log, error_log = tmp_path / "access.log", tmp_path / "error.log"
+    # fmt: off
+    command = [
+        sys.executable, "-m", "gunicorn", "invoicegen.wsgi", "--bind", f"127.0.0.1:{port}",
+        "--workers", "1", "--no-control-socket", "--capture-output",
+        "--access-logfile", str(access_log), "--error-logfile", str(error_log),
+    ]
+    # fmt: on
+    with serving(command, {**env, "LOG_FORMAT": "json"}, tmp_path / "output.log", port):
+        ask(port, f"GET /downloads/{raw}/ HTTP/1.1", "X-Request-ID: req-landing-1")
+        ask(port, "GET /api/no-such-thing/ HTTP/1.1", "X-Request-ID: req-missing-2")
+
+    access = json_lines(access_log.read_text())
+    assert [line["request_id"] for line in access] == ["req-landing-1", "req-missing-2"]
+    assert all(line["logger"] == "gunicorn.access" for line in access)
+    assert "/downloads/[redacted]/" in access[0]["message"]
+    errors = json_lines(error_log.read_text())
+    assert {line["level"] for line in errors} <= {"INFO", "WARNING"}
+    logged = access_log.read_text() + error_log.read_text()
+    assert raw not in logged
+    not_found = [line for line in errors if "Not Found: /api/no-such-thing/" in line["message"]]
+    assert [line.get("request_id") for line in not_found] == ["req-missing-2"]  # once, with its id
+
+
+def test_djangos_development_server_writes_json_lines_each_once(site, tmp_path):
+    env, _, raw = site
+    port = free_port()
+    output = tmp_path / "runserver.log"
+    command = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
+    with serving(command, {**env, "DEBUG": "true", "LOG_FORMAT": "json"}, output, port):
+        ask(port, f"GET /downloads/{raw}/ HTTP/1.1")
+
+    # The banner ("Starting development server at ...") is the command's own text, not a log
+    # line; every log line is JSON.
+    text = output.read_text()
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert not [line for line in text.splitlines() if "HTTP/1.1" in line and line[0] != "{"]
+    requests = [line for line in lines if "GET /downloads/[redacted]/" in line["message"]]
+    assert len(requests) == 1
+    assert requests[0]["logger"] == "django.server"
+    assert raw not in text

@@ -1,6 +1,7 @@
 """The outbox with its real surroundings: a Redis broker that crashes, and a Celery worker
 process on Redis delivering to the SMTP server."""
 
+import json
 import os
 import signal
 import subprocess
@@ -217,3 +218,26 @@ def test_email_of_a_worker_process_killed_mid_send_goes_out_once_when_its_lease_
     assert (row.status, row.attempts) == ("sent", 2)
     assert [message["Message-ID"] for message in smtp.messages] == [row.message_id]
     assert worker.poll() is None  # the worker itself went on
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_with_json_logs_writes_each_line_once_as_json(smtp, start_worker, worker_broker):
+    worker = start_worker(LOG_FORMAT="json")
+    with celery_publishing_to(worker_broker), transaction.atomic():
+        email = services.queue_email("welcome", to="ada@example.com", context={"name": "Ada"})
+
+    def sent_or_worker_gone():
+        email.refresh_from_db()
+        return email.status == EmailLog.Status.SENT or worker.poll() is not None
+
+    assert wait_until(sent_or_worker_gone, timeout=60), worker.log_path.read_text()
+    worker.terminate()
+    worker.wait(timeout=15)
+
+    # Celery's banner is the command's own text on stdout; every log line is JSON.
+    text = worker.log_path.read_text(errors="replace")
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    received = [line for line in lines if line["message"].endswith("] received")]
+    assert len(received) == 1, text
+    assert received[0]["logger"].startswith("celery")
+    assert not [line for line in text.splitlines() if "] received" in line and line[0] != "{"]

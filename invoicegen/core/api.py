@@ -94,14 +94,18 @@ class PageSizePagination(BoundedPageSize, pagination.PageNumberPagination):
 
 
 class FilterBackend(DjangoFilterBackend):
-    """django-filter's backend, skipped when the query names none of the view's filters: the
-    filterset it would build (a deep copy of every filter, a form to validate) would change
-    nothing, at the cost of a good part of an unfiltered list's time."""
+    """django-filter's backend for lists only: DRF's get_object() filters too, so a list's
+    filters would otherwise apply to a detail route (`/api/invoices/7/?status=draft` a 404),
+    which the schema does not say. Skipped as well when the query names none of the view's
+    filters: the filterset it would build (a deep copy of every filter, a form to validate)
+    would change nothing, at the cost of a good part of an unfiltered list's time."""
 
     def filter_queryset(self, request, queryset, view):
         filterset_class = self.get_filterset_class(view, queryset)
-        if filterset_class is None or request.query_params.keys().isdisjoint(
-            filterset_class.base_filters
+        if (
+            filterset_class is None
+            or getattr(view, "detail", False)
+            or request.query_params.keys().isdisjoint(filterset_class.base_filters)
         ):
             return queryset
         return super().filter_queryset(request, queryset, view)

@@ -155,3 +155,15 @@ def test_a_voided_invoice_is_found_by_status_after_the_void(api, user):
     services.void_invoice(invoice)
 
     assert numbers(api, "status=void") == [invoice.number]
+
+
+def test_the_lists_filters_do_not_apply_to_one_invoice(api, user):
+    invoice = InvoiceFactory(user=user)
+
+    response = api.get(f"{INVOICES}{invoice.pk}/?status=paid&due_after=2099-01-01")
+    links = api.get(
+        f"{INVOICES}{invoice.pk}/download-links/?due_after=2030-02-01&due_before=2030-01-01"
+    )
+
+    assert response.status_code == 200
+    assert links.status_code == 200
