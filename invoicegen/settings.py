@@ -25,7 +25,10 @@ if not SECRET_KEY:
     SECRET_KEY = "django-insecure-local-development-only"  # noqa: S105 (DEBUG only)
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
-APP_BASE_URL = env.str("APP_BASE_URL", default="http://localhost:8000").rstrip("/")
+# Unset: the address `make run` serves (its PORT).
+APP_BASE_URL = env.str(
+    "APP_BASE_URL", default=f"http://localhost:{env.int('PORT', default=8000)}"
+).rstrip("/")
 # An SPA on origins of its own (https://app.example.com) calls /api/ with its token, or with
 # the session cookie and its CSRF token: django-cors-headers answers the browser's preflight and
 # names the origin, and a session's unsafe request from there passes Django's origin check.

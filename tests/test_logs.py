@@ -5,11 +5,6 @@ these lines: tests/test_server_logs.py and emails/tests/test_delivery_real.py.""
 import io
 import json
 import logging
-import os
-import subprocess
-import sys
-
-from django.conf import settings
 
 from audit.context import AuditContext, RequestIdFilter, bind
 from invoicegen.core.logs import JSONFormatter
@@ -57,18 +52,3 @@ def test_a_line_outside_a_request_has_no_request_id():
 
     assert line["message"] == "sealed 3 entries"
     assert "request_id" not in line
-
-
-def test_an_unknown_log_format_stops_the_start():
-    result = subprocess.run(
-        [sys.executable, "-c", "import invoicegen.settings"],
-        cwd=settings.BASE_DIR,
-        env={**os.environ, "LOG_FORMAT": "yaml"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-    assert result.returncode != 0
-    assert "LOG_FORMAT must be text or json, not 'yaml'." in result.stderr

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -70,3 +71,30 @@ def test_production_settings_refuse_a_missing_secret_key():
     )
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
+
+
+def settings_process(**env) -> subprocess.CompletedProcess:
+    """invoicegen.settings loaded by a process of its own in this environment (a None value
+    unsets a variable), printing APP_BASE_URL."""
+    return subprocess.run(
+        [sys.executable, "-c", "import invoicegen.settings as s; print(s.APP_BASE_URL)"],
+        cwd=settings.BASE_DIR,
+        env={key: value for key, value in {**os.environ, **env}.items() if value is not None},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_links_in_emails_follow_the_port_make_run_serves():
+    assert settings_process(PORT="8123", APP_BASE_URL=None).stdout == "http://localhost:8123\n"
+    given = settings_process(PORT="8123", APP_BASE_URL="https://invoices.example/")
+    assert given.stdout == "https://invoices.example\n"
+
+
+def test_an_unknown_log_format_stops_the_start():
+    result = settings_process(LOG_FORMAT="yaml")
+
+    assert result.returncode != 0
+    assert "LOG_FORMAT must be text or json, not 'yaml'." in result.stderr

@@ -111,18 +111,25 @@ def ask_for_the_link_every_way(port: int, raw: str) -> list[str]:
     ]
 
 
+def gunicorn(port: int, access_log: Path, error_log: Path, *options: str) -> list[str]:
+    """One gunicorn worker with the repository's gunicorn.conf.py, its two logs in files and
+    Django's output captured into the error log."""
+    # fmt: off
+    return [
+        sys.executable, "-m", "gunicorn", "invoicegen.wsgi", "--bind", f"127.0.0.1:{port}",
+        "--workers", "1", "--no-control-socket", "--capture-output",
+        "--access-logfile", str(access_log), "--error-logfile", str(error_log), *options,
+    ]
+    # fmt: on
+
+
 def test_gunicorn_logs_every_request_for_a_link_without_its_token(site, tmp_path):
     env, database, raw = site
     port = free_port()
     access_log, error_log = tmp_path / "access.log", tmp_path / "error.log"
-    # fmt: off
-    command = [
-        sys.executable, "-m", "gunicorn", "invoicegen.wsgi", "--bind", f"127.0.0.1:{port}",
-        "--workers", "1", "--no-control-socket", "--log-level", "debug", "--capture-output",
-        "--access-logfile", str(access_log), "--access-logformat", ACCESS_LOG_FORMAT,
-        "--error-logfile", str(error_log),
-    ]
-    # fmt: on
+    command = gunicorn(
+        port, access_log, error_log, "--log-level", "debug", "--access-logformat", ACCESS_LOG_FORMAT
+    )
     with serving(command, env, tmp_path / "output.log", port):
         statuses = ask_for_the_link_every_way(port, raw)
         database.rename(database.with_suffix(".away"))  # the next request fails inside Django
@@ -171,13 +178,7 @@ def test_gunicorn_writes_json_lines_with_the_request_id_each_once(site, tmp_path
     env, _, raw = site
     port = free_port()
     access_log, error_log = tmp_path / "access.log", tmp_path / "error.log"
-    # fmt: off
-    command = [
-        sys.executable, "-m", "gunicorn", "invoicegen.wsgi", "--bind", f"127.0.0.1:{port}",
-        "--workers", "1", "--no-control-socket", "--capture-output",
-        "--access-logfile", str(access_log), "--error-logfile", str(error_log),
-    ]
-    # fmt: on
+    command = gunicorn(port, access_log, error_log)
     with serving(command, {**env, "LOG_FORMAT": "json"}, tmp_path / "output.log", port):
         ask(port, f"GET /downloads/{raw}/ HTTP/1.1", "X-Request-ID: req-landing-1")
         ask(port, "GET /api/no-such-thing/ HTTP/1.1", "X-Request-ID: req-missing-2")

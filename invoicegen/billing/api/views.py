@@ -148,7 +148,10 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return response
 
     @extend_schema(
-        methods=["GET"], request=None, responses=serializers.DownloadLinkSerializer(many=True)
+        methods=["GET"],
+        request=None,
+        responses=serializers.DownloadLinkSerializer(many=True),
+        filters=False,  # an invoice's links, not the invoice list: its filters do not apply
     )
     @extend_schema(
         methods=["POST"],
