@@ -42,6 +42,8 @@ class EmailLog(OutboxRow):
         related_name="+",
         db_index=False,  # email_on_behalf_of below serves it
     )
+    # Where a reply goes: the account an email goes out for (its client answers the issuer).
+    reply_to = models.EmailField(max_length=254, blank=True)
 
     class Meta:
         ordering = ["-id"]

@@ -10,7 +10,7 @@ sending, so the row holds only what is safe to keep.
 
 import smtplib
 from collections.abc import Callable
-from email.utils import make_msgid
+from email.utils import make_msgid, parseaddr
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
@@ -20,6 +20,7 @@ from render_block import render_block_to_string
 from templated_email import get_templated_mail
 
 from audit import services as audit
+from audit.context import clean_text
 from audit.integrity import normalize_json
 from emails import smtp
 from emails.models import EmailLog
@@ -58,7 +59,11 @@ def render(email: EmailLog, *, with_secrets: bool) -> EmailMultiAlternatives:
         keys, make = _link_makers[email.template_name]
         context |= make(email) if with_secrets else dict.fromkeys(keys, LINK_PLACEHOLDER)
     message = get_templated_mail(
-        email.template_name, context, from_email=email.from_email, to=[email.to_email]
+        email.template_name,
+        context,
+        from_email=email.from_email,
+        to=[email.to_email],
+        headers={"Reply-To": email.reply_to} if email.reply_to else None,
     )
     message.extra_headers["Message-ID"] = email.message_id
     return message
@@ -76,11 +81,13 @@ def queue_email(
 ) -> EmailLog:
     """Write the email to the outbox; it is sent once the caller's transaction commits (a
     rolled-back change leaves no row and sends nothing). `on_behalf_of`: the account an email
-    to someone else is sent for (see `count_sent_on_behalf`)."""
+    to someone else is sent for (see `count_sent_on_behalf`); it comes from that account "via"
+    the platform, and replies go to the account."""
     resource_type, resource_id = resource or ("", "")
     email = EmailLog(
         to_email=to,
-        from_email=settings.DEFAULT_FROM_EMAIL,
+        from_email=sender_for(on_behalf_of),
+        reply_to=on_behalf_of.email if on_behalf_of else "",
         template_name=template_name,
         context=normalize_json(context),
         message_id=make_msgid(domain=settings.DEFAULT_FROM_EMAIL.rpartition("@")[2] or None),
@@ -92,6 +99,18 @@ def queue_email(
     )
     email.subject = subject_of(email)
     return outbox.add(email)
+
+
+def sender_for(account) -> str:
+    """FROM_EMAIL, named after the account an email goes out for: `"Ada Lovelace via
+    invoicegen" <billing@...>`. The address stays the platform's (its domain signs the mail);
+    the name is one line, quoted, and short enough for the header and the column."""
+    if account is None:
+        return settings.DEFAULT_FROM_EMAIL
+    name = clean_text(account.get_full_name(), 100).strip() or account.email
+    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+    address = parseaddr(settings.DEFAULT_FROM_EMAIL)[1]  # FROM_EMAIL may carry a name of its own
+    return f'"{quoted} via {settings.EMAIL_SENDER_NAME}" <{address}>'
 
 
 def count_sent_on_behalf(account, *, since) -> int:

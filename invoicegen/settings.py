@@ -206,6 +206,8 @@ EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 # read only, and a server trickling bytes would hold a worker for ever.
 EMAIL_SEND_TIMEOUT = env.int("EMAIL_SEND_TIMEOUT", default=20)
 DEFAULT_FROM_EMAIL = env.str("FROM_EMAIL", default="noreply@invoicegen.local")
+# An email sent for an account (a document to its client) is from "<account name> via <this>".
+EMAIL_SENDER_NAME = env.str("EMAIL_SENDER_NAME", default="invoicegen")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # The outbox (emails/): attempts before a row is failed, backoff between them, how long a row
 # may stay `sending` before it is taken back (a killed worker; it must outlast the delivery

@@ -67,9 +67,10 @@ def _resource(resource) -> tuple[str, str]:
 
 @transaction.atomic
 def send_admin_message(
-    users, *, title: str, message: str, send_email: bool = False
+    users, *, title: str, message: str, send_email: bool = False, skipped: int = 0
 ) -> list[Notification]:
-    """One notification (and email, if asked) per user; audited as one broadcast."""
+    """One notification (and email, if asked) per user; audited as one broadcast, with the
+    number of selected users it `skipped` (the caller knows who can be reached)."""
     channels = (types.IN_APP, types.EMAIL) if send_email else (types.IN_APP,)
     sent = [
         notify(user, ADMIN_MESSAGE, params={"title": title, "message": message}, channels=channels)
@@ -77,7 +78,7 @@ def send_admin_message(
     ]
     audit.log(
         "admin.notification_broadcast",
-        metadata={"count": len(sent), "title": title, "emailed": send_email},
+        metadata={"count": len(sent), "title": title, "emailed": send_email, "skipped": skipped},
     )
     return sent
 

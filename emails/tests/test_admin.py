@@ -42,7 +42,7 @@ def test_outbox_change_page_shows_the_message_with_a_placeholder_for_its_secret_
     response = admin.get(reverse("admin:emails_emaillog_change", args=[row.pk]))
 
     assert response.status_code == 200
-    assert "somebody (we hope you) asked to reset your password" in response.text
+    assert "Somebody (we hope you) asked to reset your password" in response.text
     assert LINK_PLACEHOLDER in response.text
     assert "reset-password?uid=" not in response.text
     assert reset_url.rpartition("token=")[2] not in response.text

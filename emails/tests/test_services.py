@@ -2,6 +2,8 @@ import datetime
 import html
 import re
 import smtplib
+from email.header import decode_header, make_header
+from email.utils import parseaddr
 from urllib.parse import parse_qs, urlsplit
 
 import psycopg
@@ -14,6 +16,7 @@ from emails import services
 from emails.models import EmailLog
 from emails.tests.helpers import make_due, reload, stored_values, stuck_in_sending
 from invoicegen.accounts import services as accounts
+from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.accounts.tokens import email_verification_token
 
 pytestmark = pytest.mark.django_db
@@ -521,3 +524,49 @@ def test_the_stored_subject_is_the_sent_subject_unescaped():
 
     assert email.subject == "Fish & <Chips>"
     assert services.render(email, with_secrets=True).subject == email.subject
+
+
+# Emails sent for an account
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("Grace Hopper", "Grace Hopper via invoicegen"),
+        ('Ada "The Countess" Lovelace', 'Ada "The Countess" Lovelace via invoicegen'),
+        (
+            "Zoë Müller\r\nBcc: victim@example.com",
+            "Zoë Müller Bcc: victim@example.com via invoicegen",
+        ),
+        ("", "issuer@example.com via invoicegen"),
+    ],
+)
+def test_an_email_for_an_account_comes_from_it_via_the_platform_and_replies_reach_it(
+    smtp, django_capture_on_commit_callbacks, name, shown
+):
+    issuer = UserFactory(email="issuer@example.com", name=name)
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        services.queue_email(
+            "admin_message",
+            to="client@acme.example",
+            context={"name": "Acme", "title": "Hello", "message": "Hi."},
+            on_behalf_of=issuer,
+        )
+
+    [message] = smtp.messages
+    display, address = parseaddr(str(make_header(decode_header(message["From"]))))
+    assert (display, address) == (shown, "noreply@invoicegen.local")
+    assert message["Reply-To"] == "issuer@example.com"
+    assert message["Bcc"] is None  # a line break in a name starts no header
+    assert [received.rcpt_tos for received in smtp.received] == [["client@acme.example"]]
+
+
+def test_an_email_to_an_account_itself_has_the_plain_sender_and_no_reply_to(
+    smtp, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        services.queue_email("welcome", to="ada@example.com", context={"name": "Ada"})
+
+    [message] = smtp.messages
+    assert message["From"] == "noreply@invoicegen.local"
+    assert message["Reply-To"] is None

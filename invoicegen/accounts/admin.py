@@ -53,8 +53,15 @@ class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
         """An intermediate page asks for the message; its submit sends it to every user."""
         form = AdminMessageForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
-            sent = send_admin_message(list(queryset), **form.cleaned_data)
-            self.message_user(request, f"Message sent to {len(sent)} user(s).", messages.SUCCESS)
+            # Only people who can read it: an inactive account cannot log in, and an address
+            # nobody confirmed may not be its owner's.
+            reachable = list(queryset.filter(is_active=True, email_verified=True))
+            skipped = queryset.count() - len(reachable)
+            sent = send_admin_message(reachable, **form.cleaned_data, skipped=skipped)
+            text = f"Message sent to {len(sent)} user(s)."
+            if skipped:
+                text += f" Skipped {skipped} inactive or unverified user(s)."
+            self.message_user(request, text, messages.SUCCESS)
             return None
         context = {
             **self.admin_site.each_context(request),

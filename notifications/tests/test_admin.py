@@ -3,6 +3,7 @@ superuser."""
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.messages import get_messages
 from django.core import mail
 from django.urls import reverse
 
@@ -147,3 +148,29 @@ def test_send_message_apply_without_a_title_asks_again_and_sends_nothing(admin):
     assert "admin/accounts/user/send_message.html" in [t.name for t in response.templates]
     assert response.context["form"].errors.keys() == {"title"}
     assert not Notification.objects.exists()
+
+
+def test_send_message_skips_inactive_and_unverified_users_and_says_so(
+    admin, django_capture_on_commit_callbacks
+):
+    reachable = UserFactory(email="ada@example.com")
+    unverified = UserFactory(email="unconfirmed@example.com", email_verified=False)
+    inactive = UserFactory(email="gone@example.com", is_active=False)
+    mark = last_entry_id()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = send_message(
+            admin,
+            [reachable, unverified, inactive],
+            apply="Send",
+            title="Downtime",
+            message="Saturday at noon.",
+            send_email="on",
+        )
+
+    assert [m.to for m in mail.outbox] == [["ada@example.com"]]
+    assert list(Notification.objects.values_list("user_id", flat=True)) == [reachable.pk]
+    messages = [str(m) for m in get_messages(response.wsgi_request)]
+    assert messages == ["Message sent to 1 user(s). Skipped 2 inactive or unverified user(s)."]
+    entry = only_entry(mark, "admin.notification_broadcast")
+    assert (entry.metadata["count"], entry.metadata["skipped"]) == (1, 2)

@@ -172,7 +172,7 @@ def test_send_admin_message_notifies_each_user_and_audits_one_broadcast():
     }
     assert not EmailLog.objects.exists()
     entry = only_entry(mark, "admin.notification_broadcast")
-    assert entry.metadata == {"count": 3, "title": "Downtime", "emailed": False}
+    assert entry.metadata == {"count": 3, "title": "Downtime", "emailed": False, "skipped": 0}
     assert entries_after(mark).count() == 1  # not one entry per user
 
 
