@@ -48,7 +48,7 @@ def paragraphs(plain: str, html: str) -> list[str]:
     return [text for text in texts if text and not BRAND_OR_LINK.match(text)]
 
 
-@pytest.mark.parametrize(("name", "event"), cases())
+@pytest.mark.parametrize(("name", "event"), list(cases()))
 def test_every_paragraph_starts_a_sentence(name, event):
     email = EmailLog(
         template_name=name,
