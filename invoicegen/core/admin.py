@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connection, models
 from django.db.models import Max, Min
+from django.http import HttpResponseNotAllowed
 from django.utils.functional import cached_property
 
 
@@ -84,13 +85,28 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 class ServiceOnlyAdmin(admin.ModelAdmin):
     """Rows that change only through their services (a lifecycle, an outbox, a link): no add
-    or delete here; actions call the services."""
+    or delete here; actions call the services. Their page shows the row and has nothing to
+    save: no save buttons, and a POST to it (an old page's, a forged one) is refused before
+    anything is saved or recorded."""
+
+    NOTHING_TO_SAVE = {
+        "show_save": False,
+        "show_save_and_continue": False,
+        "show_save_and_add_another": False,
+        "show_delete": False,
+    }
 
     def has_add_permission(self, request):
         return False
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponseNotAllowed(["GET", "HEAD"])
+        extra_context = {**(extra_context or {}), **self.NOTHING_TO_SAVE}
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
 
 class ReadOnlyInline(admin.TabularInline):
