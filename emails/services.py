@@ -8,6 +8,7 @@ stored: apps register a *link maker* for a template, called when the email is re
 sending, so the row holds only what is safe to keep.
 """
 
+import re
 import smtplib
 from collections.abc import Callable
 from email.utils import make_msgid, parseaddr
@@ -90,7 +91,9 @@ def queue_email(
         reply_to=on_behalf_of.email if on_behalf_of else "",
         template_name=template_name,
         context=normalize_json(context),
-        message_id=make_msgid(domain=settings.DEFAULT_FROM_EMAIL.rpartition("@")[2] or None),
+        message_id=make_msgid(
+            domain=parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or None
+        ),
         user=user,
         notification=notification,
         resource_type=resource_type,
@@ -101,16 +104,20 @@ def queue_email(
     return outbox.add(email)
 
 
+_NOT_IN_A_NAME = re.compile(r'[@<>"\\]')
+
+
 def sender_for(account) -> str:
     """FROM_EMAIL, named after the account an email goes out for: `"Ada Lovelace via
     invoicegen" <billing@...>`. The address stays the platform's (its domain signs the mail);
     the name is one line, quoted, and short enough for the header and the column."""
     if account is None:
         return settings.DEFAULT_FROM_EMAIL
-    name = clean_text(account.get_full_name(), 100).strip() or account.email
-    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+    # No address look-alike in the name ("support@bank.example via ..."), nothing to escape.
+    name = _NOT_IN_A_NAME.sub(" ", clean_text(account.get_full_name(), 100)).strip()
+    name = " ".join(name.split()) or "An invoicegen user"
     address = parseaddr(settings.DEFAULT_FROM_EMAIL)[1]  # FROM_EMAIL may carry a name of its own
-    return f'"{quoted} via {settings.EMAIL_SENDER_NAME}" <{address}>'
+    return f'"{name} via {settings.EMAIL_SENDER_NAME}" <{address}>'
 
 
 def count_sent_on_behalf(account, *, since) -> int:
@@ -130,8 +137,16 @@ redispatch_pending = outbox.redispatch_pending
 retry_delay = outbox.retry_delay
 
 
+class Withdrawn(Exception):
+    """What a link maker raises when what its email is about went away before the email was
+    sent (a voided invoice): the email is not sent, and not tried again."""
+
+
 def is_permanent(error: Exception) -> bool:
-    """5xx replies are final; refused connections, timeouts and 4xx replies are worth a retry."""
+    """5xx replies are final, and so is a withdrawn email; refused connections, timeouts and
+    4xx replies are worth a retry."""
+    if isinstance(error, Withdrawn):
+        return True
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         return all(500 <= code < 600 for code, _ in error.recipients.values())
     code = getattr(error, "smtp_code", None)

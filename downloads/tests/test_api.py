@@ -432,3 +432,39 @@ def test_a_link_the_sender_withdrew_keeps_the_plain_words(api, invoice):
     page = Client().get(f"/downloads/{raw}/").content.decode()
 
     assert "The sender has withdrawn this link" in page
+
+
+def test_an_invoice_voided_while_its_email_waits_is_never_mailed_and_its_link_is_dead(
+    api, invoice, settings, django_capture_on_commit_callbacks
+):
+    send_while_the_mail_server_is_down(api, invoice, settings, django_capture_on_commit_callbacks)
+    email = client_email_rows(invoice).get()
+    [made] = SecureDownloadToken.objects.filter(email=email)
+
+    assert api.post(f"/api/invoices/{invoice.pk}/void/").status_code == 200
+    make_due(email)
+    mail.outbox.clear()
+    emails.deliver_email(email.pk)
+
+    email = EmailLog.objects.get(pk=email.pk)
+    assert email.status == EmailLog.Status.FAILED  # at once: no retry can bring it back
+    assert email.last_error == (
+        f"Withdrawn: Invoice {invoice.number} was voided before this email was sent."
+    )
+    assert mail.outbox == []
+    assert reload(made).revoked_at is not None
+    assert not SecureDownloadToken.objects.filter(revoked_at__isnull=True).exists()
+
+
+def test_an_invoice_voided_before_its_email_was_first_rendered_gets_no_link(
+    api, invoice, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False):  # the email waits in the outbox
+        assert api.post(f"/api/invoices/{invoice.pk}/send/").status_code == 202
+    assert api.post(f"/api/invoices/{invoice.pk}/void/").status_code == 200
+
+    email = client_email_rows(invoice).get()
+    emails.deliver_email(email.pk)
+
+    assert EmailLog.objects.get(pk=email.pk).status == EmailLog.Status.FAILED
+    assert not SecureDownloadToken.objects.exists()

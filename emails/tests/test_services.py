@@ -533,12 +533,13 @@ def test_the_stored_subject_is_the_sent_subject_unescaped():
     ("name", "shown"),
     [
         ("Grace Hopper", "Grace Hopper via invoicegen"),
-        ('Ada "The Countess" Lovelace', 'Ada "The Countess" Lovelace via invoicegen'),
+        ('Ada "The Countess" Lovelace', "Ada The Countess Lovelace via invoicegen"),
         (
             "Zoë Müller\r\nBcc: victim@example.com",
-            "Zoë Müller Bcc: victim@example.com via invoicegen",
+            "Zoë Müller Bcc: victim example.com via invoicegen",
         ),
-        ("", "issuer@example.com via invoicegen"),
+        ("support@bank.example", "support bank.example via invoicegen"),  # no address look-alike
+        ("", "issuer example.com via invoicegen"),  # the address, as a name only
     ],
 )
 def test_an_email_for_an_account_comes_from_it_via_the_platform_and_replies_reach_it(

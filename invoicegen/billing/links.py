@@ -1,7 +1,10 @@
 """What billing tells the downloads and emails apps about invoices: how an invoice looks on a
 download landing page, how its file is made, and the link in the client's email."""
 
+from django.db import transaction
+
 from downloads import services as downloads
+from emails.services import Withdrawn
 from invoicegen.billing.models import Invoice
 from invoicegen.billing.pdf import render_invoice_pdf
 
@@ -24,10 +27,15 @@ def render_invoice_file(invoice_id: str) -> tuple[str, bytes]:
     return f"{invoice.number}.pdf", render_invoice_pdf(invoice)
 
 
+@transaction.atomic
 def make_client_download_link(email) -> dict:
     """The link in the client's email, made when it is first sent and the same at every retry
-    of that email; sending the invoice again makes a new email, with a new link."""
-    invoice = Invoice.objects.get(pk=email.context["invoice_id"])
+    of that email; sending the invoice again makes a new email, with a new link. An invoice
+    voided before its email left is not sent at all: the invoice row is locked as void_invoice
+    locks it, so a link is either made first (and the void withdraws it) or not at all."""
+    invoice = Invoice.objects.select_for_update().get(pk=email.context["invoice_id"])
+    if invoice.status == Invoice.Status.VOID:
+        raise Withdrawn(f"Invoice {invoice.number} was voided before this email was sent.")
     _, raw = downloads.issue_email_download_token(
         "invoice", invoice.pk, email=email, created_by=invoice.user
     )

@@ -235,9 +235,12 @@ def void_invoice(invoice: Invoice, *, actor=None) -> Invoice:
     return invoice
 
 
+@transaction.atomic
 def issue_download_link(invoice: Invoice, *, created_by, **options):
     """A link to an issued invoice's PDF (downloads.issue_download_token): a draft may still
-    change and a void invoice is not due, so neither gets one."""
+    change and a void invoice is not due, so neither gets one. The invoice is locked, as
+    void_invoice locks it: a void never misses a link made at the same moment."""
+    invoice = _locked(invoice)
     _require_status(
         invoice,
         Invoice.Status.FINALIZED,
