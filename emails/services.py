@@ -139,7 +139,7 @@ retry_delay = outbox.retry_delay
 
 class Withdrawn(Exception):
     """What a link maker raises when what its email is about went away before the email was
-    sent (a voided invoice): the email is not sent, and not tried again."""
+    sent (its owner withdrew the document): the email is not sent, and not tried again."""
 
 
 def is_permanent(error: Exception) -> bool:
