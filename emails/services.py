@@ -115,7 +115,7 @@ def sender_for(account) -> str:
         return settings.DEFAULT_FROM_EMAIL
     # No address look-alike in the name ("support@bank.example via ..."), nothing to escape.
     name = _NOT_IN_A_NAME.sub(" ", clean_text(account.get_full_name(), 100)).strip()
-    name = " ".join(name.split()) or "An invoicegen user"
+    name = " ".join(name.split()) or f"A {settings.EMAIL_SENDER_NAME} user"
     address = parseaddr(settings.DEFAULT_FROM_EMAIL)[1]  # FROM_EMAIL may carry a name of its own
     return f'"{name} via {settings.EMAIL_SENDER_NAME}" <{address}>'
 

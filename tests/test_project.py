@@ -73,11 +73,11 @@ def test_production_settings_refuse_a_missing_secret_key():
     assert "SECRET_KEY must be set" in result.stderr
 
 
-def settings_process(**env) -> subprocess.CompletedProcess:
+def settings_process(name: str = "APP_BASE_URL", **env) -> subprocess.CompletedProcess:
     """invoicegen.settings loaded by a process of its own in this environment (a None value
-    unsets a variable), printing APP_BASE_URL."""
+    unsets a variable), printing the setting `name`."""
     return subprocess.run(
-        [sys.executable, "-c", "import invoicegen.settings as s; print(s.APP_BASE_URL)"],
+        [sys.executable, "-c", f"import invoicegen.settings as s; print(s.{name})"],
         cwd=settings.BASE_DIR,
         env={key: value for key, value in {**os.environ, **env}.items() if value is not None},
         capture_output=True,
@@ -98,3 +98,21 @@ def test_an_unknown_log_format_stops_the_start():
 
     assert result.returncode != 0
     assert "LOG_FORMAT must be text or json, not 'yaml'." in result.stderr
+
+
+def test_the_spas_origins_are_trusted_for_csrf_unless_set_apart():
+    spa = "https://app.example.com"
+    assert (
+        settings_process(
+            "CSRF_TRUSTED_ORIGINS", CORS_ALLOWED_ORIGINS=spa, CSRF_TRUSTED_ORIGINS=None
+        ).stdout
+        == f"['{spa}']\n"
+    )
+    assert (
+        settings_process(
+            "CSRF_TRUSTED_ORIGINS",
+            CORS_ALLOWED_ORIGINS=spa,
+            CSRF_TRUSTED_ORIGINS="https://a.example",
+        ).stdout
+        == "['https://a.example']\n"
+    )

@@ -28,38 +28,22 @@ def item(price: str) -> list[dict]:
 @pytest.fixture
 def book(user):
     """Four invoices of the user, and one of someone else's that matches every filter."""
+    rows = [  # name, status, client, email, due, price: made in this order
+        ("acme", "draft", "ACME Ltd", "ap@acme.example", (2030, 1, 10), "300.00"),
+        ("globex", "finalized", "Globex", "billing@globex.example", (2030, 2, 1), "50.00"),
+        ("initech", "sent", "Initech", "grace@initech.example", (2030, 1, 31), "1000.00"),
+        ("hooli", "void", "Hooli", "gavin@hooli.example", (2030, 3, 1), "75.00"),
+    ]
     made = {
-        "acme": InvoiceFactory(
+        name: invoice_in_status(
+            status,
             user=user,
-            client_name="ACME Ltd",
-            client_email="ap@acme.example",
-            due_date=datetime.date(2030, 1, 10),
-            items=item("300.00"),
-        ),
-        "globex": invoice_in_status(
-            "finalized",
-            user=user,
-            client_name="Globex",
-            client_email="billing@globex.example",
-            due_date=datetime.date(2030, 2, 1),
-            items=item("50.00"),
-        ),
-        "initech": invoice_in_status(
-            "sent",
-            user=user,
-            client_name="Initech",
-            client_email="grace@initech.example",
-            due_date=datetime.date(2030, 1, 31),
-            items=item("1000.00"),
-        ),
-        "hooli": invoice_in_status(
-            "void",
-            user=user,
-            client_name="Hooli",
-            client_email="gavin@hooli.example",
-            due_date=datetime.date(2030, 3, 1),
-            items=item("75.00"),
-        ),
+            client_name=client,
+            client_email=email,
+            due_date=datetime.date(*due),
+            items=item(price),
+        )
+        for name, status, client, email, due, price in rows
     }
     InvoiceFactory(client_name="ACME Ltd", due_date=datetime.date(2030, 1, 10))
     return {name: invoice.number for name, invoice in made.items()}
