@@ -18,6 +18,7 @@ named by the service, and a change made any other way (the admin, a shell) its p
 """
 
 import functools
+import hashlib
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -303,7 +304,11 @@ class Audited(models.Model):
 
 
 def _shown(name: str, value):
-    return services.REDACTED if services.is_sensitive(name) else value
+    if services.is_sensitive(name):
+        return services.REDACTED
+    if isinstance(value, bytes | memoryview):  # a file's bytes: which file, not its content
+        return f"{len(value)} bytes, sha256 {hashlib.sha256(value).hexdigest()}" if value else ""
+    return value
 
 
 def diff(model, old: dict, new: dict) -> dict[str, list]:

@@ -79,15 +79,16 @@ def queue_email(
     notification=None,
     resource: tuple[str, object] | None = None,
     on_behalf_of=None,
+    sender_name: str = "",
 ) -> EmailLog:
     """Write the email to the outbox; it is sent once the caller's transaction commits (a
     rolled-back change leaves no row and sends nothing). `on_behalf_of`: the account an email
     to someone else is sent for (see `count_sent_on_behalf`); it comes from that account "via"
-    the platform, and replies go to the account."""
+    the platform (named `sender_name`, or the account's name), and replies go to the account."""
     resource_type, resource_id = resource or ("", "")
     email = EmailLog(
         to_email=to,
-        from_email=sender_for(on_behalf_of),
+        from_email=sender_for(on_behalf_of, sender_name),
         reply_to=on_behalf_of.email if on_behalf_of else "",
         template_name=template_name,
         context=normalize_json(context),
@@ -107,14 +108,15 @@ def queue_email(
 _NOT_IN_A_NAME = re.compile(r'[@<>"\\]')
 
 
-def sender_for(account) -> str:
-    """FROM_EMAIL, named after the account an email goes out for: `"Ada Lovelace via
-    invoicegen" <billing@...>`. The address stays the platform's (its domain signs the mail);
-    the name is one line, quoted, and short enough for the header and the column."""
+def sender_for(account, name: str = "") -> str:
+    """FROM_EMAIL, named after the account an email goes out for (`name`, or the account's):
+    `"Ada Lovelace via invoicegen" <billing@...>`. The address stays the platform's (its domain
+    signs the mail); the name is one line, quoted, and short enough for the header and the
+    column."""
     if account is None:
         return settings.DEFAULT_FROM_EMAIL
     # No address look-alike in the name ("support@bank.example via ..."), nothing to escape.
-    name = _NOT_IN_A_NAME.sub(" ", clean_text(account.get_full_name(), 100)).strip()
+    name = _NOT_IN_A_NAME.sub(" ", clean_text(name or account.get_full_name(), 100)).strip()
     name = " ".join(name.split()) or f"A {settings.EMAIL_SENDER_NAME} user"
     address = parseaddr(settings.DEFAULT_FROM_EMAIL)[1]  # FROM_EMAIL may carry a name of its own
     return f'"{name} via {settings.EMAIL_SENDER_NAME}" <{address}>'

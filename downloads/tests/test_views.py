@@ -73,7 +73,7 @@ def test_landing_page_describes_the_invoice_and_the_link(client, link, slash):
     page = text_of(response)
     assert invoice.number in page
     assert "Jane Issuer" in page
-    assert "349.99 USD" in page
+    assert "$349.99" in page
     assert re.search(r'id="downloads-left">\s*5\s*<', page)
     assert token.expires_at.strftime("%Y-%m-%d %H:%M") in page
 

@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 
 from audit.admin import AuditedModelAdmin
 from invoicegen.billing import services
-from invoicegen.billing.models import Invoice, InvoiceItem, Payment, Subscription
+from invoicegen.billing.models import BusinessProfile, Invoice, InvoiceItem, Payment, Subscription
 from invoicegen.core.admin import ReadOnlyInline, ServiceOnlyAdmin
 from invoicegen.core.exceptions import ConflictError
 
@@ -45,10 +45,15 @@ class InvoiceAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
         "status",
         "client_name",
         "client_email",
+        "client_address",
         "currency",
         "due_date",
+        "tax_rate",
+        "subtotal",
+        "tax_total",
         "total",
         "amount_paid",
+        "notes",
         "created_at",
         "updated_at",
         "finalized_at",
@@ -66,6 +71,18 @@ class InvoiceAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
             except ConflictError as error:
                 self.message_user(request, f"{invoice}: {error}", messages.WARNING)
         self.message_user(request, f"Voided {voided} invoice(s).")
+
+
+@admin.register(BusinessProfile)
+class BusinessProfileAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
+    """What each user's invoices print of them; users change it through the API."""
+
+    list_display = ["user", "legal_name", "tax_id", "updated_at"]
+    search_fields = ["legal_name", "tax_id", "user__email"]
+    list_select_related = ["user"]
+    fields = readonly_fields = [
+        "user", "legal_name", "address", "tax_id", "payment_instructions", "notes", "updated_at",
+    ]  # fmt: skip
 
 
 @admin.register(Subscription)

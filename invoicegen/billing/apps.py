@@ -11,13 +11,20 @@ class BillingConfig(AppConfig):
         from downloads.services import register_resource
         from emails.services import register_link_maker
         from invoicegen.billing import events, links  # noqa: F401 (events registers its actions)
-        from invoicegen.billing.models import Invoice, InvoiceItem, Payment, Subscription
+        from invoicegen.billing.models import (
+            BusinessProfile,
+            Invoice,
+            InvoiceItem,
+            Payment,
+            Subscription,
+        )
         from notifications.types import EMAIL, IN_APP, register_type
 
         registry.track(Invoice, resource_type="invoice", label_field="number")
         registry.track(InvoiceItem, resource_type="invoice_item", label_field="description")
         registry.track(Payment, resource_type="payment")
         registry.track(Subscription, resource_type="subscription", label_field="plan")
+        registry.track(BusinessProfile, resource_type="business_profile", label_field="legal_name")
 
         by_email = {"channels": (IN_APP, EMAIL), "email_template": "invoice_notification_user"}
         register_type(

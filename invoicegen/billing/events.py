@@ -6,7 +6,8 @@ A service changes its rows, then records its event (see services.py)."""
 from audit.registry import domain_event
 from audit.services import record_event
 from emails.services import queue_email
-from invoicegen.billing.models import Invoice, Payment, Subscription
+from invoicegen.billing.models import BusinessProfile, Invoice, Payment, Subscription
+from invoicegen.billing.money import format_money
 from notifications.services import notify
 
 
@@ -15,7 +16,7 @@ def invoice_params(invoice: Invoice) -> dict:
         "invoice_id": invoice.pk,
         "invoice_number": invoice.number,
         "client_name": invoice.client_name,
-        "total": f"{invoice.total} {invoice.currency}",
+        "total": format_money(invoice.total, invoice.currency),
     }
 
 
@@ -48,16 +49,14 @@ def invoice_sent(invoice: Invoice, *, to: str, actor) -> None:
     params = {**invoice_params(invoice), "to": to}
     record_event("invoice.sent", target=invoice, actor=actor, params=params)
     notify(invoice.user, "invoice_sent", params=params, resource=invoice, actor=actor)
+    issuer = invoice.issuer.get("name") or invoice.user.get_full_name()  # the business's name
     queue_email(
         "invoice_notification_client",
         to=to,
-        context={
-            **params,
-            "issuer": invoice.user.get_full_name(),
-            "due_date": invoice.due_date,
-        },
+        context={**params, "issuer": issuer, "due_date": invoice.due_date},
         resource=("invoice", invoice.pk),
         on_behalf_of=invoice.user,
+        sender_name=issuer,
     )
 
 
@@ -77,6 +76,11 @@ def invoice_paid(invoice: Invoice, *, actor) -> None:
 @domain_event("invoice.voided", "{actor} voided {target}")
 def invoice_voided(invoice: Invoice, *, actor) -> None:
     record_event("invoice.voided", target=invoice, actor=actor)
+
+
+@domain_event("business_profile.updated", "{actor} updated the business profile {target}")
+def business_profile_updated(profile: BusinessProfile, *, actor) -> None:
+    record_event("business_profile.updated", target=profile, actor=actor)
 
 
 @domain_event("payment.processed", "{target} of {amount} recorded")

@@ -6,6 +6,7 @@ from django.db import transaction
 from downloads import services as downloads
 from emails.services import Withdrawn
 from invoicegen.billing.models import Invoice
+from invoicegen.billing.money import format_money
 from invoicegen.billing.pdf import render_invoice_pdf
 
 
@@ -14,9 +15,9 @@ def describe_invoice(invoice_id: str) -> dict:
     return {
         "title": f"Invoice {invoice.number}",
         "fields": [
-            ("Issued by", invoice.user.get_full_name()),
+            ("Issued by", invoice.issuer.get("name") or invoice.user.get_full_name()),
             ("Billed to", invoice.client_name),
-            ("Total", f"{invoice.total} {invoice.currency}"),
+            ("Total", format_money(invoice.total, invoice.currency)),
             ("Due", invoice.due_date.isoformat()),
         ],
     }

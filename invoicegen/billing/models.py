@@ -24,8 +24,13 @@ class Invoice(Audited):
     status = models.CharField(max_length=10, choices=Status, default=Status.DRAFT)
     client_name = models.CharField(max_length=200)
     client_email = models.EmailField()
+    client_address = models.TextField(max_length=1000, blank=True)
     currency = models.CharField(max_length=3, default="USD")
     due_date = models.DateField()
+    # A percentage (0 to 100) of the subtotal; tax_total is rounded to the cent, half up.
+    tax_rate = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal("0.00"))
+    subtotal = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0.00"))
+    tax_total = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0.00"))
     total = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0.00"))
     amount_paid = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0.00"))
     created_at = models.DateTimeField(auto_now_add=True)
@@ -33,6 +38,10 @@ class Invoice(Audited):
     finalized_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
+    notes = models.TextField(max_length=2000, blank=True)
+    # The issuer's business details as they were when the invoice was finalized: an issued
+    # invoice reads the same however its issuer's profile changes later.
+    issuer = models.JSONField(default=dict, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -42,6 +51,13 @@ class Invoice(Audited):
                 fields=["user", "year", "sequence"], name="invoice_number_per_user_year"
             ),
             models.CheckConstraint(condition=Q(total__gte=0), name="invoice_total_not_negative"),
+            models.CheckConstraint(
+                condition=Q(tax_rate__gte=0, tax_rate__lte=100), name="invoice_tax_rate_percent"
+            ),
+            models.CheckConstraint(
+                condition=Q(total=models.F("subtotal") + models.F("tax_total")),
+                name="invoice_total_is_subtotal_plus_tax",
+            ),
             models.CheckConstraint(
                 condition=Q(amount_paid__gte=0, amount_paid__lte=models.F("total")),
                 name="invoice_paid_within_total",
@@ -54,6 +70,25 @@ class Invoice(Audited):
     @property
     def balance_due(self) -> Decimal:
         return self.total - self.amount_paid
+
+
+class BusinessProfile(Audited):
+    """Who a user's invoices come from, printed on each of them; `notes` are the notes and
+    terms a new invoice starts with. The logo is a PNG or JPEG image (services checks it)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="business_profile"
+    )
+    legal_name = models.CharField(max_length=200, blank=True)
+    address = models.TextField(max_length=1000, blank=True)
+    tax_id = models.CharField(max_length=50, blank=True)
+    payment_instructions = models.TextField(max_length=2000, blank=True)
+    notes = models.TextField(max_length=2000, blank=True)
+    logo = models.BinaryField(blank=True, default=b"")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return self.legal_name or f"business of user {self.user_id}"
 
 
 class InvoiceSequence(models.Model):

@@ -16,7 +16,14 @@ from audit.tracking import service_transaction
 from downloads import services as downloads
 from emails import services as emails
 from invoicegen.billing import events
-from invoicegen.billing.models import Invoice, InvoiceItem, InvoiceSequence, Payment, Subscription
+from invoicegen.billing.models import (
+    BusinessProfile,
+    Invoice,
+    InvoiceItem,
+    InvoiceSequence,
+    Payment,
+    Subscription,
+)
 from invoicegen.core.exceptions import ConflictError, QuotaExceeded
 
 CENT = Decimal("0.01")
@@ -57,11 +64,15 @@ def _save_items(invoice: Invoice, rows: list[InvoiceItem]) -> None:
     InvoiceItem.objects.bulk_create(rows)
 
 
-def _total(rows: list[InvoiceItem]) -> Decimal:
-    total = sum((row.amount for row in rows), Decimal("0.00"))
-    if total > MAX_AMOUNT:  # amounts are never negative, so this bounds every line too
+def _set_totals(invoice: Invoice, rows: list[InvoiceItem] | None = None) -> None:
+    """The subtotal of the lines (`rows`, or the invoice's own), the tax on it and the total."""
+    if rows is not None:
+        invoice.subtotal = sum((row.amount for row in rows), Decimal("0.00"))
+    tax = invoice.subtotal * Decimal(invoice.tax_rate) / 100
+    invoice.tax_total = tax.quantize(CENT, ROUND_HALF_UP)
+    invoice.total = invoice.subtotal + invoice.tax_total
+    if invoice.total > MAX_AMOUNT:  # amounts are never negative, so this bounds every line too
         raise ValidationError({"items": [f"The invoice total cannot exceed {MAX_AMOUNT}."]})
-    return total
 
 
 def _locked(invoice: Invoice) -> Invoice:
@@ -83,22 +94,33 @@ def create_invoice(
     due_date: datetime.date,
     items: list[dict],
     currency: str = "USD",
+    client_address: str = "",
+    tax_rate: Decimal = Decimal("0.00"),
+    notes: str | None = None,
     actor=None,
 ) -> Invoice:
+    """A draft. Its notes, unless given, are the issuer's default notes and terms."""
+    if notes is None:
+        profile = BusinessProfile.objects.filter(user=user).only("notes").first()
+        notes = profile.notes if profile else ""
     year = timezone.localdate().year
     sequence = _allocate_number(user, year)
     rows = _item_rows(items)
-    invoice = Invoice.objects.create(
+    invoice = Invoice(
         user=user,
         year=year,
         sequence=sequence,
         number=f"INV-{year}-{sequence:03d}",
         client_name=client_name,
         client_email=client_email,
+        client_address=client_address,
         currency=currency,
         due_date=due_date,
-        total=_total(rows),
+        tax_rate=tax_rate,
+        notes=notes,
     )
+    _set_totals(invoice, rows)
+    invoice.save(force_insert=True)
     _save_items(invoice, rows)
     events.invoice_created(invoice, actor=actor)
     return invoice
@@ -112,9 +134,9 @@ def update_draft_invoice(invoice: Invoice, *, actor=None, **changes) -> Invoice:
     items = changes.pop("items", None)
     for field, value in changes.items():
         setattr(invoice, field, value)
-    if items is not None:
-        rows = _item_rows(items)
-        invoice.total = _total(rows)
+    rows = None if items is None else _item_rows(items)
+    _set_totals(invoice, rows)
+    if rows is not None:
         invoice.items.all().delete()
         _save_items(invoice, rows)
     invoice.save()
@@ -160,9 +182,49 @@ def finalize_invoice(invoice: Invoice, *, actor=None) -> Invoice:
         raise ValidationError({"items": ["An invoice needs at least one item to be finalized."]})
     invoice.status = Invoice.Status.FINALIZED
     invoice.finalized_at = timezone.now()
-    invoice.save(update_fields=["status", "finalized_at", "updated_at"])
+    invoice.issuer = issuer_details(invoice.user)
+    invoice.save(update_fields=["status", "finalized_at", "issuer", "updated_at"])
     events.invoice_finalized(invoice, actor=actor)
     return invoice
+
+
+def issuer_details(user) -> dict:
+    """What an invoice prints of its issuer: the business profile, or the account's name."""
+    profile = business_profile_of(user)
+    return {
+        "name": profile.legal_name or user.get_full_name() or user.email,
+        "address": profile.address,
+        "tax_id": profile.tax_id,
+        "email": user.email,
+        "payment_instructions": profile.payment_instructions,
+    }
+
+
+def _save_users_row(row, *, conflict: str) -> None:
+    """Save a row a user has one of; a concurrent request that made it first is a 409."""
+    try:
+        with transaction.atomic():
+            row.save()
+    except IntegrityError as error:
+        raise ConflictError(conflict) from error
+
+
+def business_profile_of(user) -> BusinessProfile:
+    """The user's profile, or an empty one not yet saved."""
+    return BusinessProfile.objects.filter(user=user).first() or BusinessProfile(user=user)
+
+
+@service_transaction
+def update_business_profile(user, *, actor=None, **changes) -> BusinessProfile:
+    """Set fields of the user's business profile, making it on the first change. `logo` is
+    a PNG or JPEG image's bytes (the API checks them), or empty to remove it."""
+    profile = BusinessProfile.objects.select_for_update().filter(user=user).first()
+    profile = profile or BusinessProfile(user=user)
+    for field, value in changes.items():
+        setattr(profile, field, value)
+    _save_users_row(profile, conflict="The business profile changed meanwhile: try again.")
+    events.business_profile_updated(profile, actor=actor)
+    return profile
 
 
 def send_invoice(invoice: Invoice, *, to: str | None = None, actor=None) -> Invoice:
@@ -307,11 +369,7 @@ def activate_subscription(user, *, plan: str, actor=None) -> Subscription:
     subscription.current_period_start = now
     subscription.current_period_end = add_month(now)
     subscription.cancelled_at = None
-    try:
-        with transaction.atomic():
-            subscription.save()
-    except IntegrityError as error:  # a concurrent request created it first
-        raise ConflictError("The subscription is already active.") from error
+    _save_users_row(subscription, conflict="The subscription is already active.")
     events.subscription_activated(subscription, actor=actor)
     return subscription
 

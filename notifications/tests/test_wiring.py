@@ -185,9 +185,7 @@ def test_finalizing_an_invoice_notifies_and_emails_the_owner(api, owner, capture
     [message] = mail.outbox
     assert message.to == [owner.email]
     assert message.subject == f"Invoice {invoice.number} is finalized"
-    assert in_both_parts(
-        f"{invoice.number} ({invoice.total} USD) for Acme Ltd is finalized", message
-    )
+    assert in_both_parts(f"{invoice.number} (${invoice.total}) for Acme Ltd is finalized", message)
     assert linked_in_both_parts(f"{settings.APP_BASE_URL}/invoices/{invoice.pk}", message)
     assert outbox_row(message).notification_id == notification["id"]
 
@@ -212,14 +210,12 @@ def test_sending_an_invoice_notifies_the_owner_and_emails_owner_and_client(
     assert len(mail.outbox) == 2
     to_owner = single_message(to=[owner.email])
     assert to_owner.subject == f"Invoice {invoice.number} was sent"
-    assert in_both_parts(
-        f"{invoice.number} ({invoice.total} USD) was emailed to Acme Ltd", to_owner
-    )
+    assert in_both_parts(f"{invoice.number} (${invoice.total}) was emailed to Acme Ltd", to_owner)
     to_client = single_message(to=[client_address])
     assert to_client.subject == f"Invoice {invoice.number} from Ada Lovelace"
     assert in_both_parts("Hello Acme Ltd", to_client)
     assert in_both_parts(
-        f"Ada Lovelace sent you invoice {invoice.number} for {invoice.total} USD", to_client
+        f"Ada Lovelace sent you invoice {invoice.number} for ${invoice.total}", to_client
     )
     assert outbox_row(to_owner).notification_id == feed(api)[0]["id"]
     assert outbox_row(to_client).template_name == "invoice_notification_client"
@@ -236,12 +232,12 @@ def test_paying_an_invoice_in_full_notifies_and_emails_the_owner(api, owner, cap
 
     assert response.status_code == 201
     assert feed(api)[0]["type"] == "invoice_paid"
-    assert feed(api)[0]["message"] == f"Acme Ltd paid {invoice.total} USD in full."
+    assert feed(api)[0]["message"] == f"Acme Ltd paid ${invoice.total} in full."
     [message] = mail.outbox
     assert message.to == [owner.email]
     assert message.subject == f"Invoice {invoice.number} is paid"
     assert in_both_parts(
-        f"Acme Ltd paid invoice {invoice.number} ({invoice.total} USD) in full.", message
+        f"Acme Ltd paid invoice {invoice.number} (${invoice.total}) in full.", message
     )
     assert outbox_row(message).notification_id == feed(api)[0]["id"]
 

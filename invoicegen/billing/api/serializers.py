@@ -1,12 +1,23 @@
+import base64
+import binascii
+import re
 from decimal import Decimal
+from io import BytesIO
 
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
+from PIL import Image, UnidentifiedImageError
 from rest_framework import serializers
 
 from downloads.models import SecureDownloadToken
 from invoicegen.billing.currencies import ISO_4217_CODES
-from invoicegen.billing.models import Invoice, InvoiceItem, Payment, Subscription
+from invoicegen.billing.models import (
+    BusinessProfile,
+    Invoice,
+    InvoiceItem,
+    Payment,
+    Subscription,
+)
 from invoicegen.core import json_fields
 from invoicegen.core.api import datetime_text, decimal_text
 
@@ -44,12 +55,17 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "status",
             "client_name",
             "client_email",
+            "client_address",
             "currency",
             "due_date",
             "items",
+            "tax_rate",
+            "subtotal",
+            "tax_total",
             "total",
             "amount_paid",
             "balance_due",
+            "notes",
             "created_at",
             "updated_at",
             "finalized_at",
@@ -72,12 +88,17 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "status": invoice.status,
             "client_name": invoice.client_name,
             "client_email": invoice.client_email,
+            "client_address": invoice.client_address,
             "currency": invoice.currency,
             "due_date": invoice.due_date.isoformat(),
             "items": lines,
+            "tax_rate": decimal_text(invoice.tax_rate),
+            "subtotal": decimal_text(invoice.subtotal),
+            "tax_total": decimal_text(invoice.tax_total),
             "total": decimal_text(invoice.total),
             "amount_paid": decimal_text(invoice.amount_paid),
             "balance_due": decimal_text(invoice.total - invoice.amount_paid),
+            "notes": invoice.notes,
             "created_at": datetime_text(invoice.created_at),
             "updated_at": datetime_text(invoice.updated_at),
             "finalized_at": datetime_text(invoice.finalized_at),
@@ -130,10 +151,27 @@ class InvoiceInputSerializer(json_fields.ModelSerializer):
 
     items = InvoiceItemSerializer(many=True, allow_empty=False, max_length=MAX_ITEMS)
     currency = CurrencyField(default="USD")
+    tax_rate = json_fields.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        min_value=Decimal("0"),
+        max_value=Decimal("100"),
+        required=False,
+        help_text="A percentage of the subtotal, 0 to 100.",
+    )
+    notes = json_fields.CharField(
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        help_text="Printed on the invoice; left out on create, the business profile's notes.",
+    )
 
     class Meta:
         model = Invoice
-        fields = ["client_name", "client_email", "currency", "due_date", "items"]
+        fields = [
+            "client_name", "client_email", "client_address", "currency", "due_date", "items",
+            "tax_rate", "notes",
+        ]  # fmt: skip
 
     def validate_items(self, items):
         """A PATCH replaces every line, so each line is whole although the update is partial
@@ -143,6 +181,80 @@ class InvoiceInputSerializer(json_fields.ModelSerializer):
         lines = InvoiceItemSerializer(data=self.initial_data["items"], many=True)
         lines.is_valid(raise_exception=True)
         return lines.validated_data
+
+
+LOGO_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg"}
+MAX_LOGO_BYTES = 256 * 1024
+MAX_LOGO_SIDE = 2000
+DATA_URL = re.compile(r"data:(image/png|image/jpeg);base64,([A-Za-z0-9+/=\s]+)")
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "nullable": True,
+        "pattern": "^$|^data:image/(png|jpeg);base64,",
+        "description": f"A PNG or JPEG image as a data URL, at most {MAX_LOGO_BYTES // 1024} KiB "
+        f"and {MAX_LOGO_SIDE} pixels a side; null or empty removes it.",
+    }
+)
+class LogoField(serializers.Field):
+    default_error_messages = {
+        "invalid": "Send a PNG or JPEG image as a data URL (data:image/png;base64,...).",
+        "too_large": f"The image exceeds {MAX_LOGO_BYTES // 1024} KiB.",
+        "too_wide": f"The image exceeds {MAX_LOGO_SIDE} pixels a side.",
+    }
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_null=True, required=False, **kwargs)
+
+    def validate_empty_values(self, data):
+        if data is None or data == "":
+            return True, b""
+        return super().validate_empty_values(data)
+
+    def to_internal_value(self, data) -> bytes:
+        match = DATA_URL.fullmatch(data) if isinstance(data, str) else None
+        if not match:
+            self.fail("invalid")
+        if len(match[2]) > MAX_LOGO_BYTES * 4 // 3 + 4:
+            self.fail("too_large")
+        try:
+            content = base64.b64decode(match[2])
+            with Image.open(BytesIO(content)) as image:  # reads the header only
+                kind, size = image.format, image.size
+                image.verify()
+        except (binascii.Error, UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            self.fail("invalid")
+        if len(content) > MAX_LOGO_BYTES:
+            self.fail("too_large")
+        if LOGO_TYPES.get(kind) != match[1]:
+            self.fail("invalid")
+        if max(size) > MAX_LOGO_SIDE:
+            self.fail("too_wide")
+        return content
+
+    def to_representation(self, content) -> str | None:
+        if not content:
+            return None
+        content = bytes(content)
+        kind = "image/png" if content.startswith(b"\x89PNG") else "image/jpeg"
+        return f"data:{kind};base64,{base64.b64encode(content).decode()}"
+
+
+class BusinessProfileSerializer(json_fields.ModelSerializer):
+    """Who the user's invoices come from. `notes` are the notes and terms new invoices start
+    with."""
+
+    logo = LogoField()
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = BusinessProfile
+        fields = [
+            "legal_name", "address", "tax_id", "payment_instructions", "notes", "logo",
+            "updated_at",
+        ]  # fmt: skip
 
 
 class SendInvoiceSerializer(serializers.Serializer):

@@ -9,6 +9,7 @@ router.register("invoices", views.InvoiceViewSet, basename="invoice")
 
 urlpatterns = [
     *router.urls,
+    re_path(r"^business-profile/?$", views.BusinessProfileView.as_view(), name="business-profile"),
     re_path(r"^subscription/?$", views.SubscriptionView.as_view(), name="subscription"),
     re_path(
         r"^subscription/cancel/?$",

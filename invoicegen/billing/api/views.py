@@ -195,6 +195,27 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class BusinessProfileView(APIView):
+    """The caller's business profile, as their invoices print it (empty until first set)."""
+
+    @extend_schema(responses={200: serializers.BusinessProfileSerializer})
+    def get(self, request):
+        profile = services.business_profile_of(request.user)
+        return Response(serializers.BusinessProfileSerializer(profile).data)
+
+    @extend_schema(
+        request=serializers.BusinessProfileSerializer,
+        responses={200: serializers.BusinessProfileSerializer, 409: CONFLICT},
+    )
+    def patch(self, request):
+        data = serializers.BusinessProfileSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        profile = services.update_business_profile(
+            request.user, **data.validated_data, actor=request.user
+        )
+        return Response(serializers.BusinessProfileSerializer(profile).data)
+
+
 class SubscriptionView(APIView):
     @extend_schema(responses={200: serializers.SubscriptionSerializer, 404: NOT_FOUND})
     def get(self, request):

@@ -101,7 +101,7 @@ def test_finalizing_notifies_and_emails_the_owner_only():
     assert (notification.user, notification.type) == (invoice.user, "invoice_finalized")
     assert notification.title == f"Invoice {invoice.number} finalized"
     assert (notification.resource_type, notification.resource_id) == ("invoice", str(invoice.pk))
-    assert notification.params["total"] == f"{invoice.total} USD"
+    assert notification.params["total"] == f"${invoice.total}"
     [email] = EmailLog.objects.all()
     assert (email.notification, email.to_email) == (notification, invoice.user.email)
     assert email.template_name == "invoice_notification_user"
@@ -132,7 +132,7 @@ def test_a_payment_in_full_tells_the_owner():
     billing.record_payment(invoice, amount=invoice.total, method="card")
 
     notification = Notification.objects.get(type="invoice_paid")
-    assert notification.message == f"Acme Ltd paid {invoice.total} USD in full."
+    assert notification.message == f"Acme Ltd paid ${invoice.total} in full."
 
 
 @pytest.mark.parametrize(
