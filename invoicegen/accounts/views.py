@@ -14,6 +14,8 @@ URL (the forms post back to it); the pages send a Referer to this server only (t
 forms need the Origin that a stricter policy would hide), and are neither stored nor indexed.
 """
 
+from functools import wraps
+
 from django.core.exceptions import ValidationError
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
@@ -47,6 +49,7 @@ def _email_link_page(generator):
     def decorator(view):
         @secret_url_page(AuthThrottle, _throttled, referrer_policy="same-origin")
         @require_http_methods(["GET", "HEAD", "POST"])
+        @wraps(view)
         def wrapped(request):
             link = _link(request)
             if link is None or (
