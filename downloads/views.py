@@ -4,7 +4,6 @@ The raw token is a credential: it never reaches a log line, the audit trail or a
 """
 
 import re
-from functools import wraps
 
 from django.http import HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import render
@@ -12,6 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from downloads import services
 from invoicegen.core.api import ClientIPThrottle
+from invoicegen.core.pages import secret_url_page
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 STATUS = {
@@ -26,27 +26,6 @@ class DownloadThrottle(ClientIPThrottle):
     scope = "download"
 
 
-def _private(view):
-    """Headers for a page whose URL is a secret; and no request log line that would copy it."""
-
-    @wraps(view)
-    def wrapped(request, *args, **kwargs):
-        throttle = DownloadThrottle()
-        if not throttle.allow_request(request, None):
-            response = _page(request, "downloads/denied.html", {"reason": "throttled"}, 429)
-            response["Retry-After"] = str(int(throttle.wait() or 1))
-        else:
-            response = view(request, *args, **kwargs)
-        response["Cache-Control"] = "no-store"
-        response["Referrer-Policy"] = "no-referrer"
-        response["X-Content-Type-Options"] = "nosniff"
-        response["X-Robots-Tag"] = "noindex, nofollow"
-        response._has_been_logged = True  # Django would log "Not Found: /downloads/<token>/"
-        return response
-
-    return wrapped
-
-
 def _page(request, template, context, status):
     return render(request, template, context, status=status)
 
@@ -59,8 +38,12 @@ def _denied(request, denial: services.DownloadDenied):
     return _page(request, "downloads/denied.html", context, STATUS[denial.reason])
 
 
+def _throttled(request):
+    return _page(request, "downloads/denied.html", {"reason": "throttled"}, 429)
+
+
 @csrf_exempt  # the token in the URL is the credential; there is no session to protect
-@_private
+@secret_url_page(DownloadThrottle, _throttled)
 def download(request, token: str):
     if request.method not in ("GET", "HEAD", "POST"):
         return HttpResponseNotAllowed(["GET", "HEAD", "POST"])

@@ -2,7 +2,12 @@
 the shared shapes on every operation that can meet them, and the success answers as they are
 (tests/test_schema_fuzz.py checks the answers against it)."""
 
+import re
+
 import pytest
+from rest_framework import serializers
+
+from invoicegen.core.schema import decimal_example
 
 pytestmark = pytest.mark.django_db
 
@@ -11,13 +16,18 @@ METHODS = {"get", "post", "put", "patch", "delete"}
 
 
 @pytest.fixture(scope="module")
-def paths(django_db_blocker):
+def document(django_db_blocker):
     from django.test import Client
 
     with django_db_blocker.unblock():
         response = Client().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
-    return response.json()["paths"]
+    return response.json()
+
+
+@pytest.fixture(scope="module")
+def paths(document):
+    return document["paths"]
 
 
 def operations(paths):
@@ -118,3 +128,49 @@ def test_the_export_declares_both_of_its_file_types(paths):
 
     assert set(export["responses"]["200"]["content"]) == {"text/csv", "application/x-ndjson"}
     assert {"format", "action", "since", "until"} <= {p["name"] for p in export["parameters"]}
+
+
+def test_every_decimal_has_an_example_that_its_pattern_takes(document):
+    decimals = {
+        (name, field): schema
+        for name, component in document["components"]["schemas"].items()
+        for field, schema in component.get("properties", {}).items()
+        if schema.get("format") == "decimal"
+    }
+    assert decimals
+    for where, schema in decimals.items():
+        assert re.fullmatch(schema["pattern"].strip("^$"), schema["example"]), where
+    assert decimals["InvoiceItemRequest", "quantity"]["example"] == "2.00"
+    assert decimals["InvoiceItemRequest", "unit_price"]["example"] == "1250.00"
+    assert decimals["Invoice", "total"]["example"] == "1250.00"
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "example"),
+    [
+        ("subtotal", serializers.DecimalField(max_digits=14, decimal_places=2), "1250.00"),
+        ("fee", serializers.DecimalField(max_digits=10, decimal_places=3), "1250.000"),
+        ("quantity", serializers.DecimalField(max_digits=10, decimal_places=2), "2.00"),
+        (
+            "tax_rate",
+            serializers.DecimalField(max_digits=5, decimal_places=2, max_value=100),
+            "20.00",
+        ),
+        (
+            "tax_rate",
+            serializers.DecimalField(max_digits=5, decimal_places=4, max_value=1),
+            "0.2000",
+        ),
+        (
+            "deposit",
+            serializers.DecimalField(max_digits=8, decimal_places=2, max_value=500),
+            "100.00",
+        ),
+    ],
+    ids=["money", "three-places", "quantity", "percentage", "fraction", "bounded-money"],
+)
+def test_a_new_decimal_field_gets_an_example_by_its_name_within_its_bounds(name, field, example):
+    """A field added to any serializer gets its example without declaring one."""
+    field.bind(name, serializers.Serializer())
+
+    assert decimal_example(field) == example

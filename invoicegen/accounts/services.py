@@ -205,14 +205,23 @@ def request_password_reset(*, email: str) -> User | None:
     return user
 
 
+def _active_user_of_uid(uid: str) -> User | None:
+    pk = decode_uid(uid)
+    if not (pk and pk.isascii() and pk.isdigit()):
+        return None
+    return User.objects.filter(pk=pk, is_active=True).first()
+
+
+def find_user_of_link(uid: str, token: str, generator) -> User | None:
+    """The active user an emailed link is for, None if the link is bad, expired or used; reads
+    only, so that a page may check a link before anything is done with it."""
+    user = _active_user_of_uid(uid)
+    return user if user is not None and generator.check_token(user, token) else None
+
+
 def _user_from_link(uid: str, token: str, generator, *, purpose: str) -> User:
     """The user an emailed link is for; a bad or used link is recorded as token misuse."""
-    pk = decode_uid(uid)
-    user = (
-        User.objects.filter(pk=pk, is_active=True).first()
-        if pk and pk.isascii() and pk.isdigit()
-        else None
-    )
+    user = _active_user_of_uid(uid)
     if user is None or not generator.check_token(user, token):
         audit.log(
             "security.token_misuse",

@@ -6,6 +6,8 @@ from how the operation is built: its body, query, authentication, permissions, t
 path, and a 503 for the database being unreachable, which any operation can meet.
 """
 
+from decimal import Decimal
+
 from drf_spectacular import openapi
 from drf_spectacular.contrib.django_filters import DjangoFilterExtension
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
@@ -37,6 +39,24 @@ OWN_PERMISSIONS = (permissions.AllowAny, permissions.IsAuthenticated)
 # Django's and DRF's text fields refuse NUL characters (PostgreSQL cannot store them). The
 # empty string is left to each field: spectacular adds it as an alternative for a blank one.
 WITHOUT_NUL = "^[^\\x00]+$"
+
+
+# Decimal examples by a word of the field's name; any other decimal is an amount of money.
+DECIMAL_EXAMPLES = {"quantity": Decimal(2), "rate": Decimal(20), "percent": Decimal(20)}
+MONEY_EXAMPLE = Decimal(1250)
+
+
+def decimal_example(field: serializers.DecimalField) -> str:
+    """A value a person would recognise, written as the API writes the field (`1250.00` for
+    money, `2.00` for a quantity, `20.00` for a rate), where spectacular's example would be
+    one made up from the pattern. Within the field's largest value: a fifth of it."""
+    name = field.field_name or ""
+    value = next((v for word, v in DECIMAL_EXAMPLES.items() if word in name), MONEY_EXAMPLE)
+    if field.max_value is not None and value > field.max_value:
+        value = Decimal(field.max_value) / 5
+    if field.decimal_places is None:
+        return str(value)
+    return f"{value:.{field.decimal_places}f}"
 
 
 def refuse_nul(schema: dict) -> None:
@@ -171,8 +191,11 @@ class AutoSchema(openapi.AutoSchema):
         return errors
 
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
-        """A nested list's bounds, which spectacular leaves out; text without NUL."""
+        """A nested list's bounds, which spectacular leaves out; text without NUL; decimals
+        with an example."""
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        if schema and isinstance(field, serializers.DecimalField):
+            schema.setdefault("example", decimal_example(field))
         if schema and direction == "request":
             refuse_nul(schema)
         if schema and is_list_serializer(field):
