@@ -9,6 +9,7 @@ from django.urls import reverse
 from audit.models import AdminAction, AuditLog
 from downloads import services as downloads
 from emails import services as emails
+from invoicegen.billing import services as billing
 from invoicegen.billing.tests.factories import SubscriptionFactory, invoice_in_status
 from invoicegen.core.admin import ServiceOnlyAdmin
 
@@ -21,6 +22,7 @@ def rows(user) -> dict:
     return {
         "billing.invoice": invoice,
         "billing.subscription": SubscriptionFactory(user=user),
+        "billing.businessprofile": billing.update_business_profile(user, legal_name="Ada Ltd"),
         "emails.emaillog": emails.queue_email(
             "welcome", to="ada@example.com", context={"name": "Ada"}
         ),
@@ -40,7 +42,13 @@ def test_every_service_only_page_is_covered(user):
 
 @pytest.mark.parametrize(
     "label",
-    ["billing.invoice", "billing.subscription", "emails.emaillog", "downloads.securedownloadtoken"],
+    [
+        "billing.invoice",
+        "billing.subscription",
+        "billing.businessprofile",
+        "emails.emaillog",
+        "downloads.securedownloadtoken",
+    ],
 )
 def test_a_service_only_page_has_nothing_to_save_and_a_post_changes_nothing(admin, user, label):
     row = rows(user)[label]
@@ -49,7 +57,9 @@ def test_a_service_only_page_has_nothing_to_save_and_a_post_changes_nothing(admi
     entries, actions = AuditLog.objects.count(), AdminAction.objects.count()
 
     page = admin.get(url)
-    post = admin.post(url, {"_save": "Save", "status": "paid", "to_email": "x@example.com"})
+    post = admin.post(
+        url, {"_save": "Save", "status": "paid", "to_email": "x@example.com", "legal_name": "X"}
+    )
 
     assert page.status_code == 200
     assert 'name="_save"' not in page.text and 'name="_continue"' not in page.text
