@@ -471,10 +471,11 @@ WHERE schemaname = current_schema() AND tablename = 'audit_auditlog'
 """
 
 
-def fill(rows: int) -> float:
-    """Load `rows` entries into an empty trail of a scratch database. Its secondary indexes
-    are dropped for the load and built again after it, as they were (a bulk build is several
-    times faster than maintaining them row by row), then VACUUM ANALYZE as autovacuum would."""
+def fill(rows: int, *, sql: str | None = None) -> float:
+    """Load `rows` entries into an empty trail of a scratch database (by FILL_SQL, or `sql`
+    with the same parameters). Its secondary indexes are dropped for the load and built again
+    after it, as they were (a bulk build is several times faster than maintaining them row by
+    row), then VACUUM ANALYZE as autovacuum would."""
     started = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute(_SECONDARY_INDEXES)
@@ -482,7 +483,7 @@ def fill(rows: int) -> float:
         for name, _ in indexes:
             cursor.execute(f'DROP INDEX "{name}"')
         cursor.execute("SET maintenance_work_mem = '512MB'")
-        cursor.execute(_fill_sql(), {"rows": rows, "old": rows // 2})
+        cursor.execute(sql or _fill_sql(), {"rows": rows, "old": rows // 2})
         for _, definition in indexes:
             cursor.execute(definition)
         cursor.execute("RESET maintenance_work_mem")

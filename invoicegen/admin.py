@@ -1,5 +1,6 @@
 """The admin site: Django's, with its login protected as the API's is. The same throttles per
-client IP and per attempted account apply to its POSTs, and a locked-out account is told so."""
+client IP and per attempted account apply to its POSTs, and a locked-out account is told so.
+Staff also get a dashboard of the backbone's activity per day, linked from the index."""
 
 import math
 
@@ -7,10 +8,13 @@ from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
 from django.template.response import TemplateResponse
+from django.urls import path
 
 from invoicegen.accounts import services
 from invoicegen.accounts.throttles import login_wait
 from invoicegen.core.exceptions import LockedOut
+from invoicegen.dashboard.activity import daily_activity
+from invoicegen.dashboard.charts import dashboard_charts
 
 
 class AdminLoginForm(AdminAuthenticationForm):
@@ -37,6 +41,22 @@ class AdminSite(admin.AdminSite):
             if wait is not None:
                 return self._too_many_logins(request, math.ceil(wait))
         return super().login(request, extra_context)
+
+    def get_urls(self):
+        return [
+            path("dashboard/", self.admin_view(self.dashboard_view), name="dashboard"),
+            *super().get_urls(),
+        ]
+
+    def dashboard_view(self, request) -> TemplateResponse:
+        activity = daily_activity()
+        context = {
+            **self.each_context(request),
+            "title": "Dashboard",
+            "activity": activity,
+            "charts": dashboard_charts(activity),
+        }
+        return TemplateResponse(request, "admin/dashboard.html", context)
 
     def _too_many_logins(self, request, retry_after: int) -> TemplateResponse:
         context = {

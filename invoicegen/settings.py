@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "invoicegen.accounts",
     "invoicegen.billing",
+    "invoicegen.dashboard",
     "audit",
     "notifications",
     "emails",
@@ -299,6 +300,10 @@ CELERY_BEAT_SCHEDULE = {
     "purge-expired-auth-tokens": {
         "task": "invoicegen.accounts.tasks.purge_expired_auth_tokens",
         "schedule": crontab(hour=4, minute=37),
+    },
+    "count-audit-days": {
+        "task": "invoicegen.dashboard.tasks.count_audit_days",
+        "schedule": crontab(minute=23),
     },
     "expire-subscriptions": {
         "task": "invoicegen.billing.tasks.expire_subscriptions",

@@ -1,0 +1,63 @@
+"""The dashboard page of the admin: staff only, linked from the index, four charts."""
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from audit.tests.factories import AuditLogFactory
+from invoicegen.accounts.tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+URL = "/admin/dashboard/"
+
+
+def test_the_page_has_a_url_in_the_admin():
+    assert reverse("admin:dashboard") == URL
+
+
+def test_anonymous_visitors_are_sent_to_the_login(client):
+    response = client.get(URL)
+
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/login/?next={URL}"
+
+
+def test_a_user_who_is_not_staff_is_refused(client):
+    client.force_login(UserFactory(is_staff=False))
+
+    response = client.get(URL)
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+    assert b'class="chart"' not in response.content
+
+
+def test_staff_see_four_charts_of_the_last_30_days_in_the_sites_time_zone(client):
+    AuditLogFactory(action="user.login_failed", success=False)
+    client.force_login(UserFactory(is_staff=True))
+
+    response = client.get(URL)
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert page.count('<svg class="chart"') == 4
+    for title in (
+        "Audit entries per day, by category",
+        "Failed logins and security events per day",
+        "Email outbox per day",
+        "Downloads per day",
+    ):
+        assert f"{title}</text>" in page
+    assert "by day in America/New_York" in page
+    today = timezone.localdate()
+    assert "failed logins</text>" in page  # in the legend
+    assert f"<title>{today:%b} {today.day}, failed logins: 1</title>" in page  # a bar today
+
+
+def test_the_admin_index_links_to_the_dashboard(client):
+    client.force_login(UserFactory(is_staff=True))
+
+    response = client.get("/admin/")
+
+    assert f'<a href="{URL}">Dashboard</a>' in response.content.decode()
