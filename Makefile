@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format bench soak demo install install-dev worker beat clean
+.PHONY: run test lint format bench soak screens demo install install-dev worker beat clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -m venv $(VENV) || { echo "Could not create $(VENV): on Debian run 'apt-get install python3-venv'."; exit 1; }
@@ -48,6 +48,12 @@ bench: install-dev
 # is the CI run.
 soak: install-dev
 	$(PY) -m bench.soak $(SOAK_ARGS)
+
+# Pictures of the product in a real browser (the walk-through test, its screenshots kept): the
+# invoice PDF, the client's download page, the staff dashboard and the outbox preview.
+screens: install-dev
+	SCREENS_DIR=$(CURDIR)/bench/results/screens $(VENV)/bin/pytest -q -p no:cacheprovider \
+		tests/browser/test_walkthrough.py
 
 demo: install
 	$(PY) manage.py migrate --noinput

@@ -1,5 +1,5 @@
 from django.contrib import admin, messages
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
 
 from audit.admin import AuditedModelAdmin
 from emails import services
@@ -41,11 +41,13 @@ class EmailLogAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
     @admin.display(description="HTML")
     def rendered_html(self, email):
         html = services.render(email, with_secrets=False).alternatives[0][0]
-        # In a sandboxed frame: the email's HTML never runs in the admin's origin.
+        # In a sandboxed frame: the email's HTML never runs in the admin's origin. escape(),
+        # not format_html's own escaping, which passes a template's output (marked safe) as it
+        # is: its first quote would end the attribute and leave the frame blank.
         return format_html(
-            '<iframe sandbox srcdoc="{}" style="width:100%;height:420px;border:1px solid #ccc">'
-            "</iframe>",
-            html,
+            '<iframe sandbox srcdoc="{}" '
+            'style="width:640px;max-width:100%;height:480px;border:1px solid #ccc"></iframe>',
+            escape(html),
         )
 
     @admin.action(description="Retry selected failed emails", permissions=["change"])
