@@ -61,6 +61,11 @@ class EmailLog(OutboxRow):
                 condition=Q(on_behalf_of__isnull=False),
                 name="email_on_behalf_of",
             ),
+            # The dashboard's days: sent, and failed (by their last attempt).
+            models.Index(fields=["sent_at"], condition=Q(status="sent"), name="email_sent_at"),
+            models.Index(
+                fields=["claimed_at"], condition=Q(status="failed"), name="email_failed_at"
+            ),
         ]
 
     def __str__(self):

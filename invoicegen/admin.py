@@ -6,7 +6,7 @@ import math
 
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
 from django.urls import path
 
@@ -32,6 +32,15 @@ class AdminLoginForm(AdminAuthenticationForm):
         )
 
 
+# The dashboard counts what these pages show row by row: staff who may not read them may not
+# read their totals either (failed logins, email volumes).
+DASHBOARD_PERMISSIONS = [
+    "audit.view_auditlog",
+    "emails.view_emaillog",
+    "downloads.view_securedownloadtoken",
+]
+
+
 class AdminSite(admin.AdminSite):
     login_form = AdminLoginForm
 
@@ -48,7 +57,13 @@ class AdminSite(admin.AdminSite):
             *super().get_urls(),
         ]
 
+    def index(self, request, extra_context=None):
+        allowed = request.user.has_perms(DASHBOARD_PERMISSIONS)
+        return super().index(request, {"dashboard_allowed": allowed, **(extra_context or {})})
+
     def dashboard_view(self, request) -> TemplateResponse:
+        if not request.user.has_perms(DASHBOARD_PERMISSIONS):
+            raise PermissionDenied
         activity = daily_activity()
         context = {
             **self.each_context(request),

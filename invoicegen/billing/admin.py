@@ -84,6 +84,9 @@ class BusinessProfileAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
         "user", "legal_name", "address", "tax_id", "payment_instructions", "notes", "updated_at",
     ]  # fmt: skip
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("logo")  # up to 256 KiB a row, never shown
+
 
 @admin.register(Subscription)
 class SubscriptionAdmin(AuditedModelAdmin, ServiceOnlyAdmin):

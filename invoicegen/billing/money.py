@@ -16,6 +16,12 @@ def format_money(amount: Decimal, currency: str) -> str:
     )
 
 
+def smallest_unit(currency: str) -> Decimal:
+    """What a line's amount and the tax are rounded to: a cent, or a whole yen (amounts are
+    stored with two decimals, so a dinar's thousandth is not kept)."""
+    return Decimal(1).scaleb(-min(get_currency_precision(currency), 2))
+
+
 def format_percent(rate: Decimal) -> str:
     """20.00 -> 20%, 7.25 -> 7.25%, 7.50 -> 7.5%."""
     return f"{rate.normalize():f}%"

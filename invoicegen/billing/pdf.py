@@ -116,7 +116,9 @@ def _lines_table(invoice: Invoice) -> Table:
         ]
         for item in invoice.items.all()
     ]
-    table = Table(rows, colWidths=[WIDTH - 95 * mm, 22 * mm, 35 * mm, 38 * mm], repeatRows=1)
+    widths = [WIDTH - 95 * mm, 22 * mm, 35 * mm, 38 * mm]
+    # A line taller than a page (a description of many short lines) goes on over the next.
+    table = Table(rows, colWidths=widths, repeatRows=1, splitInRow=1)
     table.setStyle(
         TableStyle(
             [
@@ -164,7 +166,7 @@ def _totals_table(invoice: Invoice) -> Table:
 def render_invoice_pdf(invoice: Invoice) -> bytes:
     # Issued invoices print the issuer as it was when they were finalized; a draft, as it is.
     issuer = invoice.issuer or services.issuer_details(invoice.user)
-    profile = BusinessProfile.objects.filter(user_id=invoice.user_id).first()
+    profile = BusinessProfile.objects.only("logo").filter(user_id=invoice.user_id).first()
     issued = timezone.localdate(invoice.finalized_at or invoice.created_at)
     buffer = BytesIO()
     document = SimpleDocTemplate(
@@ -193,6 +195,7 @@ def render_invoice_pdf(invoice: Invoice) -> bytes:
             ]
         ],
         colWidths=[WIDTH / 2] * 2,
+        splitInRow=1,  # an address of many lines goes on over the next page
     )
     dates = Table(
         [
@@ -214,9 +217,7 @@ def render_invoice_pdf(invoice: Invoice) -> bytes:
         )
     )
     for table in (header, parties):
-        table.setStyle(
-            TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)])
-        )
+        table.setStyle(TableStyle(UNBOXED))
     story = [
         header,
         Spacer(1, 8 * mm),

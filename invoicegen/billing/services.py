@@ -24,9 +24,9 @@ from invoicegen.billing.models import (
     Payment,
     Subscription,
 )
+from invoicegen.billing.money import smallest_unit
 from invoicegen.core.exceptions import ConflictError, QuotaExceeded
 
-CENT = Decimal("0.01")
 MAX_AMOUNT = Decimal("999999999999.99")  # what DecimalField(max_digits=14, decimal_places=2) holds
 DAILY_EMAIL_QUOTA = {
     Subscription.Plan.FREE: 50,
@@ -45,14 +45,16 @@ def _allocate_number(user, year: int) -> int:
     return sequence.last_value
 
 
-def _item_rows(items: list[dict]) -> list[InvoiceItem]:
+def _item_rows(items: list[dict], currency: str) -> list[InvoiceItem]:
     return [
         InvoiceItem(
             position=position,
             description=item["description"],
             quantity=item["quantity"],
             unit_price=item["unit_price"],
-            amount=(item["quantity"] * item["unit_price"]).quantize(CENT, ROUND_HALF_UP),
+            amount=(item["quantity"] * item["unit_price"]).quantize(
+                smallest_unit(currency), ROUND_HALF_UP
+            ),
         )
         for position, item in enumerate(items)
     ]
@@ -69,7 +71,7 @@ def _set_totals(invoice: Invoice, rows: list[InvoiceItem] | None = None) -> None
     if rows is not None:
         invoice.subtotal = sum((row.amount for row in rows), Decimal("0.00"))
     tax = invoice.subtotal * Decimal(invoice.tax_rate) / 100
-    invoice.tax_total = tax.quantize(CENT, ROUND_HALF_UP)
+    invoice.tax_total = tax.quantize(smallest_unit(invoice.currency), ROUND_HALF_UP)
     invoice.total = invoice.subtotal + invoice.tax_total
     if invoice.total > MAX_AMOUNT:  # amounts are never negative, so this bounds every line too
         raise ValidationError({"items": [f"The invoice total cannot exceed {MAX_AMOUNT}."]})
@@ -105,7 +107,7 @@ def create_invoice(
         notes = profile.notes if profile else ""
     year = timezone.localdate().year
     sequence = _allocate_number(user, year)
-    rows = _item_rows(items)
+    rows = _item_rows(items, currency)
     invoice = Invoice(
         user=user,
         year=year,
@@ -134,7 +136,7 @@ def update_draft_invoice(invoice: Invoice, *, actor=None, **changes) -> Invoice:
     items = changes.pop("items", None)
     for field, value in changes.items():
         setattr(invoice, field, value)
-    rows = None if items is None else _item_rows(items)
+    rows = None if items is None else _item_rows(items, invoice.currency)
     _set_totals(invoice, rows)
     if rows is not None:
         invoice.items.all().delete()
@@ -190,9 +192,10 @@ def finalize_invoice(invoice: Invoice, *, actor=None) -> Invoice:
 
 def issuer_details(user) -> dict:
     """What an invoice prints of its issuer: the business profile, or the account's name."""
-    profile = business_profile_of(user)
+    profile = BusinessProfile.objects.defer("logo").filter(user=user).first()
+    profile = profile or BusinessProfile(user=user)
     return {
-        "name": profile.legal_name or user.get_full_name() or user.email,
+        "name": profile.legal_name or user.get_full_name(),
         "address": profile.address,
         "tax_id": profile.tax_id,
         "email": user.email,

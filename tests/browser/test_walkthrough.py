@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 from PIL import Image
 from pypdf import PdfReader
 
@@ -167,7 +168,8 @@ def test_sign_up_to_a_paid_for_pdf_in_a_browser(live_server, page, settings, scr
     # the client saw it.
     staff = UserFactory(email="ops@invoicegen.example", is_staff=True, is_superuser=True)
     save_dashboard(page, live_server.url, staff.email, PASSWORD, screens / "dashboard.png")
-    assert page.locator("svg.chart").count() == 4
+    today = timezone.localdate()
+    assert page.locator(f"svg.chart title:text-is('{today:%b} {today.day}, granted: 1')").count()
     sent = EmailLog.objects.get(to_email=CLIENT)
     page.goto(f"{live_server.url}/admin/emails/emaillog/{sent.pk}/change/")
     frame = page.frame_locator("iframe").locator("body")

@@ -221,10 +221,9 @@ class LogoField(serializers.Field):
             self.fail("too_large")
         try:
             content = base64.b64decode(match[2])
-            with Image.open(BytesIO(content)) as image:  # reads the header only
+            with Image.open(BytesIO(content)) as image:  # its header only
                 kind, size = image.format, image.size
-                image.verify()
-        except (binascii.Error, UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        except (binascii.Error, UnidentifiedImageError, Image.DecompressionBombError, OSError):
             self.fail("invalid")
         if len(content) > MAX_LOGO_BYTES:
             self.fail("too_large")
@@ -232,6 +231,11 @@ class LogoField(serializers.Field):
             self.fail("invalid")
         if max(size) > MAX_LOGO_SIDE:
             self.fail("too_wide")
+        try:  # decoded whole, now that its size is known to be small: the PDF must draw it
+            with Image.open(BytesIO(content)) as image:
+                image.load()
+        except (OSError, SyntaxError, ValueError):
+            self.fail("invalid")
         return content
 
     def to_representation(self, content) -> str | None:

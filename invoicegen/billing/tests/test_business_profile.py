@@ -75,6 +75,18 @@ def test_a_new_invoice_starts_with_the_profiles_notes_unless_given_its_own():
     assert InvoiceFactory(user=user, notes="Thanks!").notes == "Thanks!"
 
 
+def test_yen_lines_and_tax_are_whole_yen():
+    lines = [{"description": "Design", "quantity": Decimal("1.5"), "unit_price": Decimal("999")}]
+    invoice = InvoiceFactory(currency="JPY", tax_rate=Decimal("10"), items=lines)
+
+    invoice.refresh_from_db()
+    assert (invoice.subtotal, invoice.tax_total, invoice.total) == (
+        Decimal("1499"),  # 1498.5, half up
+        Decimal("150"),  # 149.9
+        Decimal("1649"),
+    )
+
+
 @pytest.mark.parametrize(
     ("rate", "tax", "total"),
     [
@@ -185,6 +197,9 @@ def test_profile_logo_is_a_data_url_both_ways_and_null_removes_it(api, user):
         data_url(image_bytes(size=(2001, 10))),
         data_url(image_bytes(size=(400, 400), noise=True)),  # over the size limit
         data_url(b"<svg xmlns='http://www.w3.org/2000/svg'/>", "image/svg+xml"),
+        data_url(image_bytes(size=(20000, 20000))),  # a decompression bomb: 400M pixels
+        data_url(image_bytes(size=(400, 400), noise=True)[:2000]),  # cut short
+        data_url(image_bytes("JPEG", size=(400, 400), noise=True)[:3000], "image/jpeg"),
         12,
     ],
 )

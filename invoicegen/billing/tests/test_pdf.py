@@ -142,7 +142,7 @@ def test_pdf_of_a_draft_has_no_stamp():
         ("USD", "1250.00", "$1,250.00"),
         ("GBP", "1250.00", "£1,250.00"),
         ("JPY", "1250.00", "¥1,250"),  # yen have no minor unit
-        ("JPY", "1250.50", "¥1,250.50"),  # ... unless the amount has one
+        ("JPY", "1250.50", "¥1,251"),  # a line's amount is whole yen
         ("KWD", "1250.00", "KWD1,250.000"),
     ],
 )
@@ -174,6 +174,18 @@ def test_pdf_without_a_business_profile_names_the_account():
     assert "Sam Sole" in text
     assert "sam@sole.example" in text
     assert "Tax ID" not in text
+
+
+def test_pdf_of_blocks_taller_than_a_page_goes_on_over_the_next():
+    invoice = InvoiceFactory(
+        client_address="\n".join(["Floor"] * 500)[:1000],
+        items=[line("\n".join(["Step"] * 250)[:500]), line("Last line")],
+    )
+
+    pages = pdf_pages(render_invoice_pdf(invoice))
+
+    assert len(pages) > 2
+    assert "Total $20.00" in pages[-1]
 
 
 def test_pdf_prints_markup_in_user_text_literally():

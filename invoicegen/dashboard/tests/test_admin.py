@@ -1,6 +1,7 @@
 """The dashboard page of the admin: staff only, linked from the index, four charts."""
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
@@ -33,9 +34,28 @@ def test_a_user_who_is_not_staff_is_refused(client):
     assert b'class="chart"' not in response.content
 
 
+def staff_who_may_read_the_trail_outbox_and_links():
+    staff = UserFactory(is_staff=True)
+    staff.user_permissions.set(
+        Permission.objects.filter(
+            codename__in=["view_auditlog", "view_emaillog", "view_securedownloadtoken"]
+        )
+    )
+    return staff
+
+
+def test_staff_without_the_permission_to_read_what_it_counts_are_refused(client):
+    staff = UserFactory(is_staff=True)
+    staff.user_permissions.set(Permission.objects.filter(codename="view_invoice"))
+    client.force_login(staff)
+
+    assert client.get(URL).status_code == 403
+    assert 'id="dashboard-module"' not in client.get("/admin/").content.decode()
+
+
 def test_staff_see_four_charts_of_the_last_30_days_in_the_sites_time_zone(client):
     AuditLogFactory(action="user.login_failed", success=False)
-    client.force_login(UserFactory(is_staff=True))
+    client.force_login(staff_who_may_read_the_trail_outbox_and_links())
 
     response = client.get(URL)
 
@@ -56,7 +76,7 @@ def test_staff_see_four_charts_of_the_last_30_days_in_the_sites_time_zone(client
 
 
 def test_the_admin_index_links_to_the_dashboard(client):
-    client.force_login(UserFactory(is_staff=True))
+    client.force_login(staff_who_may_read_the_trail_outbox_and_links())
 
     response = client.get("/admin/")
 
