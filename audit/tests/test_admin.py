@@ -463,6 +463,20 @@ def test_the_cleanup_screen_needs_the_prune_permission(client):
     assert client.get(CLEANUP).status_code == 403
 
 
+def test_the_audit_list_links_to_the_cleanup_screen(admin):
+    page = admin.get(LOG_LIST).content.decode()
+
+    assert f'<a href="{CLEANUP}" id="audit-cleanup-link">' in page
+
+
+def test_the_audit_list_offers_no_cleanup_to_whom_may_not_prune(client):
+    staff = UserFactory(is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_auditlog"))
+    client.force_login(staff)
+
+    assert CLEANUP not in client.get(LOG_LIST).content.decode()
+
+
 # Admin actions on audited models
 
 
