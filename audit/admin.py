@@ -1,12 +1,13 @@
 import functools
 import json
+import re
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
 from django.http import StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -18,6 +19,10 @@ from audit import context as audit_context
 from audit import export, registry, services
 from audit.models import AdminAction, AuditLog
 from invoicegen.core.admin import ReadOnlyAdmin
+
+# The start of an IPv4 address with at least its first dot (10.0.), or of an IPv6 one with at
+# least two groups (2001:db8:); a term with one colon is a resource (user:7).
+IP_PREFIX = re.compile(r"\d{1,3}\.[\d.]*|[0-9a-fA-F]{0,4}:[0-9a-fA-F]{0,4}:[0-9a-fA-F:]*")
 
 
 class ActionPrefixFilter(admin.SimpleListFilter):
@@ -55,7 +60,9 @@ class AuditLogAdmin(ReadOnlyAdmin):
     list_filter = [ActionPrefixFilter, CategoryFilter, "origin", "success", "created_at"]
     search_fields = ["user_email"]
     search_help_text = (
-        "A user's email, an IP address, a resource as type:id (user:7), or an action (user.login)."
+        "The start of an email (grace), of a resource's label such as a document number "
+        "(inv-2026), or of an IP address (10.0.), in any case; a resource as type:id (user:7); "
+        "or an action (user.login)."
     )
     date_hierarchy = "created_at"
     actions = ["export_csv", "export_jsonl"]
@@ -67,20 +74,23 @@ class AuditLogAdmin(ReadOnlyAdmin):
     readonly_fields = fields
 
     def get_search_results(self, request, queryset, search_term):
-        """Exact, indexed lookups chosen by the shape of the term: never a LIKE over the
-        whole trail, and never an invalid IP sent to an inet column."""
+        """Lookups chosen by the shape of the term, each served by an index (audit/models.py):
+        never a LIKE that must read the whole trail, and never an invalid IP sent to an inet
+        column."""
         term = search_term.strip()
         if not term:
             return queryset, False
-        if audit_context.clean_ip(term):
-            return queryset.filter(ip_address=audit_context.clean_ip(term)), False
-        if "@" in term:  # through the indexed actor id; a deleted user's by their former id
-            users = get_user_model().objects.filter(email=term.lower()).values("pk")
-            return queryset.filter(user_id__in=users), False
-        resource_type, _, resource_id = term.partition(":")
-        if resource_id:
+        if ip := audit_context.clean_ip(term):
+            return queryset.filter(ip_address=ip), False
+        if IP_PREFIX.fullmatch(term):
+            return queryset.filter(ip_address__startswith=term.lower()), False
+        if registry.is_registered(term):
+            return queryset.filter(action=term), False
+        resource_type, colon, resource_id = term.partition(":")
+        if colon:
             return queryset.filter(resource_type=resource_type, resource_id=resource_id), False
-        return queryset.filter(action=term), False
+        matches = Q(user_email__istartswith=term) | Q(resource_label__istartswith=term)
+        return queryset.filter(matches), False
 
     def lookup_allowed(self, lookup, value, request=None):
         # The detail page links to a resource's history through these.

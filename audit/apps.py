@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 from django.core import checks
+from django.db.models.indexes import IndexExpression
 
 
 class AuditConfig(AppConfig):
@@ -10,6 +11,10 @@ class AuditConfig(AppConfig):
     def ready(self):
         from audit import receivers
         from audit.events import register_backbone_actions
+        from audit.models import PatternOps
+
+        if not issubclass(PatternOps, IndexExpression.wrapper_classes):
+            IndexExpression.register_wrappers(*IndexExpression.wrapper_classes, PatternOps)
 
         register_backbone_actions()
         receivers.connect_connection_receivers()

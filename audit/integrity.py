@@ -32,6 +32,11 @@ DIGEST_FIELDS = (
     "metadata",
     "success",
     "origin",  # a column since the trail's names stopped depending on it; "" in older entries
+    # What the admin's search finds an entry by (a document's number): covered, or a label
+    # rewritten in the database would hide an entry from a search for its resource, or pin it
+    # on another, without breaking any digest. "" in older entries and in entries about no
+    # labelled resource, which are digested without it (below).
+    "resource_label",
 )
 GENESIS = "0" * 64
 # Built once: an encoder is constructed anew by every json.dumps() with options.
@@ -48,11 +53,19 @@ def normalize_json(value):
     return json.loads(_PLAIN.encode(value))
 
 
+def _digested_fields(values: dict) -> tuple[str, ...]:
+    """Entries written before `origin` existed (it is "" in them) were digested without it,
+    and entries without a label without `resource_label`, and still are; a label is digested
+    with the origin before it, even a blank one, so that the list of values always says which
+    of the two it ends with. Blanking either in a newer entry changes what its digest covers,
+    and so breaks it."""
+    if values.get("resource_label"):
+        return DIGEST_FIELDS
+    return DIGEST_FIELDS[:-1] if values["origin"] else DIGEST_FIELDS[:-2]
+
+
 def row_digest(values: dict) -> str:
-    """Entries written before `origin` existed (it is "" in them) were digested without it, and
-    still are; every newer entry has one, and its digest covers it."""
-    fields = DIGEST_FIELDS if values["origin"] else DIGEST_FIELDS[:-1]
-    canonical = _CANONICAL.encode([values[field] for field in fields])
+    canonical = _CANONICAL.encode([values[field] for field in _digested_fields(values)])
     return hmac.digest(_key(), canonical.encode(), "sha256").hex()
 
 

@@ -35,6 +35,7 @@ REDACTED = "[redacted]"
 SENSITIVE_WORDS = ("password", "token", "secret", "key_hash", "otp")
 
 LOCK_NOT_AVAILABLE = "55P03"
+LABEL_LENGTH = AuditLog._meta.get_field("resource_label").max_length
 SEAL_LOCK_WAIT_MS = 100
 
 
@@ -44,12 +45,12 @@ def is_sensitive(field_name: str) -> bool:
 
 
 def _target(target) -> tuple[str, str, str]:
-    """(resource_type, resource_id, label) of a model instance or a (type, id) pair."""
+    """(resource_type, resource_id, label) of a model instance or a (type, id) pair (no label)."""
     if target is None:
         return "", "", ""
     if isinstance(target, tuple):
         resource_type, resource_id = target
-        return resource_type, str(resource_id), f"{resource_type} {resource_id}"
+        return resource_type, str(resource_id), ""
     from audit.tracking import describe_instance
 
     return describe_instance(target)
@@ -71,13 +72,15 @@ def entry_values(
     else:
         user_id, user_email = actor.pk, actor.email
     resource_type, resource_id, label = _target(target)
+    label = audit_context.clean_text(label, LABEL_LENGTH)
+    named = f"{resource_type} {label or resource_id}" if resource_type else ""
     metadata = normalize_json(metadata or {})
     event = registry.action(action)
     values = {
         "action": action,
         "category": event.category,
         "description": audit_context.clean_text(
-            event.describe(actor=user_email or "anonymous", target=label, **metadata), 1000
+            event.describe(actor=user_email or "anonymous", target=named, **metadata), 1000
         ),
         "user_id": user_id,
         "user_email": user_email,
@@ -91,6 +94,7 @@ def entry_values(
         "metadata": metadata,
         "success": success,
         "origin": context.origin,
+        "resource_label": label,
     }
     return {**values, "digest": row_digest(values)}
 

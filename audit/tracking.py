@@ -29,13 +29,15 @@ from audit import registry, services
 
 
 def describe_instance(instance: models.Model) -> tuple[str, str, str]:
-    """(type, id, label). The label is read from the values the instance holds: a deferred label
-    field, or one a bulk write's stand-in lacks, falls back to the id instead of a query."""
+    """(type, id, label): the label is the value of the field the model was tracked with
+    (`label_field`, a document's number), "" for a model labelled by its id alone. It is read
+    from the values the instance holds: a deferred label field, or one a bulk write's stand-in
+    lacks, gives "" instead of a query."""
     spec = registry.spec_for(instance)
     resource_type = spec.resource_type if spec else instance._meta.model_name
     label_field = spec.label_field if spec else "pk"
-    label = instance.pk if label_field == "pk" else instance.__dict__.get(label_field)
-    return resource_type, str(instance.pk), f"{resource_type} {label or instance.pk}"
+    label = "" if label_field == "pk" else instance.__dict__.get(label_field)
+    return resource_type, str(instance.pk), str(label or "")
 
 
 @functools.cache
@@ -197,7 +199,7 @@ class AuditedQuerySet(models.QuerySet):
             return super().update(**kwargs)
         with transaction.atomic(using=self.db, savepoint=False):
             names = [self.model._meta.get_field(name).attname for name in kwargs]
-            before = list(self.select_for_update().values("pk", *names))
+            before = list(self.select_for_update().values("pk", *names, *_label(self.model)))
             count = super().update(**kwargs)
             if any(hasattr(value, "resolve_expression") for value in kwargs.values()):
                 after = self.model._base_manager.filter(pk__in=[row["pk"] for row in before])
@@ -216,9 +218,8 @@ class AuditedQuerySet(models.QuerySet):
         names = [self.model._meta.get_field(name).attname for name in fields]
         with transaction.atomic(using=self.db, savepoint=False):
             pks = [obj.pk for obj in objs]
-            before = list(
-                self.model._base_manager.filter(pk__in=pks).select_for_update().values("pk", *names)
-            )
+            before = self.model._base_manager.filter(pk__in=pks).select_for_update()
+            before = list(before.values("pk", *names, *_label(self.model)))
             token = _bulk_update_running.set(True)
             try:
                 count = super().bulk_update(objs, fields, batch_size=batch_size)
@@ -244,13 +245,20 @@ class AuditedQuerySet(models.QuerySet):
 _bulk_update_running: ContextVar[bool] = ContextVar("audit_bulk_update", default=False)
 
 
+def _label(model) -> list[str]:
+    """The label field a bulk write reads with the old values, for its entries' labels."""
+    spec = registry.spec_for(model)
+    return [] if spec is None or spec.label_field == "pk" else [spec.label_field]
+
+
 def _capture_rows(model, before: list[dict], after) -> None:
     old_rows = {row["pk"]: row for row in before}
     changes = []
     for row in after:
-        changed = diff(model, old_rows[row["pk"]], row)
+        old = old_rows[row["pk"]]
+        changed = diff(model, old, row)
         if changed:
-            changes.append((_stand_in(model, row), "updated", changed))
+            changes.append((_stand_in(model, {**old, **row}), "updated", changed))
     _capture_all(changes)
 
 

@@ -8,8 +8,11 @@ import io
 import json
 
 import pytest
+from django.contrib.admin import site
 from django.contrib.auth.models import Permission
+from django.db import connection
 from django.http import StreamingHttpResponse
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -197,6 +200,87 @@ def test_search_by_email_ip_or_resource(admin, term, wanted):
     assert not {entry.pk for name, entry in entries.items() if name != wanted} & set(found)
 
 
+def test_search_by_an_action_name(admin):
+    sent = AuditLogFactory(action="invoice.sent")
+    AuditLogFactory(action="invoice.updated")
+
+    assert listed(admin.get(LOG_LIST, {"q": "invoice.sent"})) == [sent.pk]
+
+
+def test_search_by_the_start_of_an_email_in_any_case(admin):
+    grace = UserFactory(email="grace@example.com")
+    hers = AuditLogFactory(actor=grace, target=("x", 1))
+    not_hers = AuditLogFactory(actor=UserFactory(email="ada@example.com"), target=("x", 2))
+
+    found = listed(admin.get(LOG_LIST, {"q": "GRAce"}))
+
+    assert hers.pk in found
+    assert not_hers.pk not in found
+
+
+@pytest.mark.parametrize(
+    "shape", [str, lambda number: number[:8].lower()]
+)  # INV-2026-001, inv-2026
+def test_search_by_the_start_of_a_resources_label_in_any_case(admin, shape):
+    mark = last_entry_id()
+    invoice = InvoiceFactory()
+    about_it = entries_after(mark, resource_type="invoice", resource_id=str(invoice.pk))
+    about_it = set(about_it.values_list("pk", flat=True))
+    AuditLogFactory(target=("invoice", invoice.pk + 1))
+
+    found = listed(admin.get(LOG_LIST, {"q": shape(invoice.number)}))
+
+    assert about_it and set(found) == about_it
+
+
+@pytest.mark.parametrize("term", ["10.0.", "10.0.3", "2001:DB8:"])
+def test_search_by_the_start_of_an_ip_address(admin, term):
+    v4 = AuditLogFactory(context=request_context(ip_address="10.0.3.4"))
+    v6 = AuditLogFactory(context=request_context(ip_address="2001:db8::1"))
+    AuditLogFactory(context=request_context(ip_address="110.0.3.4"))
+
+    assert listed(admin.get(LOG_LIST, {"q": term})) == [v6.pk if ":" in term else v4.pk]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's plans")
+@pytest.mark.parametrize(
+    ("term", "index"),
+    [
+        ("grace", "audit_email_prefix"),
+        ("inv-2026", "audit_label_prefix"),
+        ("10.0.", "audit_ip_prefix"),
+    ],
+)
+def test_a_search_by_a_prefix_is_served_by_its_index(admin, rf, term, index):
+    """On a large trail a LIKE without its index reads every row; a tiny table's plan would be
+    a sequential scan anyway, so the planner is told to avoid one."""
+    request = rf.get(LOG_LIST)
+    model_admin = site._registry[AuditLog]
+    found, _ = model_admin.get_search_results(request, AuditLog.objects.all(), term)
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        sql, params = found.query.sql_with_params()
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert index in plan
+
+
+def test_a_search_reads_no_date_bounds_of_what_it_matches(admin):
+    """The date hierarchy's bounds over a search's matches can read the whole trail."""
+    AuditLogFactory(context=request_context(ip_address="10.0.3.4"))
+    bounds = 'MIN("audit_auditlog"."created_at")'
+
+    with CaptureQueriesContext(connection) as browsing:
+        assert admin.get(LOG_LIST).status_code == 200
+    with CaptureQueriesContext(connection) as searching:
+        assert admin.get(LOG_LIST, {"q": "10.0."}).status_code == 200
+
+    assert any(bounds in query["sql"] for query in browsing)
+    assert not any(bounds in query["sql"] for query in searching)
+
+
 @pytest.mark.parametrize("term", ["999.1.1.1", "1.2.3", "::g", "a:b:c", "'; DROP TABLE x;--"])
 def test_an_odd_search_term_finds_nothing_and_does_not_fail(admin, term):
     AuditLogFactory(context=request_context(ip_address="198.51.100.77"))
@@ -379,6 +463,20 @@ def test_the_cleanup_screen_needs_the_prune_permission(client):
     assert client.get(CLEANUP).status_code == 403
 
 
+def test_the_audit_list_links_to_the_cleanup_screen(admin):
+    page = admin.get(LOG_LIST).content.decode()
+
+    assert f'<a href="{CLEANUP}" id="audit-cleanup-link">' in page
+
+
+def test_the_audit_list_offers_no_cleanup_to_whom_may_not_prune(client):
+    staff = UserFactory(is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_auditlog"))
+    client.force_login(staff)
+
+    assert CLEANUP not in client.get(LOG_LIST).content.decode()
+
+
 # Admin actions on audited models
 
 
@@ -466,7 +564,11 @@ def test_a_bulk_action_records_one_admin_bulk_action(admin, superuser):
 
     admin.post(
         reverse("admin:billing_invoice_changelist"),
-        {"action": "void_selected", "_selected_action": [invoice.pk for invoice in invoices]},
+        {
+            "action": "void_selected",
+            "_selected_action": [invoice.pk for invoice in invoices],
+            "post": "yes",  # as the confirmation page sends it
+        },
     )
 
     assert Invoice.objects.filter(status=Invoice.Status.VOID).count() == 2

@@ -572,17 +572,17 @@ def test_queryset_update_of_a_thousand_rows_is_set_based(django_assert_max_num_q
 def test_a_bulk_updates_entries_are_described_without_a_query_per_row(
     django_assert_max_num_queries,
 ):
-    """The rows of a bulk update are stand-ins holding the updated fields only: a label they
-    lack falls back to the id, never to a read of the row."""
+    """The rows of a bulk update are stand-ins holding the updated fields and the label, read
+    with the old values: never a read of each row."""
     invoices = [InvoiceFactory(), InvoiceFactory()]
     mark = last_entry_id()
 
     with django_assert_max_num_queries(3):
         Invoice.objects.filter(pk__in=[i.pk for i in invoices]).update(client_name="Initech")
 
-    assert {e.description for e in entries_after(mark)} == {
-        f"anonymous updated invoice {invoice.pk}" for invoice in invoices
-    }
+    assert sorted((e.description, e.resource_label) for e in entries_after(mark)) == sorted(
+        (f"anonymous updated invoice {invoice.number}", invoice.number) for invoice in invoices
+    )
 
 
 def test_an_expression_update_reads_the_new_values_once(django_assert_max_num_queries):
@@ -812,3 +812,16 @@ def test_a_loaded_instance_keeps_its_values_without_a_per_row_snapshot():
         tracking.old_values(Invoice.objects.get(pk=invoice.pk))["client_name"]
         == invoice.client_name
     )
+
+
+# The resource's label, which the admin's search finds entries by
+
+
+def test_a_saved_change_records_its_resources_label():
+    user = UserFactory(email="grace@example.com")
+    mark = last_entry_id()
+
+    user.name = "Grace"
+    user.save()
+
+    assert only_entry(mark, "user.updated").resource_label == "grace@example.com"

@@ -18,6 +18,7 @@ from audit.integrity import Verification, verify_audit_log
 from audit.models import AuditLog, Checkpoint
 from audit.tests.factories import AuditLogFactory, request_context
 from audit.tests.helpers import db_value, run_sql
+from invoicegen.accounts.tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -401,6 +402,40 @@ def test_an_entry_written_before_the_origin_column_still_verifies(db_superuser):
     run_sql("UPDATE audit_auditlog SET origin = '' WHERE id = %s", params=[new.id])
     assert_broken_at(new.id)
     assert old.id < new.id
+
+
+# The resource's label
+
+
+def test_an_entrys_resource_label_is_covered_by_its_digest(db_superuser):
+    entry = services.log("user.updated", target=UserFactory(email="grace@example.com"))
+
+    run_sql("UPDATE audit_auditlog SET resource_label = 'ada' WHERE id = %s", params=[entry.id])
+
+    assert_broken_at(entry.id)
+
+
+def test_an_entry_written_before_the_label_column_still_verifies(db_superuser):
+    """Older entries hold "" and were digested without it; blanking a newer one's is caught."""
+    values = services.entry_values("user.login", target=("user", 1))
+    old = services.insert_entry(values)
+    new = services.log("user.updated", target=UserFactory(email="grace@example.com"))
+    assert (old.resource_label, new.resource_label) == ("", "grace@example.com")
+
+    assert verify_audit_log().ok
+
+    run_sql("UPDATE audit_auditlog SET resource_label = '' WHERE id = %s", params=[new.id])
+    assert_broken_at(new.id)
+
+
+def test_a_label_is_not_read_as_an_origin():
+    """A blank origin and a label digest as a different list than an origin without a label."""
+    values = services.entry_values("user.login", target=("user", 1))
+
+    as_origin = integrity.row_digest({**values, "origin": "admin", "resource_label": ""})
+    as_label = integrity.row_digest({**values, "origin": "", "resource_label": "admin"})
+
+    assert as_origin != as_label
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the owner's function")

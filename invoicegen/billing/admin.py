@@ -1,4 +1,6 @@
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.template.response import TemplateResponse
 
 from audit.admin import AuditedModelAdmin
 from invoicegen.billing import services
@@ -63,6 +65,11 @@ class InvoiceAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
 
     @admin.action(description="Void selected invoices", permissions=["change"])
     def void_selected(self, request, queryset):
+        """Voiding cannot be undone: like Django's delete-selected, a page first lists the
+        invoices, those that cannot be voided with the reason, and its confirming POST
+        (`post=yes`, the voidable ones' ids) voids them."""
+        if request.POST.get("post") != "yes":
+            return self._void_confirmation(request, queryset)
         voided = 0
         for invoice in queryset:
             try:
@@ -71,6 +78,20 @@ class InvoiceAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
             except ConflictError as error:
                 self.message_user(request, f"{invoice}: {error}", messages.WARNING)
         self.message_user(request, f"Voided {voided} invoice(s).")
+
+    def _void_confirmation(self, request, queryset):
+        invoices = [(invoice, services.void_refusal(invoice)) for invoice in queryset]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Void the selected invoices?",
+            "voidable": [invoice for invoice, refusal in invoices if refusal is None],
+            "refused": [(invoice, refusal) for invoice, refusal in invoices if refusal],
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(
+            request, "admin/billing/invoice/void_selected_confirmation.html", context
+        )
 
 
 @admin.register(BusinessProfile)

@@ -285,14 +285,24 @@ def _send_invoice(invoice: Invoice, *, to: str | None, actor) -> Invoice:
 VOIDED_LINK = "This invoice was voided by its issuer: it is no longer due."
 
 
+def void_refusal(invoice: Invoice) -> str | None:
+    """Why void_invoice() would refuse the invoice as it is now, or None if it would void it:
+    only an issued invoice (finalized or sent) with no payment; a draft is deleted instead."""
+    voidable = (Invoice.Status.FINALIZED, Invoice.Status.SENT)
+    if invoice.status not in voidable:
+        return f"Cannot void an invoice that is {invoice.status}."
+    if invoice.amount_paid:
+        return "Cannot void an invoice that has payments."
+    return None
+
+
 @service_transaction
 def void_invoice(invoice: Invoice, *, actor=None) -> Invoice:
-    """Void an issued invoice (finalized or sent, with no payment; a draft is deleted instead)
-    and withdraw every download link to it, in the same transaction."""
+    """Void an issued invoice (void_refusal() says which) and withdraw every download link to
+    it, in the same transaction."""
     invoice = _locked(invoice)
-    _require_status(invoice, Invoice.Status.FINALIZED, Invoice.Status.SENT, action="void")
-    if invoice.amount_paid:
-        raise ConflictError("Cannot void an invoice that has payments.")
+    if refusal := void_refusal(invoice):
+        raise ConflictError(refusal)
     invoice.status = Invoice.Status.VOID
     invoice.save(update_fields=["status", "updated_at"])
     downloads.revoke_resource_tokens("invoice", invoice.pk, reason=VOIDED_LINK)

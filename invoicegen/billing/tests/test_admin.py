@@ -4,6 +4,8 @@ import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
+from audit.models import AdminAction
+from audit.tests.helpers import actions_after, last_entry_id, only_entry
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.billing import services
 from invoicegen.billing.models import Invoice
@@ -24,12 +26,14 @@ def admin(client):
     return client
 
 
-def void_selected(admin, *invoices):
-    return admin.post(
-        CHANGELIST,
-        {"action": "void_selected", "_selected_action": [invoice.pk for invoice in invoices]},
-        follow=True,
-    )
+def void_selected(admin, *invoices, confirmed: bool = True):
+    """The action's POST from the changelist, then (confirmed) the confirmation page's."""
+    data = {"action": "void_selected", "_selected_action": [invoice.pk for invoice in invoices]}
+    return admin.post(CHANGELIST, {**data, **({"post": "yes"} if confirmed else {})}, follow=True)
+
+
+def statuses(*invoices) -> list[str]:
+    return [Invoice.objects.get(pk=invoice.pk).status for invoice in invoices]
 
 
 def messages_of(response) -> list[str]:
@@ -103,6 +107,48 @@ def test_void_action_refuses_a_draft_and_one_with_payments_and_voids_the_others(
     assert any(with_payment.number in message and "payments" in message for message in messages)
     assert any(draft.number in message and "draft" in message for message in messages)
     assert "Voided 1 invoice(s)." in messages
+
+
+def test_void_action_first_asks_for_confirmation_and_voids_nothing(admin):
+    invoices = [invoice_in_status("finalized"), invoice_in_status("sent")]
+    mark = last_entry_id()
+
+    response = void_selected(admin, *invoices, confirmed=False)
+
+    assert response.templates[0].name == "admin/billing/invoice/void_selected_confirmation.html"
+    page = response.content.decode()
+    assert all(invoice.number in page for invoice in invoices)
+    assert 'name="post" value="yes"' in page
+    assert statuses(*invoices) == ["finalized", "sent"]
+    assert actions_after(mark) == []
+    assert not AdminAction.objects.exists()
+
+
+def test_the_confirmation_lists_the_invoices_that_cannot_be_voided(admin):
+    user = UserFactory()
+    draft = InvoiceFactory(user=user)
+    sent = invoice_in_status("sent", user=user)
+
+    response = void_selected(admin, draft, sent, confirmed=False)
+
+    page = response.content.decode()
+    refused = page[page.index('id="refused"') :]
+    assert f"{draft.number} — {draft.client_name}: Cannot void an invoice that is draft." in refused
+    assert sent.number not in refused
+    assert f'name="_selected_action" value="{sent.pk}"' in page
+    assert f'name="_selected_action" value="{draft.pk}"' not in page
+
+
+def test_confirming_voids_and_records_one_audit_entry_per_invoice(admin):
+    invoices = [invoice_in_status("finalized"), invoice_in_status("sent")]
+    mark = last_entry_id()
+
+    void_selected(admin, *invoices)
+
+    assert statuses(*invoices) == ["void", "void"]
+    for invoice in invoices:
+        entry = only_entry(mark, "invoice.voided", resource_id=str(invoice.pk))
+        assert entry.origin == "admin"
 
 
 def test_void_action_refuses_a_paid_invoice(admin):
