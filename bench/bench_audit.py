@@ -95,6 +95,7 @@ def _new_invoice(actor: User, serial: int) -> Invoice:
         client_name=f"Client {serial}",
         client_email="client@example.com",
         due_date=DUE,
+        subtotal=Decimal("100.00"),
         total=Decimal("100.00"),
     )
 

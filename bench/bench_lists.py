@@ -63,6 +63,7 @@ def setup() -> User:
                 client_name=f"Client {n}",
                 client_email="client@example.com",
                 due_date=datetime.date(2030, 1, 1),
+                subtotal=Decimal("100.00"),
                 total=Decimal("100.00"),
             )
             for n in range(1, INVOICES + 1)
