@@ -12,6 +12,7 @@ BACKBONE_ACTIONS = [
     ("user.logout", "auth", "{actor} logged out", False),
     ("download.link_created", "download", "{actor} created a download link", False),
     ("download.succeeded", "download", "{target} downloaded through a link", False),
+    ("download.viewed", "download", "{target} viewed through a link", False),
     ("download.denied", "download", "Download refused: {reason}", True),
     ("download.link_revoked", "download", "{actor} revoked a download link", False),
     ("notification.test", "notification", "{actor} sent a test notification", False),

@@ -167,7 +167,8 @@ class Story:
             f"expires {link.expires_at:%Y-%m-%d %H:%M} UTC"
         )
         for event in DownloadEvent.objects.filter(token=link).order_by("id"):
-            self.say(f"   {event.created_at:%H:%M:%S} {event.reason:<9} from {event.ip_address}")
+            what = event.kind if event.kind == DownloadEvent.Kind.VIEWED else event.reason
+            self.say(f"   {event.created_at:%H:%M:%S} {what:<9} from {event.ip_address}")
 
         self.step("Sealing and verifying the whole trail")
         while audit.seal_audit_log():

@@ -9,7 +9,7 @@ from invoicegen.core.admin import ReadOnlyInline, ServiceOnlyAdmin
 
 class DownloadEventInline(ReadOnlyInline):
     model = DownloadEvent
-    fields = ["created_at", "granted", "reason", "ip_address", "user_agent"]
+    fields = ["created_at", "kind", "granted", "reason", "ip_address", "user_agent"]
     readonly_fields = fields
     ordering = ["-id"]
 

@@ -57,7 +57,13 @@ class SecureDownloadToken(models.Model):
 
 
 class DownloadEvent(models.Model):
-    """Every download attempt, granted or denied."""
+    """Every download attempt, granted or denied, and every counted view of a link's landing
+    page (a person opening it: not its owner, not a scanner, at most one per link each
+    VIEW_WINDOW, downloads/services.py)."""
+
+    class Kind(models.TextChoices):
+        DOWNLOAD = "download"
+        VIEWED = "viewed"
 
     class Reason(models.TextChoices):
         GRANTED = "granted"
@@ -73,6 +79,7 @@ class DownloadEvent(models.Model):
         on_delete=models.CASCADE,
         related_name="events",
     )
+    kind = models.CharField(max_length=10, choices=Kind, default=Kind.DOWNLOAD)
     granted = models.BooleanField()
     reason = models.CharField(max_length=10, choices=Reason)
     ip_address = models.GenericIPAddressField(null=True, blank=True)
@@ -81,7 +88,12 @@ class DownloadEvent(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["created_at"], name="download_event_created_at")]
+        indexes = [
+            models.Index(fields=["created_at"], name="download_event_created_at"),
+            # The last counted view of a link.
+            models.Index(fields=["token", "kind", "-created_at"], name="download_event_last"),
+        ]
 
     def __str__(self):
-        return f"{self.reason} at {self.created_at}"
+        what = "viewed" if self.kind == self.Kind.VIEWED else self.reason
+        return f"{what} at {self.created_at}"

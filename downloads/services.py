@@ -1,7 +1,8 @@
 """Secure downloads: issuing links, redeeming them atomically, revoking and purging them.
 
 `downloads` knows nothing of what it serves: an app registers, per resource type, how to
-describe the resource on the landing page and how to render the file (in its ready()).
+describe the resource on the landing page, how to render the file, and what to do when a link
+to it is viewed or downloaded (in its ready()).
 """
 
 import datetime
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core import signing
 from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Now
@@ -20,19 +22,32 @@ from downloads import tokens
 from downloads.models import DownloadEvent, SecureDownloadToken
 
 Reason = DownloadEvent.Reason
+Kind = DownloadEvent.Kind
+# A person reading a page for a while, or coming back to it, is one view.
+VIEW_WINDOW = datetime.timedelta(minutes=30)
+_PREVIEW_SALT = "downloads.services.owner_preview"
+
+
+def _nothing(resource_id: str) -> None:
+    return None
 
 
 @dataclass(frozen=True)
 class Resource:
     describe: Callable[[str], dict]  # resource id -> what the landing page shows
     render: Callable[[str], tuple[str, bytes]]  # resource id -> (file name, PDF bytes)
+    # Called in the transaction that records a counted view / a granted download.
+    on_viewed: Callable[[str], None] = _nothing
+    on_downloaded: Callable[[str], None] = _nothing
 
 
 _resources: dict[str, Resource] = {}
 
 
-def register_resource(resource_type: str, *, describe, render) -> None:
-    _resources[resource_type] = Resource(describe, render)
+def register_resource(
+    resource_type: str, *, describe, render, on_viewed=_nothing, on_downloaded=_nothing
+) -> None:
+    _resources[resource_type] = Resource(describe, render, on_viewed, on_downloaded)
 
 
 def resource_of(token: SecureDownloadToken) -> Resource:
@@ -48,6 +63,26 @@ class DownloadDenied(Exception):
 
 def link_url(raw: str) -> str:
     return f"{settings.APP_BASE_URL}/downloads/{raw}/"
+
+
+def preview_url(token: SecureDownloadToken, raw: str) -> str:
+    """The link for its owner: the same page, marked as the owner's preview so that opening it
+    counts no view. The mark is the token's id signed under SECRET_KEY: it opens nothing by
+    itself, and fits no other link."""
+    mark = signing.Signer(salt=_PREVIEW_SALT).sign(str(token.pk)).rsplit(":", 1)[1]
+    return f"{link_url(raw)}?preview={mark}"
+
+
+def is_owner_preview(token: SecureDownloadToken, *, user, preview: str) -> bool:
+    """Whether the link's page is opened by its owner: signed in as the link's creator, or
+    through the link's preview_url."""
+    if user is not None and user.is_authenticated and user.pk == token.created_by_id:
+        return True
+    signed = f"{token.pk}:{preview}"
+    try:
+        return bool(preview) and signing.Signer(salt=_PREVIEW_SALT).unsign(signed) == str(token.pk)
+    except signing.BadSignature:
+        return False
 
 
 @transaction.atomic
@@ -160,6 +195,34 @@ def inspect_token(raw: str) -> SecureDownloadToken:
     return token
 
 
+@transaction.atomic
+def record_view(token: SecureDownloadToken) -> DownloadEvent | None:
+    """Count a person's view of a link's page (the caller has ruled out its owner and link
+    scanners): a `viewed` event and its `download.viewed` entry, unless the link already has a
+    view counted within VIEW_WINDOW; returns the event, or None when it did not count. The
+    token's row is locked first, so of two views racing only one counts."""
+    token = SecureDownloadToken.objects.select_for_update().get(pk=token.pk)
+    recent = timezone.now() - VIEW_WINDOW
+    if token.events.filter(kind=Kind.VIEWED, created_at__gt=recent).exists():
+        return None
+    context = audit_context.current()
+    event = DownloadEvent.objects.create(
+        token=token,
+        kind=Kind.VIEWED,
+        granted=True,
+        reason=Reason.GRANTED,
+        ip_address=context.ip_address,
+        user_agent=context.user_agent,
+    )
+    audit.log(
+        "download.viewed",
+        target=(token.resource_type, token.resource_id),
+        metadata={"token_id": token.pk},
+    )
+    resource_of(token).on_viewed(token.resource_id)
+    return event
+
+
 def redeem_token(raw: str) -> SecureDownloadToken:
     """Use one download. One conditional UPDATE decides (not revoked, not expired by the
     database clock, below the limit), so the Nth of N racing requests wins and the N+1th
@@ -203,6 +266,8 @@ def _record(token: SecureDownloadToken | None, reason: str) -> None:
             },
             success=granted,
         )
+        if granted:
+            resource_of(token).on_downloaded(token.resource_id)
 
 
 @transaction.atomic

@@ -1,5 +1,6 @@
 """The public link `/downloads/<token>/`: GET shows a landing page and consumes nothing (mail
-scanners and link previews fetch every link); POST spends one download and returns the file.
+scanners and link previews fetch every link), counting a view when a person other than the
+link's owner opens it; POST spends one download and returns the file.
 The raw token is a credential: it never reaches a log line, the audit trail or an error page.
 """
 
@@ -9,7 +10,7 @@ from django.http import HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
-from downloads import services
+from downloads import services, visitors
 from invoicegen.core.api import ClientIPThrottle
 from invoicegen.core.pages import secret_url_page
 
@@ -63,5 +64,9 @@ def download(request, token: str):
         link = services.inspect_token(token)
     except services.DownloadDenied as denial:
         return _denied(request, denial)
+    if not visitors.is_automated(request) and not services.is_owner_preview(
+        link, user=getattr(request, "user", None), preview=request.GET.get("preview", "")
+    ):
+        services.record_view(link)
     details = services.resource_of(link).describe(link.resource_id)
     return _page(request, "downloads/landing.html", {"link": link, **details}, 200)

@@ -31,7 +31,10 @@ def test_the_demo_tells_the_whole_story():
     assert "3 of 5 downloads used" in story
     assert re.search(r"sent +invoice_notification_client", story)
     assert "verified" in story and ": OK" in story
-    assert DownloadEvent.objects.filter(granted=True).count() == 3
+    downloads = DownloadEvent.objects.filter(kind=DownloadEvent.Kind.DOWNLOAD, granted=True)
+    assert downloads.count() == 3
+    assert DownloadEvent.objects.filter(kind=DownloadEvent.Kind.VIEWED).count() == 1
+    assert re.search(r"viewed +from ", story)
 
 
 def test_the_demo_can_run_again():

@@ -8,7 +8,7 @@ from django.utils import timezone
 from pypdf import PdfReader
 
 from downloads import services
-from downloads.models import SecureDownloadToken
+from downloads.models import DownloadEvent, SecureDownloadToken
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.billing.tests.factories import finalized_invoice
 
@@ -39,6 +39,15 @@ def path_of(raw: str, *, slash: bool = True) -> str:
 def expire(token: SecureDownloadToken, *, ago: datetime.timedelta) -> None:
     """Time passes: the expiry is a column, moved through the ORM."""
     SecureDownloadToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - ago)
+
+
+def views_of(token: SecureDownloadToken):
+    return DownloadEvent.objects.filter(token=token, kind=DownloadEvent.Kind.VIEWED)
+
+
+def age_views(token: SecureDownloadToken, *, ago: datetime.timedelta) -> None:
+    """Time passes: the link's counted views happened `ago` ago."""
+    views_of(token).update(created_at=timezone.now() - ago)
 
 
 def reload(token: SecureDownloadToken) -> SecureDownloadToken:

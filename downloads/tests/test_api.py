@@ -91,6 +91,18 @@ def test_create_takes_the_lifetime_and_limit_asked_for(api, invoice, hours, down
     assert token_of(raw_token_of(response.json()["url"])).max_downloads == downloads
 
 
+def test_create_answers_the_owners_preview_url_which_counts_no_view(api, invoice):
+    body = api.post(links_url(invoice)).json()
+    assert body["preview_url"].startswith(body["url"] + "?preview=")
+    token = token_of(raw_token_of(body["url"]))
+    browser = {"HTTP_USER_AGENT": "Mozilla/5.0 (X11; Linux x86_64) Chromium/131"}
+
+    assert Client().get(body["preview_url"].removeprefix(BASE_URL), **browser).status_code == 200
+    assert not token.events.exists()
+    assert Client().get(body["url"].removeprefix(BASE_URL), **browser).status_code == 200
+    assert token.events.get().kind == "viewed"
+
+
 def test_created_url_opens_the_invoice(api, invoice):
     url = api.post(links_url(invoice)).json()["url"]
 

@@ -12,17 +12,19 @@ from django.test import Client
 from rest_framework.throttling import SimpleRateThrottle
 
 from audit.models import AuditLog
-from audit.tests.helpers import last_entry_id, only_entry
+from audit.tests.helpers import actions_after, last_entry_id, only_entry
 from downloads import services, tokens
 from downloads.models import DownloadEvent
 from downloads.tests.helpers import (
     SECURITY_HEADERS,
+    age_views,
     expire,
     has_security_headers,
     invoice_link,
     path_of,
     pdf_text,
     reload,
+    views_of,
 )
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.billing.tests.factories import finalized_invoice
@@ -365,3 +367,153 @@ def test_twenty_racing_downloads_of_a_five_download_link_grant_exactly_five(race
     assert reload(token).download_count == 5
     assert DownloadEvent.objects.filter(token=token).count() == 20
     assert DownloadEvent.objects.filter(token=token, granted=True).count() == 5
+
+
+# Views: a person other than the owner opening the page, at most once a half hour per link
+
+HALF_HOUR = datetime.timedelta(minutes=30)
+
+
+def open_page(client, raw: str, query: str = "", **headers):
+    response = client.get(path_of(raw) + query, **{"HTTP_USER_AGENT": BROWSER, **headers})
+    assert response.status_code == 200
+    return response
+
+
+def test_a_client_opening_the_page_counts_one_view_audited_once(client, link):
+    invoice, token, raw = link
+    mark = last_entry_id()
+
+    open_page(client, raw, REMOTE_ADDR="198.51.100.7")
+
+    view = views_of(token).get()
+    assert (view.granted, view.ip_address, view.user_agent) == (True, "198.51.100.7", BROWSER)
+    entry = only_entry(mark, "download.viewed")
+    assert (entry.resource_type, entry.resource_id) == ("invoice", str(invoice.pk))
+    assert entry.metadata["token_id"] == token.pk
+    assert actions_after(mark) == ["download.viewed"]
+    assert reload(token).download_count == 0
+
+
+def test_a_link_counts_one_view_per_half_hour(client, link):
+    _, token, raw = link
+    for _ in range(3):
+        open_page(client, raw)
+    assert views_of(token).count() == 1
+
+    age_views(token, ago=HALF_HOUR - datetime.timedelta(minutes=1))
+    open_page(client, raw)
+    assert views_of(token).count() == 1
+
+    age_views(token, ago=HALF_HOUR + datetime.timedelta(seconds=1))
+    mark = last_entry_id()
+    open_page(client, raw)
+    assert views_of(token).count() == 2
+    assert actions_after(mark) == ["download.viewed"]
+
+
+def test_each_link_counts_its_own_views(client, link):
+    invoice, token, raw = link
+    _, other_token, other = invoice_link(invoice)
+
+    open_page(client, raw)
+    open_page(client, other)
+
+    assert views_of(token).count() == views_of(other_token).count() == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"HTTP_SEC_PURPOSE": "prefetch"},
+        {"HTTP_USER_AGENT": "Mozilla/5.0 (Windows NT 10.0) BingPreview/1.0b"},
+        {"HTTP_USER_AGENT": ""},
+    ],
+    ids=["prefetch", "scanner", "no-agent"],
+)
+def test_a_prefetch_or_a_link_scanner_counts_no_view(client, link, headers):
+    _, token, raw = link
+    mark = last_entry_id()
+
+    open_page(client, raw, **headers)
+
+    assert not views_of(token).exists()
+    assert actions_after(mark) == []
+
+
+def test_head_counts_no_view(client, link):
+    _, token, raw = link
+
+    assert client.head(path_of(raw), HTTP_USER_AGENT=BROWSER).status_code == 200
+
+    assert not views_of(token).exists()
+
+
+def test_a_refused_link_counts_no_view(client):
+    raw = refused("expired")
+
+    assert client.get(path_of(raw), HTTP_USER_AGENT=BROWSER).status_code == 410
+
+    assert not DownloadEvent.objects.exists()
+
+
+def test_the_owner_signed_in_previews_without_a_view(client, link):
+    invoice, token, raw = link
+    client.force_login(invoice.user)
+
+    open_page(client, raw)
+
+    assert not views_of(token).exists()
+
+
+def test_someone_else_signed_in_counts_a_view(client, link):
+    _, token, raw = link
+    client.force_login(UserFactory())
+
+    open_page(client, raw)
+
+    assert views_of(token).count() == 1
+
+
+def test_the_owners_preview_link_counts_no_view(client, link):
+    _, token, raw = link
+    preview = services.preview_url(token, raw)
+    assert preview.startswith(services.link_url(raw) + "?preview=")
+
+    open_page(client, raw, "?" + preview.split("?", 1)[1])
+
+    assert not views_of(token).exists()
+
+
+def test_a_forged_or_borrowed_preview_mark_counts_a_view(client, link):
+    invoice, token, raw = link
+    other_token, other_raw = invoice_link(invoice)[1:]
+    borrowed = services.preview_url(other_token, other_raw).split("?", 1)[1]
+
+    open_page(client, raw, "?preview=forged")
+    age_views(token, ago=HALF_HOUR * 2)
+    open_page(client, raw, "?" + borrowed)
+
+    assert views_of(token).count() == 2
+
+
+def test_downloading_from_the_preview_link_still_spends_a_download(client, link):
+    _, token, raw = link
+    query = services.preview_url(token, raw).split("?", 1)[1]
+
+    assert client.post(path_of(raw) + "?" + query).status_code == 200
+
+    assert reload(token).download_count == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ten_racing_views_of_a_link_count_once(race):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL's concurrent writers")
+    _, token, raw = invoice_link()
+
+    statuses = race(lambda: Client().get(path_of(raw), HTTP_USER_AGENT=BROWSER).status_code, 10)
+
+    assert statuses == [200] * 10
+    assert views_of(token).count() == 1
+    assert AuditLog.objects.filter(action="download.viewed").count() == 1

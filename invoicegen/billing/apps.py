@@ -10,7 +10,7 @@ class BillingConfig(AppConfig):
         from audit import registry
         from downloads.services import register_resource
         from emails.services import register_link_maker
-        from invoicegen.billing import events, links  # noqa: F401 (events registers its actions)
+        from invoicegen.billing import events, links, services  # noqa: F401 (events: its actions)
         from invoicegen.billing.models import (
             BusinessProfile,
             Invoice,
@@ -20,7 +20,14 @@ class BillingConfig(AppConfig):
         )
         from notifications.types import EMAIL, IN_APP, register_type
 
-        registry.track(Invoice, resource_type="invoice", label_field="number")
+        # How often the client viewed and downloaded it is bookkeeping, with entries of its own
+        # (download.viewed, download.succeeded), not an edit of the invoice.
+        registry.track(
+            Invoice,
+            resource_type="invoice",
+            label_field="number",
+            quiet_fields=("updated_at", "first_viewed_at", "view_count", "download_count"),
+        )
         registry.track(InvoiceItem, resource_type="invoice_item", label_field="description")
         registry.track(Payment, resource_type="payment")
         registry.track(Subscription, resource_type="subscription", label_field="plan")
@@ -42,6 +49,17 @@ class BillingConfig(AppConfig):
             body="{client_name} paid {total} in full.",
             **by_email,
         )
+        # In the app only: a client opening an invoice is worth a glance, not an email.
+        register_type(
+            "invoice_viewed",
+            title="Invoice {invoice_number} viewed",
+            body="{client_name} opened it for the first time.",
+        )
+        register_type(
+            "invoice_downloaded",
+            title="Invoice {invoice_number} downloaded",
+            body="{client_name} downloaded it for the first time.",
+        )
         for state in ("active", "cancelled", "renewed"):
             register_type(
                 f"subscription_{'activated' if state == 'active' else state}",
@@ -52,7 +70,11 @@ class BillingConfig(AppConfig):
             )
 
         register_resource(
-            "invoice", describe=links.describe_invoice, render=links.render_invoice_file
+            "invoice",
+            describe=links.describe_invoice,
+            render=links.render_invoice_file,
+            on_viewed=services.record_invoice_view,
+            on_downloaded=services.record_invoice_download,
         )
         register_link_maker(
             "invoice_notification_client",

@@ -73,6 +73,17 @@ def invoice_paid(invoice: Invoice, *, actor) -> None:
     notify(invoice.user, "invoice_paid", params=params, resource=invoice, actor=actor)
 
 
+def invoice_first_viewed(invoice: Invoice) -> None:
+    """The client opened a link to the invoice for the first time. The view's entry is the
+    link's own (`download.viewed`, downloads/services.py): the owner is only told."""
+    notify(invoice.user, "invoice_viewed", params=invoice_params(invoice), resource=invoice)
+
+
+def invoice_first_downloaded(invoice: Invoice) -> None:
+    """The client downloaded the invoice for the first time (entry: `download.succeeded`)."""
+    notify(invoice.user, "invoice_downloaded", params=invoice_params(invoice), resource=invoice)
+
+
 @domain_event("invoice.voided", "{actor} voided {target}")
 def invoice_voided(invoice: Invoice, *, actor) -> None:
     record_event("invoice.voided", target=invoice, actor=actor)

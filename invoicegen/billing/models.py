@@ -42,6 +42,11 @@ class Invoice(Audited):
     # The issuer's business details as they were when the invoice was finalized: an issued
     # invoice reads the same however its issuer's profile changes later.
     issuer = models.JSONField(default=dict, blank=True, editable=False)
+    # How the client met the invoice through its links (downloads/): counted views of a link's
+    # page and downloads; bookkeeping, not edits (quiet in the audit trail, billing/apps.py).
+    first_viewed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    view_count = models.PositiveIntegerField(default=0, editable=False)
+    download_count = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from audit.tracking import service_transaction
@@ -324,6 +325,37 @@ def issue_download_link(invoice: Invoice, *, created_by, **options):
         action="make a download link to",
     )
     return downloads.issue_download_token("invoice", invoice.pk, created_by=created_by, **options)
+
+
+def _count(invoice_id, counter: str, **on_first) -> tuple[Invoice, bool]:
+    """Add one to the invoice's `counter`, and the first time (from 0) set `on_first` too:
+    conditional UPDATEs, so racing requests lose no count and exactly one of them is the first.
+    The counters are quiet (billing/apps.py): the entry is the link's own."""
+    invoices = Invoice.objects.filter(pk=invoice_id)
+    one_more = {counter: F(counter) + 1}
+    first = bool(invoices.filter(**{counter: 0}).update(**one_more, **on_first))
+    if not first:
+        invoices.update(**one_more)
+    return invoices.get(), first
+
+
+@transaction.atomic
+def record_invoice_view(invoice_id) -> Invoice:
+    """A counted view of a link to the invoice (downloads.record_view); the owner is told of
+    the first one."""
+    invoice, first = _count(invoice_id, "view_count", first_viewed_at=Now())
+    if first:
+        events.invoice_first_viewed(invoice)
+    return invoice
+
+
+@transaction.atomic
+def record_invoice_download(invoice_id) -> Invoice:
+    """A download of the invoice through a link; the owner is told of the first one."""
+    invoice, first = _count(invoice_id, "download_count")
+    if first:
+        events.invoice_first_downloaded(invoice)
+    return invoice
 
 
 def record_payment(invoice: Invoice, *, amount: Decimal, method: str, actor=None) -> Payment:

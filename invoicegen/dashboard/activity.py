@@ -179,7 +179,7 @@ def _outbox(window: Window) -> list[Series]:
 
 def _downloads(window: Window) -> list[Series]:
     groups = per_day(
-        DownloadEvent.objects.all(),
+        DownloadEvent.objects.filter(kind=DownloadEvent.Kind.DOWNLOAD),  # views are no attempts
         "created_at",
         window,
         granted_events=Count("id", filter=Q(granted=True)),

@@ -2,6 +2,12 @@ import os
 import shutil
 
 import pytest
+from django.core import mail
+
+from downloads.tests.helpers import LINK
+from invoicegen.accounts.tests.factories import UserFactory
+from invoicegen.billing import services
+from invoicegen.billing.tests.factories import finalized_invoice
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Playwright's sync API runs an event loop in this thread; the Django calls the tests make
@@ -24,6 +30,20 @@ def browser():
         )
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def emailed_invoice_link(live_server, settings):
+    """(invoice, url): Jane Issuer's invoice sent to ap@globex.example, and the download link
+    in that email, pointing at the live server."""
+    settings.APP_BASE_URL = "https://invoices.example"
+    invoice = finalized_invoice(
+        user=UserFactory(name="Jane Issuer"), client_email="ap@globex.example"
+    )
+    services.send_invoice(invoice)  # commits: the client's email is sent at once
+    [body] = [message.body for message in mail.outbox if message.to == ["ap@globex.example"]]
+    link = LINK.search(body).group(0)
+    return invoice, live_server.url + link.removeprefix(settings.APP_BASE_URL)
 
 
 @pytest.fixture

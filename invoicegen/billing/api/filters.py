@@ -2,6 +2,7 @@ import django_filters
 from django.db.models import Q
 
 from invoicegen.billing.models import Invoice
+from invoicegen.core.api import TrueFalseFilter
 
 SEARCH_MAX_LENGTH = 100
 
@@ -50,6 +51,12 @@ class InvoiceFilter(django_filters.FilterSet):
     )
     due_after = ISODateFilter(field_name="due_date", lookup_expr="gte", label="Due on or after.")
     due_before = ISODateFilter(field_name="due_date", lookup_expr="lte", label="Due on or before.")
+    viewed = TrueFalseFilter(
+        field_name="first_viewed_at",
+        lookup_expr="isnull",
+        exclude=True,
+        label="Whether the client has viewed it through a link (true or false).",
+    )
     ordering = InvoiceOrdering()
 
     class Meta:

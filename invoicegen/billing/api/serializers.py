@@ -71,6 +71,9 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "finalized_at",
             "sent_at",
             "paid_at",
+            "first_viewed_at",
+            "view_count",
+            "download_count",
         ]
         read_only_fields = fields
         list_serializer_class = InvoiceListSerializer
@@ -104,6 +107,9 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "finalized_at": datetime_text(invoice.finalized_at),
             "sent_at": datetime_text(invoice.sent_at),
             "paid_at": datetime_text(invoice.paid_at),
+            "first_viewed_at": datetime_text(invoice.first_viewed_at),
+            "view_count": invoice.view_count,
+            "download_count": invoice.download_count,
         }
 
 
@@ -308,5 +314,8 @@ class DownloadLinkSerializer(serializers.ModelSerializer):
 class NewDownloadLinkSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     url = serializers.URLField()
+    preview_url = serializers.URLField(
+        help_text="The same page for its owner: opening it counts no view. Give the client `url`."
+    )
     expires_at = serializers.DateTimeField()
     max_downloads = serializers.IntegerField()

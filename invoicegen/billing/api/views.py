@@ -173,8 +173,9 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         token, raw = services.issue_download_link(
             invoice, created_by=request.user, **data.validated_data
         )
-        answer = {"id": token.pk, "url": downloads.link_url(raw), "expires_at": token.expires_at,
-                  "max_downloads": token.max_downloads}  # fmt: skip
+        answer = {"id": token.pk, "url": downloads.link_url(raw),
+                  "preview_url": downloads.preview_url(token, raw),
+                  "expires_at": token.expires_at, "max_downloads": token.max_downloads}  # fmt: skip
         return Response(
             serializers.NewDownloadLinkSerializer(answer).data, status=status.HTTP_201_CREATED
         )

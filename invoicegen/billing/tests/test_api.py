@@ -8,6 +8,7 @@ from django.utils.dateparse import parse_datetime
 from rest_framework.test import APIClient
 
 from audit.tests.helpers import actions_after, last_entry_id, only_entry
+from downloads import services as downloads
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.billing import services
 from invoicegen.billing.models import Invoice, InvoiceItem, Subscription
@@ -209,6 +210,35 @@ def test_list_shows_only_the_callers_invoices_newest_first(api, user):
     assert body["count"] == 2
     assert [invoice["number"] for invoice in body["results"]] == [newer.number, older.number]
     assert body["results"][0]["items"][0]["description"] == "Consulting"
+
+
+def test_list_and_detail_show_how_the_client_met_the_invoice(api, user):
+    invoice, untouched = invoice_in_status("sent", user=user), InvoiceFactory(user=user)
+    link, raw = downloads.issue_download_token("invoice", invoice.pk, created_by=user)
+    downloads.record_view(link)
+    downloads.redeem_token(raw)
+    invoice.refresh_from_db()
+
+    listed = {row["id"]: row for row in api.get(INVOICES).json()["results"]}
+    shown = api.get(invoice_url(invoice)).json()
+
+    fields = ("first_viewed_at", "view_count", "download_count")
+    for body in (listed[invoice.pk], shown):
+        assert parse_datetime(body["first_viewed_at"]) == invoice.first_viewed_at
+        assert (body["view_count"], body["download_count"]) == (1, 1)
+    assert [listed[untouched.pk][name] for name in fields] == [None, 0, 0]
+
+
+def test_view_and_download_counts_are_read_only(api, user):
+    invoice = InvoiceFactory(user=user)
+
+    response = api.patch(
+        invoice_url(invoice), {"view_count": 9, "download_count": 9}, format="json"
+    )
+
+    assert response.status_code == 200
+    invoice.refresh_from_db()
+    assert (invoice.view_count, invoice.download_count) == (0, 0)
 
 
 def test_list_pages_by_page_size(api, user):

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from downloads import services as downloads
 from invoicegen.billing import services
 from invoicegen.billing.models import Invoice
 from invoicegen.billing.tests.factories import InvoiceFactory, invoice_in_status
@@ -115,6 +116,8 @@ def test_filters_combine_and_keep_to_the_callers_invoices(api, book):
         ("ordering=password", "ordering"),
         ("ordering=due_date,user__password", "ordering"),
         (f"search={'x' * 101}", "search"),
+        ("viewed=yes", "viewed"),
+        ("viewed=1", "viewed"),
         ("search=a%00b", "search"),
     ],
 )
@@ -130,8 +133,17 @@ def test_the_schema_lists_the_filters(api):
     parameters = schema["paths"]["/api/invoices/"]["get"]["parameters"]
 
     names = {parameter["name"] for parameter in parameters}
-    assert {"status", "search", "due_after", "due_before", "ordering"} <= names
+    assert {"status", "search", "due_after", "due_before", "ordering", "viewed"} <= names
     assert "400" in schema["paths"]["/api/invoices/"]["get"]["responses"]
+
+
+def test_viewed_lists_the_invoices_a_client_has_viewed_or_not(api, user, book):
+    viewed = Invoice.objects.get(number=book["initech"])
+    link, _ = downloads.issue_download_token("invoice", viewed.pk, created_by=user)
+    downloads.record_view(link)
+
+    assert numbers(api, "viewed=true") == [book["initech"]]
+    assert numbers(api, "viewed=false") == [book["hooli"], book["globex"], book["acme"]]
 
 
 def test_a_voided_invoice_is_found_by_status_after_the_void(api, user):

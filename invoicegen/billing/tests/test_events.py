@@ -8,6 +8,7 @@ from django.db import transaction
 from audit.registry import domain_event
 from audit.services import record_event
 from audit.tests.helpers import actions_after, entries_after, last_entry_id, only_entry
+from downloads import services as downloads
 from emails.models import EmailLog
 from emails.services import queue_email
 from invoicegen.billing import events
@@ -133,6 +134,37 @@ def test_a_payment_in_full_tells_the_owner():
 
     notification = Notification.objects.get(type="invoice_paid")
     assert notification.message == f"Acme Ltd paid ${invoice.total} in full."
+
+
+def test_the_owner_is_told_of_the_first_view_only_in_the_app():
+    invoice = invoice_in_status("sent", client_name="Acme Ltd")
+    link, _ = downloads.issue_download_token("invoice", invoice.pk, created_by=invoice.user)
+    other_link, _ = downloads.issue_download_token("invoice", invoice.pk, created_by=invoice.user)
+
+    downloads.record_view(link)
+    downloads.record_view(other_link)
+
+    notification = Notification.objects.get(type="invoice_viewed")
+    assert (notification.user, notification.title) == (
+        invoice.user,
+        f"Invoice {invoice.number} viewed",
+    )
+    assert notification.message == "Acme Ltd opened it for the first time."
+    assert (notification.resource_type, notification.resource_id) == ("invoice", str(invoice.pk))
+    assert not EmailLog.objects.filter(notification=notification).exists()
+
+
+def test_the_owner_is_told_of_the_first_download_only():
+    invoice = invoice_in_status("sent", client_name="Acme Ltd")
+    _, raw = downloads.issue_download_token("invoice", invoice.pk, created_by=invoice.user)
+
+    for _ in range(3):
+        downloads.redeem_token(raw)
+
+    notification = Notification.objects.get(type="invoice_downloaded")
+    assert notification.title == f"Invoice {invoice.number} downloaded"
+    assert notification.message == "Acme Ltd downloaded it for the first time."
+    assert not Notification.objects.filter(type="invoice_viewed").exists()
 
 
 @pytest.mark.parametrize(

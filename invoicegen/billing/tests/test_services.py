@@ -1,3 +1,4 @@
+import contextlib
 import datetime
 from decimal import Decimal
 
@@ -6,6 +7,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection
 from django.utils import timezone
 
+from audit.tests.helpers import actions_after, last_entry_id
+from downloads import services as downloads
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.billing import services
 from invoicegen.billing.models import Invoice, InvoiceSequence, Payment, Subscription
@@ -377,3 +380,62 @@ def test_renew_subscription_reactivates_a_cancelled_one():
     renewed = services.renew_subscription(subscription)
 
     assert (renewed.status, renewed.cancelled_at) == (Subscription.Status.ACTIVE, None)
+
+
+# How the client met the invoice: views and downloads through its links (downloads/)
+
+
+def client_link(invoice):
+    return downloads.issue_download_token("invoice", invoice.pk, created_by=invoice.user)
+
+
+def test_a_counted_view_of_any_link_counts_on_the_invoice_and_the_first_is_dated():
+    invoice = finalized_invoice()
+    (first_link, _), (second_link, _) = client_link(invoice), client_link(invoice)
+    before = timezone.now()
+
+    downloads.record_view(first_link)
+    first_viewed_at = Invoice.objects.get(pk=invoice.pk).first_viewed_at
+    downloads.record_view(second_link)
+
+    invoice.refresh_from_db()
+    assert invoice.view_count == 2
+    assert invoice.first_viewed_at == first_viewed_at
+    assert before <= first_viewed_at <= timezone.now()
+    assert invoice.download_count == 0
+
+
+def test_a_view_within_the_half_hour_of_the_links_last_counts_nothing_on_the_invoice():
+    invoice = finalized_invoice()
+    link, _ = client_link(invoice)
+
+    assert downloads.record_view(link) is not None
+    assert downloads.record_view(link) is None
+
+    assert Invoice.objects.get(pk=invoice.pk).view_count == 1
+
+
+def test_granted_downloads_count_on_the_invoice_and_refused_ones_do_not():
+    invoice = finalized_invoice()
+    _, raw = downloads.issue_download_token(
+        "invoice", invoice.pk, created_by=invoice.user, max_downloads=2
+    )
+
+    for _ in range(3):
+        with contextlib.suppress(downloads.DownloadDenied):
+            downloads.redeem_token(raw)
+
+    invoice.refresh_from_db()
+    assert (invoice.download_count, invoice.view_count, invoice.first_viewed_at) == (2, 0, None)
+
+
+def test_counting_views_and_downloads_changes_no_edit_time_and_audits_no_edit():
+    invoice = finalized_invoice()
+    link, raw = client_link(invoice)
+    mark = last_entry_id()
+
+    downloads.record_view(link)
+    downloads.redeem_token(raw)
+
+    assert actions_after(mark) == ["download.viewed", "download.succeeded"]
+    assert Invoice.objects.get(pk=invoice.pk).updated_at == invoice.updated_at

@@ -2,6 +2,7 @@
 
 import pytest
 
+from downloads.models import DownloadEvent
 from downloads.tests.factories import DownloadEventFactory
 from emails.models import EmailLog
 from emails.tests.factories import EmailLogFactory
@@ -108,6 +109,7 @@ def test_downloads_are_counted_granted_and_refused():
     DownloadEventFactory(created_at=LATE_ON_THE_30TH, granted=False)
     DownloadEventFactory(created_at=EARLY_ON_THE_31ST, granted=False)
     DownloadEventFactory(created_at=BEFORE_THE_WINDOW)
+    DownloadEventFactory(created_at=FIRST_DAY, kind=DownloadEvent.Kind.VIEWED)  # not a download
 
     activity = dashboard.daily_activity(now=NOW)
 
