@@ -307,6 +307,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "invoicegen.dashboard.tasks.count_audit_days",
         "schedule": crontab(minute=23),
     },
+    # Reminders leave in the morning; the task sends only what is due, so any hour is safe.
+    "send-invoice-reminders": {
+        "task": "invoicegen.billing.tasks.send_due_reminders",
+        "schedule": crontab(hour=9, minute=0),
+    },
     "expire-subscriptions": {
         "task": "invoicegen.billing.tasks.expire_subscriptions",
         "schedule": 3600.0,

@@ -461,7 +461,7 @@ def test_an_invoice_voided_while_its_email_waits_is_never_mailed_and_its_link_is
     email = EmailLog.objects.get(pk=email.pk)
     assert email.status == EmailLog.Status.FAILED  # at once: no retry can bring it back
     assert email.last_error == (
-        f"Withdrawn: Invoice {invoice.number} was voided before this email was sent."
+        f"Withdrawn: Invoice {invoice.number} is void: this email is not sent."
     )
     assert mail.outbox == []
     assert reload(made).revoked_at is not None

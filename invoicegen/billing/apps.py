@@ -81,3 +81,6 @@ class BillingConfig(AppConfig):
             keys=("download_url",),
             make=links.make_client_download_link,
         )
+        register_link_maker(
+            "invoice_reminder", keys=("download_url",), make=links.make_reminder_download_link
+        )

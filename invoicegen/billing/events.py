@@ -3,6 +3,8 @@ the change, recorded in the service's transaction), then what its people are tol
 notification, emails), stored in the same transaction; subscribers hear of it after commit.
 A service changes its rows, then records its event (see services.py)."""
 
+import datetime
+
 from audit.registry import domain_event
 from audit.services import record_event
 from emails.services import queue_email
@@ -42,6 +44,19 @@ def invoice_finalized(invoice: Invoice, *, actor) -> None:
     notify(invoice.user, "invoice_finalized", params=params, resource=invoice, actor=actor)
 
 
+def _email_client(invoice: Invoice, template: str, *, to: str, context: dict) -> None:
+    """An email to the invoice's client, from its issuer's business name, replies to its owner."""
+    issuer = invoice.issuer.get("name") or invoice.user.get_full_name()  # the business's name
+    queue_email(
+        template,
+        to=to,
+        context={**context, "issuer": issuer, "due_date": invoice.due_date},
+        resource=("invoice", invoice.pk),
+        on_behalf_of=invoice.user,
+        sender_name=issuer,
+    )
+
+
 @domain_event("invoice.sent", "{actor} sent {target} to {to}")
 def invoice_sent(invoice: Invoice, *, to: str, actor) -> None:
     """The owner is told; the client gets the invoice, with a download link made when the
@@ -49,15 +64,30 @@ def invoice_sent(invoice: Invoice, *, to: str, actor) -> None:
     params = {**invoice_params(invoice), "to": to}
     record_event("invoice.sent", target=invoice, actor=actor, params=params)
     notify(invoice.user, "invoice_sent", params=params, resource=invoice, actor=actor)
-    issuer = invoice.issuer.get("name") or invoice.user.get_full_name()  # the business's name
-    queue_email(
-        "invoice_notification_client",
-        to=to,
-        context={**params, "issuer": issuer, "due_date": invoice.due_date},
-        resource=("invoice", invoice.pk),
-        on_behalf_of=invoice.user,
-        sender_name=issuer,
-    )
+    _email_client(invoice, "invoice_notification_client", to=to, context=params)
+
+
+def when_due(invoice: Invoice, today: datetime.date) -> str:
+    """How due the invoice is on `today`, the day a reminder leaves (a step's own day unless
+    the step was missed): "due in 3 days", "due today", "overdue by 7 days"."""
+    days = (invoice.due_date - today).days
+    count = f"{abs(days)} day{'' if abs(days) == 1 else 's'}"
+    return f"due in {count}" if days > 0 else f"overdue by {count}" if days < 0 else "due today"
+
+
+@domain_event("invoice.reminder_sent", "Reminder of {target} sent to {to} ({step:+d} days)")
+def invoice_reminder_sent(
+    invoice: Invoice, *, step: int, skipped: list[int], today: datetime.date, actor
+) -> None:
+    """The client is reminded of the balance due, with a download link made when the email
+    is sent (links.make_reminder_download_link); `step` is the schedule's day (from the due
+    date) and `skipped` the earlier ones missed."""
+    to = invoice.client_email
+    params = {**invoice_params(invoice), "to": to, "step": step, "skipped_steps": skipped}
+    record_event("invoice.reminder_sent", target=invoice, actor=actor, params=params)
+    balance_due = format_money(invoice.balance_due, invoice.currency)
+    context = {**params, "balance_due": balance_due, "when_due": when_due(invoice, today)}
+    _email_client(invoice, "invoice_reminder", to=to, context=context)
 
 
 @domain_event("invoice.send_refused", "Sending {target} refused: {reason}", security=True)

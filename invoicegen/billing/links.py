@@ -28,16 +28,30 @@ def render_invoice_file(invoice_id: str) -> tuple[str, bytes]:
     return f"{invoice.number}.pdf", render_invoice_pdf(invoice)
 
 
-@transaction.atomic
-def make_client_download_link(email) -> dict:
-    """The link in the client's email, made when it is first sent and the same at every retry
-    of that email; sending the invoice again makes a new email, with a new link. An invoice
-    voided before its email left is not sent at all: the invoice row is locked as void_invoice
-    locks it, so a link is either made first (and the void withdraws it) or not at all."""
+def _client_link(email, *, withdrawn_when: tuple[str, ...]) -> dict:
+    """A download link for the client's email about an invoice, unless the invoice went into
+    one of `withdrawn_when` before the email left. The invoice row is locked as void_invoice
+    and record_payment lock it, so a link is either made first (and a void withdraws it) or
+    not at all."""
     invoice = Invoice.objects.select_for_update().get(pk=email.context["invoice_id"])
-    if invoice.status == Invoice.Status.VOID:
-        raise Withdrawn(f"Invoice {invoice.number} was voided before this email was sent.")
+    if invoice.status in withdrawn_when:
+        raise Withdrawn(f"Invoice {invoice.number} is {invoice.status}: this email is not sent.")
     _, raw = downloads.issue_email_download_token(
         "invoice", invoice.pk, email=email, created_by=invoice.user
     )
     return {"download_url": downloads.link_url(raw)}
+
+
+@transaction.atomic
+def make_client_download_link(email) -> dict:
+    """The link in the client's email, made when it is first sent and the same at every retry
+    of that email; sending the invoice again makes a new email, with a new link. An invoice
+    voided before its email left is not sent at all."""
+    return _client_link(email, withdrawn_when=(Invoice.Status.VOID,))
+
+
+@transaction.atomic
+def make_reminder_download_link(email) -> dict:
+    """The link in a reminder, made as the invoice's own; a reminder still waiting when its
+    invoice is paid or voided is not sent at all."""
+    return _client_link(email, withdrawn_when=(Invoice.Status.PAID, Invoice.Status.VOID))

@@ -6,6 +6,14 @@ from django.db.models import Q
 
 from audit.tracking import Audited
 
+# Days from an invoice's due date on which its client is reminded: before it (negative), after.
+DEFAULT_REMINDER_DAYS = (-3, 1, 7, 14)
+EARLIEST_REMINDER_DAY, LATEST_REMINDER_DAY, MAX_REMINDER_STEPS = -30, 90, 6
+
+
+def default_reminder_days() -> list[int]:
+    return list(DEFAULT_REMINDER_DAYS)
+
 
 class Invoice(Audited):
     class Status(models.TextChoices):
@@ -39,6 +47,8 @@ class Invoice(Audited):
     sent_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     notes = models.TextField(max_length=2000, blank=True)
+    # Whether the client is reminded on the days of its owner's schedule (BusinessProfile).
+    reminders_enabled = models.BooleanField(default=True)
     # The issuer's business details as they were when the invoice was finalized: an issued
     # invoice reads the same however its issuer's profile changes later.
     issuer = models.JSONField(default=dict, blank=True, editable=False)
@@ -90,6 +100,9 @@ class BusinessProfile(Audited):
     payment_instructions = models.TextField(max_length=2000, blank=True)
     notes = models.TextField(max_length=2000, blank=True)
     logo = models.BinaryField(blank=True, default=b"")
+    # The user's reminder schedule, for each of their sent invoices: offsets in days from the due
+    # date (the API checks them: -30 to 90, at most 6, no repeats); empty sends none.
+    reminder_days = models.JSONField(default=default_reminder_days, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self):
@@ -111,6 +124,30 @@ class InvoiceSequence(models.Model):
 
     def __str__(self):
         return f"{self.user_id}/{self.year}: {self.last_value}"
+
+
+class InvoiceReminder(models.Model):
+    """One step of an invoice's reminder schedule, done: its row is written in the transaction
+    that queues the email, and is unique per invoice and step, so no step is sent twice. A step
+    missed (an outage) when a later one fell due is recorded as skipped, not sent."""
+
+    class Outcome(models.TextChoices):
+        SENT = "sent"
+        SKIPPED = "skipped"
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="reminders")
+    days = models.SmallIntegerField(help_text="The step: days from the due date.")
+    outcome = models.CharField(max_length=10, choices=Outcome)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["invoice", "days"]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "days"], name="invoice_reminder_per_step")
+        ]
+
+    def __str__(self):
+        return f"{self.invoice_id} at {self.days:+d} days: {self.outcome}"
 
 
 class InvoiceItem(Audited):

@@ -18,12 +18,15 @@ from downloads import services as downloads
 from emails import services as emails
 from invoicegen.billing import events
 from invoicegen.billing.models import (
+    EARLIEST_REMINDER_DAY,
     BusinessProfile,
     Invoice,
     InvoiceItem,
+    InvoiceReminder,
     InvoiceSequence,
     Payment,
     Subscription,
+    default_reminder_days,
 )
 from invoicegen.billing.money import smallest_unit
 from invoicegen.core.exceptions import ConflictError, QuotaExceeded
@@ -100,6 +103,7 @@ def create_invoice(
     client_address: str = "",
     tax_rate: Decimal = Decimal("0.00"),
     notes: str | None = None,
+    reminders_enabled: bool = True,
     actor=None,
 ) -> Invoice:
     """A draft. Its notes, unless given, are the issuer's default notes and terms."""
@@ -121,6 +125,7 @@ def create_invoice(
         due_date=due_date,
         tax_rate=tax_rate,
         notes=notes,
+        reminders_enabled=reminders_enabled,
     )
     _set_totals(invoice, rows)
     invoice.save(force_insert=True)
@@ -129,19 +134,29 @@ def create_invoice(
     return invoice
 
 
+# Reminders can be switched on or off while the invoice may still be reminded of.
+REMINDABLE = (Invoice.Status.DRAFT, Invoice.Status.FINALIZED, Invoice.Status.SENT)
+
+
 @service_transaction
-def update_draft_invoice(invoice: Invoice, *, actor=None, **changes) -> Invoice:
-    """Change a draft's fields; `items`, when given, replaces all of its lines."""
+def update_invoice(invoice: Invoice, *, actor=None, **changes) -> Invoice:
+    """Change a draft's fields; `items`, when given, replaces all of its lines. An issued
+    invoice keeps its content: only `reminders_enabled` may change, alone, until it is paid
+    or void."""
     invoice = _locked(invoice)
-    _require_status(invoice, Invoice.Status.DRAFT, action="edit")
+    if changes.keys() == {"reminders_enabled"}:
+        _require_status(invoice, *REMINDABLE, action="change the reminders of")
+    else:
+        _require_status(invoice, Invoice.Status.DRAFT, action="edit")
     items = changes.pop("items", None)
     for field, value in changes.items():
         setattr(invoice, field, value)
-    rows = None if items is None else _item_rows(items, invoice.currency)
-    _set_totals(invoice, rows)
-    if rows is not None:
-        invoice.items.all().delete()
-        _save_items(invoice, rows)
+    if invoice.status == Invoice.Status.DRAFT:
+        rows = None if items is None else _item_rows(items, invoice.currency)
+        _set_totals(invoice, rows)
+        if rows is not None:
+            invoice.items.all().delete()
+            _save_items(invoice, rows)
     invoice.save()
     events.invoice_updated(invoice, actor=actor)
     return invoice
@@ -391,6 +406,89 @@ def _record_payment(invoice: Invoice, *, amount: Decimal, method: str, actor) ->
     if invoice.status == Invoice.Status.PAID:
         events.invoice_paid(invoice, actor=actor)
     return payment
+
+
+def owners_timezone(user) -> datetime.tzinfo:
+    """The time zone of the owner's days (reminders): UTC until users choose their own."""
+    return datetime.UTC
+
+
+def owners_today(user) -> datetime.date:
+    return timezone.localdate(timezone=owners_timezone(user))
+
+
+def reminder_days_of(user) -> list[int]:
+    """The user's reminder schedule (their business profile's), or the default one."""
+    profile = BusinessProfile.objects.filter(user=user).only("reminder_days").first()
+    return profile.reminder_days if profile else default_reminder_days()
+
+
+def _due_reminder_steps(invoice: Invoice, *, today: datetime.date) -> list[int]:
+    """The steps of the owner's schedule whose day has come (`today`, the owner's) and that
+    come after the last step done. A step on or before the day the invoice was sent is no
+    reminder: the invoice's own email has just told the client."""
+    sent_on = timezone.localdate(invoice.sent_at, owners_timezone(invoice.user))
+    last_done = invoice.reminders.order_by("-days").values_list("days", flat=True).first()
+    return sorted(
+        days
+        for days in reminder_days_of(invoice.user)
+        if sent_on < invoice.due_date + datetime.timedelta(days=days) <= today
+        and (last_done is None or days > last_done)
+    )
+
+
+@service_transaction
+def remind_invoice(invoice: Invoice, *, actor=None) -> InvoiceReminder | None:
+    """Remind the client of a sent invoice with a balance due and reminders on, when a step of
+    its owner's schedule has come: the latest step due is sent, and earlier ones missed (the
+    task did not run on their day) are recorded as skipped, so a client never gets several at
+    once. The invoice is locked, as a payment or a void locks it, and each step's row is unique
+    per invoice: two runs at once, or a retried one, send a step once. Returns the reminder
+    sent, or None when nothing was due."""
+    invoice = _locked(invoice)
+    if (
+        invoice.status != Invoice.Status.SENT
+        or not invoice.reminders_enabled
+        or invoice.balance_due <= 0
+    ):
+        return None
+    today = owners_today(invoice.user)
+    due = _due_reminder_steps(invoice, today=today)
+    if not due:
+        return None
+    *missed, step = due
+    outcome = InvoiceReminder.Outcome
+    skipped = [
+        InvoiceReminder(invoice=invoice, days=days, outcome=outcome.SKIPPED) for days in missed
+    ]
+    reminder = InvoiceReminder(invoice=invoice, days=step, outcome=outcome.SENT)
+    try:  # the unique rows first: a run that lost a race stops here, sending nothing
+        with transaction.atomic():
+            InvoiceReminder.objects.bulk_create([*skipped, reminder])
+    except IntegrityError:
+        return None
+    events.invoice_reminder_sent(invoice, step=step, skipped=missed, today=today, actor=actor)
+    return reminder
+
+
+def send_due_reminders() -> int:
+    """Send every reminder that is due (remind_invoice), each invoice in its own transaction;
+    safe at any hour and when run twice at once. Returns how many were sent."""
+    # A step is at most EARLIEST_REMINDER_DAY before the due date, in a time zone at most a day
+    # ahead of UTC.
+    latest_due_date = timezone.localdate(timezone=datetime.UTC) + datetime.timedelta(
+        days=1 - EARLIEST_REMINDER_DAY
+    )
+    candidates = Invoice.objects.filter(
+        status=Invoice.Status.SENT,
+        reminders_enabled=True,
+        amount_paid__lt=F("total"),
+        due_date__lte=latest_due_date,
+    ).order_by("due_date", "pk")
+    sent = 0
+    for invoice in candidates.only("pk"):
+        sent += remind_invoice(invoice) is not None
+    return sent
 
 
 def add_month(moment: datetime.datetime) -> datetime.datetime:

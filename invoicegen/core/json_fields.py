@@ -36,6 +36,13 @@ class IntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+class BooleanField(serializers.BooleanField):
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
 class DecimalField(serializers.DecimalField):
     """A decimal as a string of ASCII digits with at most `decimal_places` decimals; `pattern`
     is both what the schema states and what is checked. Its lower bound is none, 0 (no sign)

@@ -12,6 +12,9 @@ from rest_framework import serializers
 from downloads.models import SecureDownloadToken
 from invoicegen.billing.currencies import ISO_4217_CODES
 from invoicegen.billing.models import (
+    EARLIEST_REMINDER_DAY,
+    LATEST_REMINDER_DAY,
+    MAX_REMINDER_STEPS,
     BusinessProfile,
     Invoice,
     InvoiceItem,
@@ -66,6 +69,7 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "amount_paid",
             "balance_due",
             "notes",
+            "reminders_enabled",
             "created_at",
             "updated_at",
             "finalized_at",
@@ -102,6 +106,7 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "amount_paid": decimal_text(invoice.amount_paid),
             "balance_due": decimal_text(invoice.total - invoice.amount_paid),
             "notes": invoice.notes,
+            "reminders_enabled": invoice.reminders_enabled,
             "created_at": datetime_text(invoice.created_at),
             "updated_at": datetime_text(invoice.updated_at),
             "finalized_at": datetime_text(invoice.finalized_at),
@@ -153,7 +158,8 @@ class CurrencyField(json_fields.CharField):
 
 
 class InvoiceInputSerializer(json_fields.ModelSerializer):
-    """The fields a client writes on create (all but currency required) and on PATCH of a draft."""
+    """The fields a client writes on create (all but currency required) and on PATCH of a draft;
+    `reminders_enabled` alone may also be PATCHed on an invoice not yet paid or void."""
 
     items = InvoiceItemSerializer(many=True, allow_empty=False, max_length=MAX_ITEMS)
     currency = CurrencyField(default="USD")
@@ -171,12 +177,17 @@ class InvoiceInputSerializer(json_fields.ModelSerializer):
         allow_blank=True,
         help_text="Printed on the invoice; left out on create, the business profile's notes.",
     )
+    reminders_enabled = json_fields.BooleanField(
+        required=False,
+        help_text="Remind the client on the days of the business profile's `reminder_days` "
+        "once the invoice is sent (default true). Alone, PATCHable until it is paid or void.",
+    )
 
     class Meta:
         model = Invoice
         fields = [
             "client_name", "client_email", "client_address", "currency", "due_date", "items",
-            "tax_rate", "notes",
+            "tax_rate", "notes", "reminders_enabled",
         ]  # fmt: skip
 
     def validate_items(self, items):
@@ -257,14 +268,30 @@ class BusinessProfileSerializer(json_fields.ModelSerializer):
     with."""
 
     logo = LogoField()
+    reminder_days = serializers.ListField(
+        child=json_fields.IntegerField(
+            min_value=EARLIEST_REMINDER_DAY, max_value=LATEST_REMINDER_DAY
+        ),
+        max_length=MAX_REMINDER_STEPS,
+        required=False,
+        help_text="The days, counted from an invoice's due date (negative: before it), on which "
+        "the client of a sent invoice with a balance due is reminded; empty sends none. "
+        f"At most {MAX_REMINDER_STEPS}, each once, {EARLIEST_REMINDER_DAY} to "
+        f"{LATEST_REMINDER_DAY}.",
+    )
     updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
     class Meta:
         model = BusinessProfile
         fields = [
             "legal_name", "address", "tax_id", "payment_instructions", "notes", "logo",
-            "updated_at",
+            "reminder_days", "updated_at",
         ]  # fmt: skip
+
+    def validate_reminder_days(self, days: list[int]) -> list[int]:
+        if len(set(days)) != len(days):
+            raise serializers.ValidationError("Each day may appear only once.")
+        return sorted(days)
 
 
 class SendInvoiceSerializer(serializers.Serializer):

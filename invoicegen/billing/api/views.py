@@ -65,13 +65,15 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(
         request=serializers.InvoiceInputSerializer,
         responses={200: serializers.InvoiceSerializer, 409: CONFLICT},
+        description="Edit a draft (409 otherwise). `reminders_enabled` alone may also change on "
+        "a finalized or sent invoice; on a paid or void one it is a 409.",
     )
     def partial_update(self, request, pk=None):
         invoice = self.get_object()
         data = serializers.InvoiceInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         return self._answer(
-            services.update_draft_invoice(invoice, **data.validated_data, actor=request.user)
+            services.update_invoice(invoice, **data.validated_data, actor=request.user)
         )
 
     @extend_schema(

@@ -111,11 +111,11 @@ def test_tax_is_the_rate_of_the_subtotal_rounded_half_up_to_cents(rate, tax, tot
 def test_changing_a_drafts_rate_or_lines_recomputes_its_tax_and_total():
     invoice = InvoiceFactory(tax_rate=Decimal("10"))
 
-    invoice = services.update_draft_invoice(invoice, tax_rate=Decimal("20"))
+    invoice = services.update_invoice(invoice, tax_rate=Decimal("20"))
     assert (invoice.tax_total, invoice.total) == (Decimal("70.00"), Decimal("419.99"))
 
     lines = [{"description": "Audit", "quantity": Decimal("1"), "unit_price": Decimal("100")}]
-    invoice = services.update_draft_invoice(invoice, items=lines)
+    invoice = services.update_invoice(invoice, items=lines)
     invoice.refresh_from_db()
     assert (invoice.subtotal, invoice.tax_total, invoice.total) == (
         Decimal("100.00"),
@@ -160,7 +160,7 @@ def test_profile_reads_empty_before_it_is_set_and_makes_no_row(api, user):
     assert response.status_code == 200
     assert response.json() == {
         "legal_name": "", "address": "", "tax_id": "", "payment_instructions": "", "notes": "",
-        "logo": None, "updated_at": None,
+        "logo": None, "reminder_days": [-3, 1, 7, 14], "updated_at": None,
     }  # fmt: skip
     assert not BusinessProfile.objects.filter(user=user).exists()
 

@@ -262,10 +262,10 @@ def test_a_prefix_subscriber_hears_only_its_events(django_capture_on_commit_call
 # A new event is one function
 
 
-@domain_event("invoice.reminder_sent", "Reminder of {target} sent to {to}")
-def invoice_reminder_sent(invoice, *, to: str, actor) -> None:
+@domain_event("invoice.thanks_sent", "Thanks for {target} sent to {to}")
+def invoice_thanks_sent(invoice, *, to: str, actor) -> None:
     params = {**events.invoice_params(invoice), "to": to, "issuer": invoice.user.get_full_name()}
-    record_event("invoice.reminder_sent", target=invoice, actor=actor, params=params)
+    record_event("invoice.thanks_sent", target=invoice, actor=actor, params=params)
     queue_email("invoice_notification_client", to=to, context=params, on_behalf_of=invoice.user)
 
 
@@ -274,12 +274,12 @@ def test_a_new_event_needs_nothing_from_the_backbone(heard, django_capture_on_co
     mark = last_entry_id()
 
     with django_capture_on_commit_callbacks(execute=True):
-        invoice_reminder_sent(invoice, to=invoice.client_email, actor=invoice.user)
+        invoice_thanks_sent(invoice, to=invoice.client_email, actor=invoice.user)
 
-    entry = only_entry(mark, "invoice.reminder_sent")
+    entry = only_entry(mark, "invoice.thanks_sent")
     assert (
-        entry.description == f"Reminder of invoice {invoice.number} sent to {invoice.client_email}"
+        entry.description == f"Thanks for invoice {invoice.number} sent to {invoice.client_email}"
     )
-    assert [event.name for event in heard] == ["invoice.reminder_sent"]
+    assert [event.name for event in heard] == ["invoice.thanks_sent"]
     assert EmailLog.objects.filter(to_email=invoice.client_email).count() == 2
     assert entries_after(mark).count() == 2  # the event, and the download link of its email

@@ -106,10 +106,10 @@ def test_concurrent_invoice_creation_numbers_are_gap_free_and_unique(race):
 # Invoices: the state machine
 
 
-def test_update_draft_invoice_replaces_items_and_recomputes_total():
+def test_update_invoice_replaces_items_and_recomputes_total():
     invoice = InvoiceFactory(client_name="Old Name")
 
-    updated = services.update_draft_invoice(
+    updated = services.update_invoice(
         invoice, client_name="New Name", items=[item("Only line", quantity="4", unit_price="2.50")]
     )
 
@@ -119,10 +119,10 @@ def test_update_draft_invoice_replaces_items_and_recomputes_total():
     assert updated.total == Decimal("10.00")
 
 
-def test_update_draft_invoice_without_items_keeps_them():
+def test_update_invoice_without_items_keeps_them():
     invoice = InvoiceFactory()
 
-    services.update_draft_invoice(invoice, client_name="Renamed")
+    services.update_invoice(invoice, client_name="Renamed")
 
     invoice.refresh_from_db()
     assert invoice.items.count() == 2
@@ -130,11 +130,11 @@ def test_update_draft_invoice_without_items_keeps_them():
 
 
 @pytest.mark.parametrize("status", ["finalized", "sent", "paid", "void"])
-def test_update_draft_invoice_refuses_other_statuses(status):
+def test_update_invoice_refuses_other_statuses(status):
     invoice = invoice_in_status(status, client_name="Kept")
 
     with pytest.raises(ConflictError):
-        services.update_draft_invoice(invoice, client_name="Changed")
+        services.update_invoice(invoice, client_name="Changed")
 
     invoice.refresh_from_db()
     assert invoice.client_name == "Kept"

@@ -1,0 +1,413 @@
+"""Payment reminders: which step is due when, never twice, never after paid or void, the
+owner's switch and schedule, and what the client receives."""
+
+import datetime
+import re
+
+import pytest
+from celery.schedules import crontab
+from django.core import mail
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+
+from audit.tests.helpers import actions_after, last_entry_id, only_entry
+from emails.models import EmailLog
+from emails.services import deliver_email
+from invoicegen.accounts.tests.factories import UserFactory
+from invoicegen.billing import events, services, tasks
+from invoicegen.billing.models import Invoice, InvoiceReminder, Payment
+from invoicegen.billing.tests.factories import invoice_in_status
+
+pytestmark = pytest.mark.django_db
+
+BASE_URL = "https://invoices.example"
+LINK = re.compile(re.escape(BASE_URL) + r"/downloads/([A-Za-z0-9_-]+)/")
+PROFILE = "/api/business-profile/"
+SENT_ON = datetime.datetime.now(
+    datetime.UTC
+).date()  # the invoices below are sent on the day the tests run
+
+
+@pytest.fixture(autouse=True)
+def _links_to_the_app(settings):
+    settings.APP_BASE_URL = BASE_URL
+
+
+@pytest.fixture
+def today_is(monkeypatch):
+    """Make the owners' today that day (the invoices are sent on the real one)."""
+
+    def set_day(day: datetime.date) -> None:
+        monkeypatch.setattr(services, "owners_today", lambda user: day)
+
+    return set_day
+
+
+def sent_invoice(due_in_days: int = 10, **fields) -> Invoice:
+    due_date = SENT_ON + datetime.timedelta(days=due_in_days)
+    return invoice_in_status(Invoice.Status.SENT, due_date=due_date, **fields)
+
+
+def day(invoice: Invoice, offset: int) -> datetime.date:
+    return invoice.due_date + datetime.timedelta(days=offset)
+
+
+def reminders(invoice: Invoice) -> list[tuple[int, str]]:
+    return list(invoice.reminders.values_list("days", "outcome"))
+
+
+def reminder_emails(invoice: Invoice):
+    return EmailLog.objects.filter(template_name="invoice_reminder", resource_id=str(invoice.pk))
+
+
+# Which step, when
+
+
+def test_each_step_is_sent_on_its_day_and_not_before(today_is):
+    invoice = sent_invoice(due_in_days=10)
+    sent_on = {}
+
+    for offset in range(-4, 16):
+        today_is(day(invoice, offset))
+        for _ in range(2):  # a second run the same day finds nothing due
+            if reminder := services.remind_invoice(invoice):
+                sent_on[reminder.days] = offset
+
+    assert sent_on == {-3: -3, 1: 1, 7: 7, 14: 14}
+    assert reminders(invoice) == [(-3, "sent"), (1, "sent"), (7, "sent"), (14, "sent")]
+    assert reminder_emails(invoice).count() == 4
+
+
+def test_the_beat_task_sends_what_is_due_once_however_often_it_runs(today_is):
+    invoice, not_yet = sent_invoice(due_in_days=4), sent_invoice(due_in_days=5)
+    today_is(day(invoice, -3))
+
+    assert tasks.send_due_reminders.delay().get() == 1
+    assert tasks.send_due_reminders.delay().get() == 0
+
+    assert reminders(invoice) == [(-3, "sent")]
+    assert reminders(not_yet) == []
+    assert reminder_emails(invoice).count() == 1
+
+
+def test_after_an_outage_only_the_latest_step_is_sent_and_earlier_ones_are_skipped(today_is):
+    invoice = sent_invoice(due_in_days=5)
+    today_is(day(invoice, 8))
+    mark = last_entry_id()
+
+    reminder = services.remind_invoice(invoice)
+
+    assert reminder.days == 7
+    assert reminders(invoice) == [(-3, "skipped"), (1, "skipped"), (7, "sent")]
+    entry = only_entry(mark, "invoice.reminder_sent")
+    assert (entry.metadata["step"], entry.metadata["skipped_steps"]) == (7, [-3, 1])
+    [email] = reminder_emails(invoice)
+    assert email.subject.endswith("is overdue by 8 days")
+
+
+def test_steps_up_to_the_day_the_invoice_was_sent_are_left_to_its_own_email(today_is):
+    invoice = sent_invoice(due_in_days=2)  # its -3 step was yesterday
+    today_is(SENT_ON)
+    assert services.remind_invoice(invoice) is None
+
+    today_is(day(invoice, 1))
+    assert services.remind_invoice(invoice).days == 1
+    assert reminders(invoice) == [(1, "sent")]
+
+
+def test_a_step_added_behind_one_already_sent_is_not_sent(today_is):
+    invoice = sent_invoice(due_in_days=5)
+    today_is(day(invoice, 7))
+    services.remind_invoice(invoice)
+    services.update_business_profile(invoice.user, reminder_days=[-3, 1, 2, 7, 14])
+
+    assert services.remind_invoice(invoice) is None
+
+
+def test_the_owners_schedule_decides_the_steps(today_is):
+    invoice = sent_invoice(due_in_days=5)
+    services.update_business_profile(invoice.user, reminder_days=[2])
+    today_is(day(invoice, 1))
+    assert services.remind_invoice(invoice) is None
+
+    today_is(day(invoice, 2))
+    assert services.remind_invoice(invoice).days == 2
+
+
+def test_an_empty_schedule_sends_nothing(today_is):
+    invoice = sent_invoice(due_in_days=5)
+    services.update_business_profile(invoice.user, reminder_days=[])
+    today_is(day(invoice, 14))
+
+    assert services.send_due_reminders() == 0
+
+
+def paid(invoice):
+    services.record_payment(invoice, amount=invoice.total, method=Payment.Method.CARD)
+
+
+def disabled(invoice):
+    services.update_invoice(invoice, reminders_enabled=False)
+
+
+@pytest.mark.parametrize("change", [paid, services.void_invoice, disabled])
+def test_no_reminder_after_paid_or_void_or_when_switched_off(today_is, change):
+    invoice = sent_invoice(due_in_days=5)
+    change(invoice)
+    today_is(day(invoice, 1))
+
+    assert services.send_due_reminders() == 0
+    assert services.remind_invoice(invoice) is None
+    assert reminders(invoice) == []
+    assert not reminder_emails(invoice).exists()
+
+
+@pytest.mark.parametrize("status", [Invoice.Status.DRAFT, Invoice.Status.FINALIZED])
+def test_no_reminder_for_an_invoice_the_client_was_not_sent(today_is, status):
+    invoice = invoice_in_status(status, due_date=SENT_ON)
+    today_is(day(invoice, 1))
+
+    assert services.send_due_reminders() == 0
+    assert reminders(invoice) == []
+
+
+def test_a_partly_paid_invoice_is_reminded_of_its_balance(today_is):
+    invoice = sent_invoice(due_in_days=5)
+    services.record_payment(invoice, amount=invoice.total - 100, method=Payment.Method.CARD)
+    today_is(day(invoice, 1))
+
+    services.remind_invoice(invoice)
+
+    [email] = reminder_emails(invoice)
+    assert email.context["balance_due"] == "$100.00"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_runs_at_once_send_each_step_once(race, today_is):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL row locks; SQLite serialises every writer anyway")
+    invoice = sent_invoice(due_in_days=5)
+    today_is(day(invoice, 1))
+
+    sent = race(services.send_due_reminders, 4)
+
+    assert sum(sent) == 1
+    assert reminders(invoice) == [(-3, "skipped"), (1, "sent")]
+    assert reminder_emails(invoice).count() == 1
+
+
+def test_a_step_another_run_took_is_not_sent_again(today_is, monkeypatch):
+    """The unique row is the last guard: a run that read no row yet stops at the insert."""
+    invoice = sent_invoice(due_in_days=5)
+    today_is(day(invoice, 1))
+    InvoiceReminder.objects.create(invoice=invoice, days=1, outcome="sent")
+    monkeypatch.setattr(services, "_due_reminder_steps", lambda invoice, today: [1])
+    mark = last_entry_id()
+
+    assert services.remind_invoice(invoice) is None
+    assert actions_after(mark) == []
+    assert not reminder_emails(invoice).exists()
+
+
+# The event and the email
+
+
+def test_a_reminder_is_one_audit_entry_on_the_invoice(today_is):
+    invoice = sent_invoice(due_in_days=4)
+    today_is(day(invoice, -3))
+    mark = last_entry_id()
+
+    services.remind_invoice(invoice)
+
+    assert actions_after(mark) == ["invoice.reminder_sent"]
+    entry = only_entry(mark, "invoice.reminder_sent")
+    assert (entry.resource_type, entry.resource_id) == ("invoice", str(invoice.pk))
+    assert entry.metadata["step"] == -3
+    assert entry.metadata["to"] == invoice.client_email
+    assert entry.description == f"Reminder of invoice {invoice.number} sent to " + (
+        f"{invoice.client_email} (-3 days)"
+    )
+
+
+def test_the_client_gets_the_reminder_from_the_business_with_a_working_link(
+    today_is, django_capture_on_commit_callbacks
+):
+    owner = UserFactory(email="jane@studio.example", email_verified=True)
+    services.update_business_profile(owner, legal_name="Studio North")
+    invoice = sent_invoice(due_in_days=4, user=owner, client_email="ap@acme.example")
+    today_is(day(invoice, -3))
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.remind_invoice(invoice)
+
+    [message] = mail.outbox
+    assert message.to == ["ap@acme.example"]
+    assert (
+        message.subject == f"Reminder: invoice {invoice.number} from Studio North is due in 3 days"
+    )
+    assert message.from_email.startswith('"Studio North via ')
+    assert message.extra_headers["Reply-To"] == "jane@studio.example"
+    assert f"invoice {invoice.number}, due {invoice.due_date}, is due in 3 days" in message.body
+    [raw] = LINK.findall(message.body)
+    landing = Client().get(f"/downloads/{raw}/")
+    assert landing.status_code == 200
+    assert invoice.number in landing.content.decode()
+
+
+def test_a_reminder_still_queued_when_the_invoice_is_paid_is_not_sent(
+    today_is, django_capture_on_commit_callbacks
+):
+    invoice = sent_invoice(due_in_days=5)
+    today_is(day(invoice, 1))
+    services.remind_invoice(invoice)  # its delivery not run: still in the outbox
+    paid(invoice)
+    mail.outbox.clear()
+
+    [email] = reminder_emails(invoice)
+    deliver_email(email.pk)
+
+    email.refresh_from_db()
+    assert email.status == EmailLog.Status.FAILED
+    assert mail.outbox == []
+
+
+@pytest.mark.parametrize(
+    ("days_left", "text"),
+    [
+        (3, "due in 3 days"),
+        (1, "due in 1 day"),
+        (0, "due today"),
+        (-1, "overdue by 1 day"),
+        (-7, "overdue by 7 days"),
+    ],
+)
+def test_when_due_reads_as_a_sentence(days_left, text):
+    today = datetime.date(2030, 1, 10)
+    invoice = Invoice(due_date=today + datetime.timedelta(days=days_left))
+
+    assert events.when_due(invoice, today) == text
+
+
+def test_owners_today_is_utcs_date_until_users_have_a_time_zone():
+    assert services.owners_today(UserFactory()) == timezone.now().astimezone(datetime.UTC).date()
+
+
+# API: the invoice's switch
+
+
+def test_an_invoice_has_reminders_on_by_default(api, user):
+    invoice = sent_invoice(user=user)
+
+    response = api.get(f"/api/invoices/{invoice.pk}/")
+
+    assert response.json()["reminders_enabled"] is True
+
+
+def test_an_invoice_may_be_created_with_reminders_off(api, user):
+    payload = {
+        "client_name": "Acme",
+        "client_email": "ap@acme.example",
+        "due_date": "2030-01-31",
+        "items": [{"description": "Work", "quantity": "1.00", "unit_price": "10.00"}],
+        "reminders_enabled": False,
+    }
+
+    response = api.post("/api/invoices/", payload, format="json")
+
+    assert response.status_code == 201
+    assert response.json()["reminders_enabled"] is False
+    assert Invoice.objects.get(pk=response.json()["id"]).reminders_enabled is False
+
+
+@pytest.mark.parametrize("status", [Invoice.Status.FINALIZED, Invoice.Status.SENT])
+def test_patch_switches_reminders_off_on_an_issued_invoice(api, user, status):
+    invoice = invoice_in_status(status, user=user)
+    mark = last_entry_id()
+
+    response = api.patch(
+        f"/api/invoices/{invoice.pk}/", {"reminders_enabled": False}, format="json"
+    )
+
+    assert response.status_code == 200
+    assert response.json()["reminders_enabled"] is False
+    assert response.json()["status"] == status
+    entry = only_entry(mark, "invoice.updated")
+    assert entry.metadata["changes"]["reminders_enabled"] == [True, False]
+
+
+@pytest.mark.parametrize("status", [Invoice.Status.PAID, Invoice.Status.VOID])
+def test_patch_of_reminders_on_a_paid_or_void_invoice_answers_409(api, user, status):
+    invoice = invoice_in_status(status, user=user)
+
+    response = api.patch(
+        f"/api/invoices/{invoice.pk}/", {"reminders_enabled": False}, format="json"
+    )
+
+    assert response.status_code == 409
+    invoice.refresh_from_db()
+    assert invoice.reminders_enabled is True
+
+
+def test_patch_of_reminders_with_other_fields_on_a_sent_invoice_answers_409(api, user):
+    invoice = sent_invoice(user=user)
+
+    response = api.patch(
+        f"/api/invoices/{invoice.pk}/",
+        {"reminders_enabled": False, "client_name": "Changed"},
+        format="json",
+    )
+
+    assert response.status_code == 409
+    invoice.refresh_from_db()
+    assert (invoice.reminders_enabled, invoice.client_name) != (False, "Changed")
+
+
+@pytest.mark.parametrize("value", ["false", 0, None])
+def test_patch_of_reminders_takes_a_boolean_only(api, user, value):
+    invoice = sent_invoice(user=user)
+
+    response = api.patch(
+        f"/api/invoices/{invoice.pk}/", {"reminders_enabled": value}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert set(response.json()) == {"reminders_enabled"}
+
+
+# API: the owner's schedule
+
+
+def test_the_profile_takes_a_schedule_and_answers_it_in_order(api, user):
+    response = api.patch(PROFILE, {"reminder_days": [7, -5, 0]}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["reminder_days"] == [-5, 0, 7]
+    assert services.reminder_days_of(user) == [-5, 0, 7]
+
+
+def test_an_empty_schedule_is_allowed(api, user):
+    response = api.patch(PROFILE, {"reminder_days": []}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["reminder_days"] == []
+
+
+@pytest.mark.parametrize(
+    "days",
+    [[-31], [91], [1, 1], [1, 2, 3, 4, 5, 6, 7], [1.5], ["1"], [True], "1", None, [None]],
+)
+def test_the_profile_refuses_a_bad_schedule_with_400_naming_it(api, user, days):
+    response = api.patch(PROFILE, {"reminder_days": days}, format="json")
+
+    assert response.status_code == 400
+    assert set(response.json()) == {"reminder_days"}
+    assert services.reminder_days_of(user) == [-3, 1, 7, 14]
+
+
+def test_the_beat_runs_the_reminders_at_nine_utc(settings):
+    entry = settings.CELERY_BEAT_SCHEDULE["send-invoice-reminders"]
+    assert entry["task"] == tasks.send_due_reminders.name
+    assert entry["schedule"] == crontab(hour=9, minute=0)
+    assert settings.CELERY_TIMEZONE == "UTC"
