@@ -1,8 +1,40 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 
 from invoicegen.core.outbox import OutboxRow
+
+
+class DeliveryStatus(models.TextChoices):
+    """What became of a sent email, as its provider's events tell. Each has a rank and a row
+    only moves to a higher one, so events arriving out of order never move it back: a late
+    `delivered` does not undo a `bounced`, a soft bounce retried and delivered ends
+    `delivered`. Bounced and rejected share a rank (the first one stands); a complaint comes
+    after delivery and outranks all; `suppressed` is a send refused here, before any call."""
+
+    UNKNOWN = "", "unknown"
+    DEFERRED = "deferred"
+    SOFT_BOUNCED = "soft_bounced"
+    DELIVERED = "delivered"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    REJECTED = "rejected"
+    COMPLAINED = "complained"
+    SUPPRESSED = "suppressed"
+
+
+DELIVERY_RANKS = {
+    DeliveryStatus.UNKNOWN: 0,
+    DeliveryStatus.DEFERRED: 10,
+    DeliveryStatus.SOFT_BOUNCED: 15,
+    DeliveryStatus.DELIVERED: 20,
+    DeliveryStatus.UNSUBSCRIBED: 30,
+    DeliveryStatus.BOUNCED: 40,
+    DeliveryStatus.REJECTED: 40,
+    DeliveryStatus.COMPLAINED: 50,
+    DeliveryStatus.SUPPRESSED: 60,
+}
 
 
 class EmailLog(OutboxRow):
@@ -44,6 +76,13 @@ class EmailLog(OutboxRow):
     )
     # Where a reply goes: the account an email goes out for (its client answers the issuer).
     reply_to = models.EmailField(max_length=254, blank=True)
+    # The provider's id of the accepted message (anymail's message_id), which its delivery
+    # events name; empty over SMTP, where `message_id` identifies the message.
+    provider_message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    delivery_status = models.CharField(
+        max_length=12, choices=DeliveryStatus, default=DeliveryStatus.UNKNOWN, blank=True
+    )
+    delivery_rank = models.PositiveSmallIntegerField(default=0)  # DELIVERY_RANKS[delivery_status]
 
     class Meta:
         ordering = ["-id"]
@@ -74,3 +113,53 @@ class EmailLog(OutboxRow):
     @property
     def acceptance_key(self) -> str:
         return f"emails:accepted:{self.message_id}"
+
+
+class EmailEvent(models.Model):
+    """One delivery event of a provider (or an SMTP refusal at send time), stored once: its
+    provider's event id is unique for each recipient (one Amazon SES notification names
+    several). The raw payload is not kept (it may carry signatures)."""
+
+    email = models.ForeignKey(
+        EmailLog, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    provider = models.CharField(max_length=30)
+    event_id = models.CharField(max_length=255)
+    event_type = models.CharField(max_length=12, choices=DeliveryStatus)
+    recipient = models.CharField(max_length=254, blank=True)
+    description = models.CharField(max_length=500, blank=True)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "event_id", "recipient"], name="email_event_once"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.event_type} of {self.recipient} ({self.provider})"
+
+
+class EmailSuppression(models.Model):
+    """An address no email goes to any more: it bounced hard, complained, or unsubscribed at
+    the provider. Addresses are stored lower-cased."""
+
+    class Reason(models.TextChoices):
+        BOUNCED = "bounced"
+        COMPLAINED = "complained"
+        UNSUBSCRIBED = "unsubscribed"
+
+    address = models.EmailField(max_length=254, unique=True)
+    reason = models.CharField(max_length=12, choices=Reason)
+    source = models.CharField(max_length=30)  # the provider, or "smtp"
+    description = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"{self.address} ({self.reason})"

@@ -13,6 +13,7 @@ import smtplib
 from collections.abc import Callable
 from email.utils import make_msgid, parseaddr
 
+from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
@@ -23,8 +24,8 @@ from templated_email import get_templated_mail
 from audit import services as audit
 from audit.context import clean_text
 from audit.integrity import normalize_json
-from emails import smtp
-from emails.models import EmailLog
+from emails import delivery, smtp
+from emails.models import DELIVERY_RANKS, DeliveryStatus, EmailLog
 from invoicegen.core.outbox import Delivery, Outbox
 
 LINK_PLACEHOLDER = "[link made when the email is sent]"
@@ -139,16 +140,24 @@ redispatch_pending = outbox.redispatch_pending
 retry_delay = outbox.retry_delay
 
 
+class Suppressed(Exception):
+    """The address is on the suppression list: the email is not sent, and not tried again."""
+
+
 class Withdrawn(Exception):
     """What a link maker raises when what its email is about went away before the email was
     sent (its owner withdrew the document): the email is not sent, and not tried again."""
 
 
 def is_permanent(error: Exception) -> bool:
-    """5xx replies are final, and so is a withdrawn email; refused connections, timeouts and
-    4xx replies are worth a retry."""
-    if isinstance(error, Withdrawn):
+    """5xx replies are final, and so are a withdrawn or suppressed email, a provider refusing
+    every recipient and a provider's 4xx answer but 429; refused connections, timeouts, 4xx
+    replies and a provider's 429 and 5xx answers are worth a retry."""
+    if isinstance(error, Withdrawn | Suppressed | AnymailRecipientsRefused):
         return True
+    if isinstance(error, AnymailAPIError):
+        status = error.status_code
+        return status is not None and 400 <= status < 500 and status != 429
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         return all(500 <= code < 600 for code, _ in error.recipients.values())
     code = getattr(error, "smtp_code", None)
@@ -156,7 +165,41 @@ def is_permanent(error: Exception) -> bool:
 
 
 def _send(email: EmailLog) -> None:
-    smtp.send(render(email, with_secrets=True))
+    """Send through the configured backend (SMTP or a provider), unless the address is
+    suppressed; keep the provider's id of the accepted message, which its events name. A
+    recipient refused with a 5xx reply is a hard bounce."""
+    if delivery.is_suppressed(email.to_email):
+        suppressed = DELIVERY_RANKS[DeliveryStatus.SUPPRESSED]
+        EmailLog.objects.filter(pk=email.pk).update(
+            delivery_status=DeliveryStatus.SUPPRESSED, delivery_rank=suppressed
+        )
+        raise Suppressed(f"{email.to_email} is on the suppression list")
+    message = render(email, with_secrets=True)
+    try:
+        smtp.send(message)
+    except smtplib.SMTPRecipientsRefused as error:
+        if is_permanent(error):
+            _record_refusal(email, error)
+        raise
+    status = getattr(message, "anymail_status", None)
+    if status is not None and status.message_id is not None:
+        provider_id = str(status.message_id)
+        EmailLog.objects.filter(pk=email.pk).update(provider_message_id=provider_id)
+
+
+def _record_refusal(email: EmailLog, error: smtplib.SMTPRecipientsRefused) -> None:
+    code, reply = next(iter(error.recipients.values()))
+    text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+    delivery.record_delivery_event(
+        delivery.DeliveryEvent(
+            provider="smtp",
+            event_id=f"{email.message_id}:{email.attempts}",
+            status=DeliveryStatus.BOUNCED,
+            recipient=email.to_email,
+            description=f"{code} {text}",
+            email_id=email.pk,
+        )
+    )
 
 
 def _record_failure(email: EmailLog, reason: str) -> None:

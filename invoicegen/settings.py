@@ -209,6 +209,35 @@ if SMTP_HOST:
 else:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+# Or an email service provider's HTTP API through django-anymail (EMAIL_PROVIDER), each with its
+# documented keys; its delivery events come in at /webhooks/email/<provider>/tracking/.
+EMAIL_PROVIDERS = (
+    "smtp", "amazon_ses", "brevo", "mailersend", "mailgun", "mailjet", "mandrill", "postal",
+    "postmark", "resend", "sendgrid", "sparkpost",
+)  # fmt: skip
+EMAIL_PROVIDER = env.str("EMAIL_PROVIDER", default="smtp")
+if EMAIL_PROVIDER not in EMAIL_PROVIDERS:
+    raise ImproperlyConfigured(
+        f"EMAIL_PROVIDER={EMAIL_PROVIDER!r} is none of {', '.join(EMAIL_PROVIDERS)}."
+    )
+if EMAIL_PROVIDER != "smtp":
+    EMAIL_BACKEND = f"anymail.backends.{EMAIL_PROVIDER}.EmailBackend"
+_ANYMAIL_KEYS = (
+    "POSTMARK_SERVER_TOKEN", "MAILGUN_API_KEY", "MAILGUN_SENDER_DOMAIN", "MAILGUN_API_URL",
+    "MAILGUN_WEBHOOK_SIGNING_KEY", "SENDGRID_API_KEY",
+    "SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY", "BREVO_API_KEY",
+    "AMAZON_SES_CONFIGURATION_SET_NAME", "MAILERSEND_API_TOKEN",
+    "MAILERSEND_SIGNING_SECRET", "MAILJET_API_KEY", "MAILJET_SECRET_KEY", "MANDRILL_API_KEY",
+    "MANDRILL_WEBHOOK_KEY", "MANDRILL_WEBHOOK_URL", "POSTAL_API_URL", "POSTAL_API_KEY",
+    "POSTAL_WEBHOOK_KEY", "RESEND_API_KEY", "RESEND_SIGNING_SECRET", "SPARKPOST_API_KEY",
+)  # fmt: skip
+ANYMAIL = {key: env.str(key) for key in _ANYMAIL_KEYS if env.str(key, default="")}
+# Basic auth ("user:password") that every provider's webhook must present.
+ANYMAIL["WEBHOOK_SECRET"] = env.list("ANYMAIL_WEBHOOK_SECRET", default=[])
+# Each API request's connect and read timeouts, well within the outbox's lease.
+ANYMAIL["REQUESTS_TIMEOUT"] = EMAIL_TIMEOUT
+if AMAZON_SES_REGION := env.str("AMAZON_SES_REGION", default=""):
+    ANYMAIL["AMAZON_SES_CLIENT_PARAMS"] = {"region_name": AMAZON_SES_REGION}
 # A hard deadline on one send (connect, greeting, dialogue, data): EMAIL_TIMEOUT bounds each
 # read only, and a server trickling bytes would hold a worker for ever.
 EMAIL_SEND_TIMEOUT = env.int("EMAIL_SEND_TIMEOUT", default=20)
