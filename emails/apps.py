@@ -8,7 +8,12 @@ class EmailsConfig(AppConfig):
     verbose_name = "Emails"
 
     def ready(self):
+        from anymail.signals import tracking
+
+        from emails.webhooks import receive_tracking_event
+
         checks.register(check_lease_outlasts_delivery)
+        tracking.connect(receive_tracking_event, dispatch_uid="emails.delivery_events")
 
 
 def check_lease_outlasts_delivery(app_configs, **kwargs):

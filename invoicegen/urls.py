@@ -23,6 +23,7 @@ urlpatterns = [
     path("api/audit/", include("audit.api.urls")),
     path("api/", include("notifications.api.urls")),
     path("downloads/", include("downloads.urls")),
+    path("webhooks/email/", include("emails.urls")),
     path("", include("invoicegen.accounts.urls")),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SwaggerView.as_view(url_name="schema"), name="docs"),

@@ -1,0 +1,89 @@
+"""The providers' delivery webhooks: anymail's tracking view of each provider, mounted at
+`/webhooks/email/<provider>/tracking/`, with the provider's own authentication (anymail's basic
+auth, ANYMAIL_WEBHOOK_SECRET, and the signatures it checks). A refused request answers 400 and
+is audited as a security event; a malformed one answers 400. Each event anymail reports
+(its `tracking` signal) is handed to one service, emails.delivery.record_delivery_event."""
+
+from functools import cache
+
+import anymail.urls
+from anymail.exceptions import AnymailError, AnymailWebhookValidationFailure
+from anymail.signals import EventType
+from django.http import Http404, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from emails import delivery
+from emails.models import DeliveryStatus
+
+
+@cache
+def tracking_views() -> dict[str, type]:
+    """provider -> anymail's tracking view class, as anymail's own URLs name them."""
+    views = {}
+    for pattern in anymail.urls.urlpatterns:
+        if pattern.name and pattern.name.endswith("_tracking_webhook"):
+            provider = pattern.name.removesuffix("_tracking_webhook")
+            views[provider] = pattern.callback.view_class
+    return views
+
+
+@csrf_exempt
+def tracking_webhook(request, provider: str):
+    view_class = tracking_views().get(provider)
+    if view_class is None:
+        raise Http404
+    try:
+        # A view a request: anymail's views read their settings (keys, secrets) when made.
+        return view_class.as_view()(request)
+    except AnymailWebhookValidationFailure as refusal:
+        delivery.record_refused_webhook(provider=provider, reason=str(refusal))
+        return JsonResponse({"detail": "Webhook authentication failed."}, status=400)
+    except (AnymailError, ValueError):  # a body that is not the provider's format
+        return JsonResponse({"detail": "Malformed webhook payload."}, status=400)
+
+
+# anymail's event types that move an email, and the status each moves it to.
+STATUSES = {
+    EventType.DELIVERED: DeliveryStatus.DELIVERED,
+    EventType.DEFERRED: DeliveryStatus.DEFERRED,
+    EventType.BOUNCED: DeliveryStatus.BOUNCED,
+    EventType.COMPLAINED: DeliveryStatus.COMPLAINED,
+    EventType.REJECTED: DeliveryStatus.REJECTED,
+    EventType.UNSUBSCRIBED: DeliveryStatus.UNSUBSCRIBED,
+}
+
+
+def is_soft_bounce(raw) -> bool:
+    """anymail reports soft and hard bounces alike as `bounced`; the provider's own event says
+    which (Postmark's SoftBounce, Brevo's soft_bounce, SendGrid's blocked, SES's Transient)."""
+    if not isinstance(raw, dict):
+        return False
+    bounce = raw.get("bounce")
+    return (
+        raw.get("Type") == "SoftBounce"
+        or raw.get("event") == "soft_bounce"
+        or (raw.get("event") == "bounce" and raw.get("type") == "blocked")
+        or (isinstance(bounce, dict) and bounce.get("bounceType") == "Transient")
+    )
+
+
+def receive_tracking_event(sender, event, esp_name, **kwargs) -> None:
+    """anymail's tracking signal: one delivery event, from the view of a provider."""
+    status = STATUSES.get(event.event_type)
+    if status is None:  # opens, clicks, queued, sent: not a delivery outcome
+        return
+    if status == DeliveryStatus.BOUNCED and is_soft_bounce(event.esp_event):
+        status = DeliveryStatus.SOFT_BOUNCED
+    provider = next((name for name, view in tracking_views().items() if view is sender), esp_name)
+    delivery.record_delivery_event(
+        delivery.DeliveryEvent(
+            provider=provider,
+            event_id=event.event_id or delivery.stable_event_id(event.esp_event),
+            status=status,
+            recipient=event.recipient or "",
+            description=event.description or event.mta_response or event.reject_reason or "",
+            occurred_at=event.timestamp or timezone.now(),
+            message_id=event.message_id or "",
+        )
+    )
