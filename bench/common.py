@@ -159,13 +159,14 @@ def child_env(**extra) -> dict:
 
 
 @contextmanager
-def gunicorn(workers: int = 2):
-    """The product behind gunicorn (its gunicorn.conf.py, sync workers) on a free port."""
+def gunicorn(workers: int = 2, **env):
+    """The product behind gunicorn (its gunicorn.conf.py, sync workers) on a free port; `env`
+    adds to its environment."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "invoicegen.wsgi", "--bind", f"127.0.0.1:{port}",
          "--workers", str(workers), "--log-level", "warning"],
-        cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL,
+        cwd=ROOT, env=child_env(**env), stdout=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         for _ in range(100):
@@ -201,19 +202,29 @@ def hammer(port: int, path: str, token: str, seconds: float, threads: int = 4):
         "Connection: close\r\n\r\n"
     ).encode()
     latencies: list[float] = []
-    errors: list[Exception] = []
     stop = time.perf_counter() + seconds
 
     def client():
+        while time.perf_counter() < stop:
+            started = time.perf_counter()
+            _get(port, request)
+            latencies.append(time.perf_counter() - started)
+
+    return len(latencies) / run_clients(client, threads), latencies
+
+
+def run_clients(client, count: int) -> float:
+    """Run `client()` in `count` threads at once; the seconds they took together. The first
+    error one of them raised is raised here, in the caller's thread."""
+    errors: list[Exception] = []
+
+    def guarded():
         try:
-            while time.perf_counter() < stop:
-                started = time.perf_counter()
-                _get(port, request)
-                latencies.append(time.perf_counter() - started)
-        except Exception as error:  # reported below, in the caller's thread
+            client()
+        except Exception as error:  # reported below
             errors.append(error)
 
-    workers = [threading.Thread(target=client) for _ in range(threads)]
+    workers = [threading.Thread(target=guarded) for _ in range(count)]
     started = time.perf_counter()
     for worker in workers:
         worker.start()
@@ -221,7 +232,7 @@ def hammer(port: int, path: str, token: str, seconds: float, threads: int = 4):
         worker.join()
     if errors:
         raise errors[0]
-    return len(latencies) / (time.perf_counter() - started), latencies
+    return time.perf_counter() - started
 
 
 def hammer_interleaved(token: str, endpoints: dict[str, str], *, rounds: int, seconds: float):

@@ -69,37 +69,106 @@ def normalize_address(address: str) -> str:
     return address.strip().lower()
 
 
-_INSERT_EVENT = """
-    INSERT INTO emails_emailevent
-        (email_id, provider, event_id, event_type, recipient, description, occurred_at,
-         received_at)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-    ON CONFLICT (provider, event_id, recipient) DO NOTHING
-    RETURNING id
-"""
+_COLUMNS = (
+    "email_id, provider, event_id, event_type, recipient, description, occurred_at, received_at"
+)
+_ROW = "(" + ", ".join(["%s"] * 8) + ")"
+_CHUNK = 500  # events a statement: well within any database's limit of parameters
 
 
 @transaction.atomic
+def record_delivery_events(events: list[DeliveryEvent]) -> list[EmailEvent]:
+    """Store the events (a webhook's batch) that are new, each once, and move their emails
+    forward, in a few statements whatever their number: one look-up of the emails, one
+    insert that answers which events were new, one conditional UPDATE a status. A bounce, a
+    complaint or an unsubscribe suppresses its address, and an email's first bounce or
+    complaint is told to its sender. The new events are returned."""
+    if not events:
+        return []
+    email_ids = _email_ids(events)
+    new = []
+    for start in range(0, len(events), _CHUNK):
+        new += _insert_new(events[start : start + _CHUNK], email_ids)
+    plain = {}  # status -> email ids it moves (a problem is moved on its own, below)
+    for stored, event in new:
+        if stored.email_id is not None and event.status not in PROBLEMS:
+            plain.setdefault(event.status, set()).add(stored.email_id)
+    for status in sorted(plain, key=DELIVERY_RANKS.get):  # the highest rank is applied last
+        rank = DELIVERY_RANKS[status]
+        EmailLog.objects.filter(pk__in=plain[status], delivery_rank__lt=rank).update(
+            delivery_status=status, delivery_rank=rank
+        )
+    for stored, event in new:
+        _apply_problem(stored, event)
+    return [stored for stored, _ in new]
+
+
 def record_delivery_event(event: DeliveryEvent) -> EmailEvent | None:
-    """Store the event once and move its email forward; None for an event seen before."""
-    email = _email_of(event)
-    values = [
-        email.pk if email else None,
-        event.provider[:30],
-        event.event_id[:255],
-        event.status,
-        event.recipient[:254],
-        event.description[:500],
-        event.occurred_at,
-        timezone.now(),
-    ]
+    """One event (an SMTP refusal met while sending); None for one seen before."""
+    stored = record_delivery_events([event])
+    return stored[0] if stored else None
+
+
+def _email_ids(events: list[DeliveryEvent]) -> dict[str, int]:
+    """The provider's message id -> the email's id, in one query."""
+    wanted = {event.message_id for event in events if event.email_id is None} - {""}
+    if not wanted:
+        return {}
+    rows = EmailLog.objects.filter(provider_message_id__in=wanted).order_by()
+    return dict(rows.values_list("provider_message_id", "pk"))
+
+
+def _insert_new(
+    events: list[DeliveryEvent], email_ids: dict[str, int]
+) -> list[tuple[EmailEvent, DeliveryEvent]]:
+    """Insert the events in one statement; those that were not there already (the unique
+    constraint answers, also against a concurrent insert of the same event)."""
+    now, rows, params = timezone.now(), {}, []
+    for event in events:
+        fields = _fields(event)
+        key = (fields["provider"], fields["event_id"], fields["recipient"])
+        if key in rows:  # the same event twice in one post
+            continue
+        email_id = event.email_id if event.email_id is not None else email_ids.get(event.message_id)
+        rows[key] = (EmailEvent(email_id=email_id, **fields), event)
+        params += [email_id, *fields.values(), now]
+    values = ", ".join([_ROW] * len(rows))
+    sql = (
+        f"INSERT INTO emails_emailevent ({_COLUMNS}) VALUES {values} "  # noqa: S608 (placeholders)
+        "ON CONFLICT (provider, event_id, recipient) DO NOTHING "
+        "RETURNING id, provider, event_id, recipient"
+    )
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT_EVENT, values)
-        inserted = cursor.fetchone()
-    if inserted is None:
-        return None
-    stored = EmailEvent(pk=inserted[0], email=email, **_fields(event))
-    first_problem = email is not None and _move(email.pk, event.status)
+        cursor.execute(sql, params)
+        inserted = cursor.fetchall()
+    new = []
+    for pk, *key in inserted:
+        stored, event = rows[tuple(key)]
+        stored.pk = pk
+        new.append((stored, event))
+    return new
+
+
+def _fields(event: DeliveryEvent) -> dict:
+    """The event's columns, in _COLUMNS' order, cut to their lengths."""
+    return {
+        "provider": event.provider[:30],
+        "event_id": event.event_id[:255],
+        "event_type": event.status,
+        "recipient": event.recipient[:254],
+        "description": event.description[:500],
+        "occurred_at": event.occurred_at,
+    }
+
+
+def _apply_problem(stored: EmailEvent, event: DeliveryEvent) -> None:
+    """A problem moves its email on its own (its first one is told to the sender), and a
+    bounce, complaint or unsubscribe suppresses the address."""
+    first_problem = (
+        stored.email_id is not None
+        and event.status in PROBLEMS
+        and _move(stored.email_id, event.status)
+    )
     if event.status in SUPPRESSING and event.recipient:
         suppress_address(
             event.recipient,
@@ -107,48 +176,32 @@ def record_delivery_event(event: DeliveryEvent) -> EmailEvent | None:
             source=event.provider,
             description=event.description,
         )
-    if first_problem and event.status in PROBLEMS:
-        handler = _problem_handlers.get(email.resource_type)
-        if handler is not None:
-            handler(
-                email.resource_id,
-                to=email.to_email,
-                problem=str(event.status),
-                description=event.description,
-            )
-    return stored
-
-
-def _fields(event: DeliveryEvent) -> dict:
-    return {
-        "provider": event.provider,
-        "event_id": event.event_id,
-        "event_type": event.status,
-        "recipient": event.recipient,
-        "description": event.description,
-        "occurred_at": event.occurred_at,
-    }
-
-
-def _email_of(event: DeliveryEvent) -> EmailLog | None:
-    rows = EmailLog.objects.only("pk", "to_email", "resource_type", "resource_id")
-    if event.email_id is not None:
-        return rows.filter(pk=event.email_id).first()
-    if not event.message_id:
-        return None
-    return rows.filter(provider_message_id=event.message_id).first()
+    if first_problem:
+        _tell_sender(stored.email_id, event)
 
 
 def _move(email_id: int, status: DeliveryStatus) -> bool:
-    """Move the row up to `status`, never back; True when this is its first problem (the row
-    was below every problem's rank), which its sender hears of."""
+    """Move the row up to a problem's status, never back; True when it is its first problem
+    (the row was below every problem's rank), which its sender hears of."""
     rank = DELIVERY_RANKS[status]
     change = {"delivery_status": status, "delivery_rank": rank}
     rows = EmailLog.objects.filter(pk=email_id)
-    if status in PROBLEMS and rows.filter(delivery_rank__lt=PROBLEM_RANK).update(**change):
+    if rows.filter(delivery_rank__lt=PROBLEM_RANK).update(**change):
         return True
     rows.filter(delivery_rank__lt=rank).update(**change)
     return False
+
+
+def _tell_sender(email_id: int, event: DeliveryEvent) -> None:
+    email = EmailLog.objects.only("to_email", "resource_type", "resource_id").get(pk=email_id)
+    handler = _problem_handlers.get(email.resource_type)
+    if handler is not None:
+        handler(
+            email.resource_id,
+            to=email.to_email,
+            problem=str(event.status),
+            description=event.description,
+        )
 
 
 def suppress_address(

@@ -2,8 +2,10 @@
 `/webhooks/email/<provider>/tracking/`, with the provider's own authentication (anymail's basic
 auth, ANYMAIL_WEBHOOK_SECRET, and the signatures it checks). A refused request answers 400 and
 is audited as a security event; a malformed one answers 400. Each event anymail reports
-(its `tracking` signal) is handed to one service, emails.delivery.record_delivery_event."""
+(its `tracking` signal) is collected, and the post's events go to one service call,
+emails.delivery.record_delivery_events."""
 
+from contextvars import ContextVar
 from functools import cache
 
 import anymail.urls
@@ -33,14 +35,26 @@ def tracking_webhook(request, provider: str):
     view_class = tracking_views().get(provider)
     if view_class is None:
         raise Http404
+    received = []
+    token = _received.set(received)
     try:
         # A view a request: anymail's views read their settings (keys, secrets) when made.
-        return view_class.as_view()(request)
+        response = view_class.as_view()(request)
     except AnymailWebhookValidationFailure as refusal:
         delivery.record_refused_webhook(provider=provider, reason=str(refusal))
         return JsonResponse({"detail": "Webhook authentication failed."}, status=400)
     except (AnymailError, ValueError):  # a body that is not the provider's format
         return JsonResponse({"detail": "Malformed webhook payload."}, status=400)
+    finally:
+        _received.reset(token)
+    # The post's events (a batch) in one service call, one transaction: a failure leaves none
+    # of them, and the provider posts the batch again (each event is applied once).
+    delivery.record_delivery_events(received)
+    return response
+
+
+# The events anymail reports while a webhook's view parses its post.
+_received: ContextVar[list | None] = ContextVar("email_delivery_events", default=None)
 
 
 # anymail's event types that move an email, and the status each moves it to.
@@ -76,14 +90,17 @@ def receive_tracking_event(sender, event, esp_name, **kwargs) -> None:
     if status == DeliveryStatus.BOUNCED and is_soft_bounce(event.esp_event):
         status = DeliveryStatus.SOFT_BOUNCED
     provider = next((name for name, view in tracking_views().items() if view is sender), esp_name)
-    delivery.record_delivery_event(
-        delivery.DeliveryEvent(
-            provider=provider,
-            event_id=event.event_id or delivery.stable_event_id(event.esp_event),
-            status=status,
-            recipient=event.recipient or "",
-            description=event.description or event.mta_response or event.reject_reason or "",
-            occurred_at=event.timestamp or timezone.now(),
-            message_id=event.message_id or "",
-        )
+    received = delivery.DeliveryEvent(
+        provider=provider,
+        event_id=event.event_id or delivery.stable_event_id(event.esp_event),
+        status=status,
+        recipient=event.recipient or "",
+        description=event.description or event.mta_response or event.reject_reason or "",
+        occurred_at=event.timestamp or timezone.now(),
+        message_id=event.message_id or "",
     )
+    collected = _received.get()
+    if collected is not None:
+        collected.append(received)
+    else:  # anymail's view mounted elsewhere, outside tracking_webhook
+        delivery.record_delivery_events([received])
