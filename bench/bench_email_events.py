@@ -141,7 +141,8 @@ def blast(port: int, prepared: list[tuple[bytes, int]], seconds: float) -> tuple
             with lock:
                 done[0] += events
 
-    return done[0] / run_clients(client, CLIENTS), done[0]
+    elapsed = run_clients(client, CLIENTS)
+    return done[0] / elapsed, done[0]
 
 
 def main() -> None:

@@ -210,7 +210,8 @@ def hammer(port: int, path: str, token: str, seconds: float, threads: int = 4):
             _get(port, request)
             latencies.append(time.perf_counter() - started)
 
-    return len(latencies) / run_clients(client, threads), latencies
+    elapsed = run_clients(client, threads)
+    return len(latencies) / elapsed, latencies
 
 
 def run_clients(client, count: int) -> float:

@@ -2,8 +2,8 @@ from django.contrib import admin, messages
 from django.utils.html import escape, format_html
 
 from audit.admin import AuditedModelAdmin
-from emails import services
-from emails.models import EmailLog
+from emails import delivery, services
+from emails.models import EmailLog, EmailSuppression
 from invoicegen.core.admin import ServiceOnlyAdmin
 
 
@@ -59,3 +59,28 @@ class EmailLogAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
     def resend_selected(self, request, queryset):
         copies = [services.resend_email(email) for email in queryset]
         self.message_user(request, f"{len(copies)} email(s) queued again.", messages.SUCCESS)
+
+
+@admin.register(EmailSuppression)
+class EmailSuppressionAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
+    """Addresses no email goes to (a hard bounce, a complaint, an unsubscribe); staff remove
+    one through the service, which audits it."""
+
+    list_display = ["address", "reason", "source", "description", "created_at"]
+    list_filter = ["reason", "source"]
+    search_fields = ["=address"]
+    list_per_page = 50
+    show_full_result_count = False
+    actions = ["remove_selected"]
+    fields = list_display
+    readonly_fields = fields
+
+    def get_search_results(self, request, queryset, search_term):
+        # Addresses are stored lower-cased: Ada@Example.com finds ada@example.com.
+        term = delivery.normalize_address(search_term)
+        return super().get_search_results(request, queryset, term)
+
+    @admin.action(description="Remove selected addresses from the list", permissions=["change"])
+    def remove_selected(self, request, queryset):
+        removed = [delivery.remove_suppression(row, actor=request.user) for row in queryset]
+        self.message_user(request, f"{len(removed)} address(es) removed.", messages.SUCCESS)

@@ -9,7 +9,8 @@ bounce, a complaint or an unsubscribe suppresses the address; the next email to 
 
 What the email was about is the business of the app that sent it: it registers a handler for
 its resource type (`register_delivery_problem_handler`), called once, in the event's
-transaction, when an email about one of its resources bounces or draws a complaint.
+transaction, when an email sent for an account to someone else about one of its resources
+bounces or draws a complaint.
 """
 
 import hashlib
@@ -193,8 +194,14 @@ def _move(email_id: int, status: DeliveryStatus) -> bool:
 
 
 def _tell_sender(email_id: int, event: DeliveryEvent) -> None:
-    email = EmailLog.objects.only("to_email", "resource_type", "resource_id").get(pk=email_id)
-    handler = _problem_handlers.get(email.resource_type)
+    """An email sent for an account to someone else (`on_behalf_of`): the app whose resource
+    it is about tells that account."""
+    email = (
+        EmailLog.objects.filter(pk=email_id, on_behalf_of__isnull=False)
+        .only("to_email", "resource_type", "resource_id")
+        .first()
+    )
+    handler = _problem_handlers.get(email.resource_type) if email else None
     if handler is not None:
         handler(
             email.resource_id,

@@ -22,6 +22,7 @@ urlpatterns = [
     path("api/", include("invoicegen.billing.api.urls")),
     path("api/audit/", include("audit.api.urls")),
     path("api/", include("notifications.api.urls")),
+    path("api/emails/", include("emails.api.urls")),
     path("downloads/", include("downloads.urls")),
     path("webhooks/email/", include("emails.urls")),
     path("", include("invoicegen.accounts.urls")),

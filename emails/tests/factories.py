@@ -1,6 +1,6 @@
 import factory
 
-from emails.models import EmailLog
+from emails.models import EmailLog, EmailSuppression
 from invoicegen.accounts.tests.factories import UserFactory
 
 
@@ -26,3 +26,13 @@ class EmailLogFactory(factory.django.DjangoModelFactory):
             attempts=6,
             last_error="SMTPRecipientsRefused: {'x@example.com': (550, b'No such user')}",
         )
+
+
+class EmailSuppressionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = EmailSuppression
+
+    address = factory.Sequence(lambda n: f"gone{n}@example.com")
+    reason = EmailSuppression.Reason.BOUNCED
+    source = "postmark"
+    description = "mailbox unavailable"

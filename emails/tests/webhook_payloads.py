@@ -77,7 +77,7 @@ def postmark(record_type: str, message_id: str, to: str, **fields) -> dict:
         "Details": "smtp;550 5.1.1 The email account that you tried to reach does not exist",
         "Inactive": True,
         "CanActivate": True,
-        "Subject": "Invoice",
+        "Subject": "Your document",
         **fields,
     }
 
@@ -121,7 +121,7 @@ def brevo(event: str, message_id: str, to: str, **fields) -> dict:
         "ts": 1796050800,
         "ts_epoch": 1796050800123,
         "message-id": message_id,
-        "subject": "Invoice",
+        "subject": "Your document",
         "reason": "550 5.1.1 mailbox unavailable",
         **fields,
     }

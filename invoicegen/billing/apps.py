@@ -9,8 +9,9 @@ class BillingConfig(AppConfig):
     def ready(self):
         from audit import registry
         from downloads.services import register_resource
+        from emails.delivery import register_delivery_problem_handler
         from emails.services import register_link_maker
-        from invoicegen.billing import events, links, services  # noqa: F401 (events: its actions)
+        from invoicegen.billing import events, links, services
         from invoicegen.billing.models import (
             BusinessProfile,
             Invoice,
@@ -60,6 +61,12 @@ class BillingConfig(AppConfig):
             title="Invoice {invoice_number} downloaded",
             body="{client_name} downloaded it for the first time.",
         )
+        register_type(
+            "invoice_delivery_failed",
+            title="Your invoice {invoice_number} to {to} {problem}: {reason}",
+            body="Check the address with your client, then send the invoice again.",
+        )
+        register_delivery_problem_handler("invoice", events.invoice_delivery_failed)
         for state in ("active", "cancelled", "renewed"):
             register_type(
                 f"subscription_{'activated' if state == 'active' else state}",

@@ -96,6 +96,19 @@ def invoice_send_refused(invoice: Invoice, *, to: str, reason: str, actor) -> No
     record_event("invoice.send_refused", target=invoice, actor=actor, params=params, success=False)
 
 
+@domain_event("invoice.delivery_failed", "{target} to {to} {problem}: {reason}")
+def invoice_delivery_failed(invoice_id: str, *, to: str, problem: str, description: str) -> None:
+    """The email of an invoice to its client bounced or drew a complaint (its provider said
+    so, or the receiving server refused it): the owner is told, once an email."""
+    invoice = Invoice.objects.filter(pk=invoice_id).select_related("user").first()
+    if invoice is None:  # deleted since
+        return
+    reason = description or problem
+    params = {**invoice_params(invoice), "to": to, "problem": problem, "reason": reason}
+    record_event("invoice.delivery_failed", target=invoice, actor=None, params=params)
+    notify(invoice.user, "invoice_delivery_failed", params=params, resource=invoice)
+
+
 @domain_event("invoice.paid", "{target} paid in full")
 def invoice_paid(invoice: Invoice, *, actor) -> None:
     params = invoice_params(invoice)

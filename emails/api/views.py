@@ -1,0 +1,23 @@
+from rest_framework import mixins, viewsets
+from rest_framework.permissions import IsAdminUser
+
+from audit.api.views import NewestFirstCursor
+from emails import delivery
+from emails.api import serializers
+from emails.api.filters import SuppressionFilter
+from emails.models import EmailSuppression
+
+
+class SuppressionViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """Staff: the addresses no email goes to, newest first (`?address=`, `?reason=`); DELETE
+    lets emails go to one again (audited)."""
+
+    queryset = EmailSuppression.objects.all()
+    serializer_class = serializers.SuppressionSerializer
+    filterset_class = SuppressionFilter
+    permission_classes = [IsAdminUser]
+    pagination_class = NewestFirstCursor
+    lookup_value_regex = r"\d+"
+
+    def perform_destroy(self, instance):
+        delivery.remove_suppression(instance, actor=self.request.user)
