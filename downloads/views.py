@@ -43,6 +43,21 @@ def _throttled(request):
     return _page(request, "downloads/denied.html", {"reason": "throttled"}, 429)
 
 
+def _owners_usable_link(request, token: str):
+    """The link, if it can be used and its owner is the one looking; else None (and
+    redeem_token decides, recording the refusal if there is one)."""
+    try:
+        link = services.inspect_token(token)
+    except services.DownloadDenied:
+        return None
+    return link if _owner_is_looking(request, link) else None
+
+
+def _owner_is_looking(request, link) -> bool:
+    user, preview = getattr(request, "user", None), request.GET.get("preview", "")
+    return services.is_owner_preview(link, user=user, preview=preview)
+
+
 @csrf_exempt  # the token in the URL is the credential; there is no session to protect
 @secret_url_page(DownloadThrottle, _throttled)
 def download(request, token: str):
@@ -53,7 +68,8 @@ def download(request, token: str):
         return _denied(request, services.DownloadDenied(services.Reason.UNKNOWN))
     if request.method == "POST":
         try:
-            link = services.redeem_token(token)
+            # The owner's own download (from their preview) uses none of the client's.
+            link = _owners_usable_link(request, token) or services.redeem_token(token)
         except services.DownloadDenied as denial:
             return _denied(request, denial)
         filename, content = services.resource_of(link).render(link.resource_id)
@@ -64,9 +80,7 @@ def download(request, token: str):
         link = services.inspect_token(token)
     except services.DownloadDenied as denial:
         return _denied(request, denial)
-    if not visitors.is_automated(request) and not services.is_owner_preview(
-        link, user=getattr(request, "user", None), preview=request.GET.get("preview", "")
-    ):
+    if not visitors.is_automated(request) and not _owner_is_looking(request, link):
         services.record_view(link)
     details = services.resource_of(link).describe(link.resource_id)
     return _page(request, "downloads/landing.html", {"link": link, **details}, 200)

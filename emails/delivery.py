@@ -19,9 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
+from audit import context as audit_context
 from audit import services as audit
 from emails.models import DELIVERY_RANKS, DeliveryStatus, EmailEvent, EmailLog, EmailSuppression
 
@@ -162,6 +164,12 @@ def _fields(event: DeliveryEvent) -> dict:
     }
 
 
+def storable(text: str) -> str:
+    """A provider's text as the database can hold it: a lone surrogate or a NUL (JSON allows
+    both) would fail the insert, and the provider would post the batch again forever."""
+    return text.encode("utf-8", "replace").decode().replace("\x00", "\ufffd")
+
+
 def _apply_problem(stored: EmailEvent, event: DeliveryEvent) -> None:
     """A problem moves its email on its own (its first one is told to the sender), and a
     bounce, complaint or unsubscribe suppresses the address."""
@@ -249,7 +257,12 @@ def remove_suppression(suppression: EmailSuppression, *, actor) -> EmailSuppress
 
 
 def record_refused_webhook(*, provider: str, reason: str) -> None:
-    """A delivery webhook that failed its provider's authentication: a security event."""
+    """A delivery webhook that failed its provider's authentication: a security event, once a
+    minute per provider and client address at most, so that a flood of forged posts cannot
+    fill the trail."""
+    ip = audit_context.current().ip_address or ""
+    if not cache.add(f"email-webhook-refused:{provider}:{ip}", True, timeout=60):
+        return
     audit.log(
         "email.webhook_refused",
         metadata={"provider": provider, "reason": reason[:300]},

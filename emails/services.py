@@ -149,15 +149,20 @@ class Withdrawn(Exception):
     sent (its owner withdrew the document): the email is not sent, and not tried again."""
 
 
+# A provider's answers that a retry cannot change (the message itself is refused); 401, 403
+# and 404 (a rotated key, a domain not yet set up) are the account's, and fixed by its owner:
+# the email waits for that and is retried.
+PROVIDER_REFUSES_THE_MESSAGE = frozenset({400, 413, 415, 422})
+
+
 def is_permanent(error: Exception) -> bool:
     """5xx replies are final, and so are a withdrawn or suppressed email, a provider refusing
-    every recipient and a provider's 4xx answer but 429; refused connections, timeouts, 4xx
-    replies and a provider's 429 and 5xx answers are worth a retry."""
+    every recipient and a provider refusing the message itself; refused connections, timeouts,
+    4xx replies and a provider's other answers are worth a retry."""
     if isinstance(error, Withdrawn | Suppressed | AnymailRecipientsRefused):
         return True
     if isinstance(error, AnymailAPIError):
-        status = error.status_code
-        return status is not None and 400 <= status < 500 and status != 429
+        return error.status_code in PROVIDER_REFUSES_THE_MESSAGE
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         return all(500 <= code < 600 for code, _ in error.recipients.values())
     code = getattr(error, "smtp_code", None)

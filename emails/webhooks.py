@@ -11,6 +11,8 @@ from functools import cache
 import anymail.urls
 from anymail.exceptions import AnymailError, AnymailWebhookValidationFailure
 from anymail.signals import EventType
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.http import Http404, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -32,8 +34,10 @@ def tracking_views() -> dict[str, type]:
 
 @csrf_exempt
 def tracking_webhook(request, provider: str):
+    # Without ANYMAIL_WEBHOOK_SECRET, anymail's views let every post through unless their
+    # provider signs it: no webhook is served then, so no one can forge a bounce.
     view_class = tracking_views().get(provider)
-    if view_class is None:
+    if view_class is None or not settings.ANYMAIL.get("WEBHOOK_SECRET"):
         raise Http404
     received = []
     token = _received.set(received)
@@ -43,7 +47,10 @@ def tracking_webhook(request, provider: str):
     except AnymailWebhookValidationFailure as refusal:
         delivery.record_refused_webhook(provider=provider, reason=str(refusal))
         return JsonResponse({"detail": "Webhook authentication failed."}, status=400)
-    except (AnymailError, ValueError):  # a body that is not the provider's format
+    except ImproperlyConfigured as error:  # a provider whose keys are not set
+        raise Http404 from error
+    # A body that is not the provider's format: anymail's parsers index into it as they go.
+    except (AnymailError, ValueError, TypeError, KeyError, AttributeError):
         return JsonResponse({"detail": "Malformed webhook payload."}, status=400)
     finally:
         _received.reset(token)
@@ -90,17 +97,16 @@ def receive_tracking_event(sender, event, esp_name, **kwargs) -> None:
     if status == DeliveryStatus.BOUNCED and is_soft_bounce(event.esp_event):
         status = DeliveryStatus.SOFT_BOUNCED
     provider = next((name for name, view in tracking_views().items() if view is sender), esp_name)
+    text = delivery.storable
     received = delivery.DeliveryEvent(
         provider=provider,
-        event_id=event.event_id or delivery.stable_event_id(event.esp_event),
+        event_id=text(str(event.event_id or delivery.stable_event_id(event.esp_event))),
         status=status,
-        recipient=event.recipient or "",
-        description=event.description or event.mta_response or event.reject_reason or "",
+        recipient=text(str(event.recipient or "")),
+        description=text(str(event.description or event.mta_response or event.reject_reason or "")),
         occurred_at=event.timestamp or timezone.now(),
-        message_id=event.message_id or "",
+        message_id=text(str(event.message_id or "")),
     )
     collected = _received.get()
-    if collected is not None:
+    if collected is not None:  # anymail's views are served only through tracking_webhook
         collected.append(received)
-    else:  # anymail's view mounted elsewhere, outside tracking_webhook
-        delivery.record_delivery_events([received])

@@ -497,13 +497,17 @@ def test_a_forged_or_borrowed_preview_mark_counts_a_view(client, link):
     assert views_of(token).count() == 2
 
 
-def test_downloading_from_the_preview_link_still_spends_a_download(client, link):
-    _, token, raw = link
+def test_the_owners_download_from_the_preview_link_spends_none_of_the_clients(client, link):
+    invoice, token, raw = link
     query = services.preview_url(token, raw).split("?", 1)[1]
 
-    assert client.post(path_of(raw) + "?" + query).status_code == 200
+    answer = client.post(path_of(raw) + "?" + query)
 
-    assert reload(token).download_count == 1
+    assert answer.status_code == 200
+    assert answer.content.startswith(b"%PDF")
+    assert reload(token).download_count == 0
+    invoice.refresh_from_db()
+    assert invoice.download_count == 0
 
 
 @pytest.mark.django_db(transaction=True)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from anymail.exceptions import AnymailAPIError
 from django.core import mail
 
 from audit.models import AuditLog
@@ -106,3 +107,23 @@ def test_email_provider_selects_the_backend(provider_name, backend):
     )
     assert run.stdout.split()[0] == backend
     assert "'POSTMARK_SERVER_TOKEN': 'server-token'" in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("status", "final"),
+    [
+        (400, True),
+        (422, True),
+        (401, False),
+        (403, False),
+        (404, False),
+        (429, False),
+        (503, False),
+    ],
+)
+def test_a_provider_refusing_the_message_is_final_and_refusing_the_account_is_retried(
+    status, final
+):
+    """A rotated key or a domain not yet verified (401, 403, 404) is fixed by the account's
+    owner; the emails wait for it rather than fail for good."""
+    assert services.is_permanent(AnymailAPIError("refused", status_code=status)) is bool(final)

@@ -230,3 +230,57 @@ def test_events_racing_out_of_order_end_at_the_highest_rank(race):
     race(lambda: delivery.record_delivery_event(events.pop()), len(statuses))
     assert EmailEvent.objects.count() == len(statuses)
     assert reload(email).delivery_status == DeliveryStatus.BOUNCED
+
+
+@pytest.mark.parametrize(
+    ("provider", "body"),
+    [
+        ("postmark", []),
+        ("brevo", []),
+        ("amazon_ses", []),
+    ],
+)
+def test_a_body_in_no_provider_format_answers_400_and_records_nothing(live_server, provider, body):
+    answer = hooks.post_json(live_server, provider, body)
+
+    assert answer.status_code == 400
+    assert not EmailEvent.objects.exists()
+
+
+def test_without_a_webhook_secret_no_webhook_is_served(live_server, settings):
+    """anymail's views let unsigned posts through when no basic auth is set: a forged bounce
+    would put any address on the suppression list."""
+    settings.ANYMAIL = {}
+    email = sent("pm-9")
+
+    answer = hooks.post_json(live_server, "postmark", hooks.postmark("Bounce", "pm-9", TO))
+
+    assert answer.status_code == 404
+    assert reload(email).delivery_status == DeliveryStatus.UNKNOWN
+    assert not EmailSuppression.objects.exists()
+
+
+def test_a_provider_whose_keys_are_not_set_answers_404(live_server, settings):
+    settings.ANYMAIL = {"WEBHOOK_SECRET": [":".join(hooks.WEBHOOK_USER)]}  # no Mailgun key
+
+    assert hooks.post_json(live_server, "mailgun", {"signature": {}}).status_code == 404
+
+
+def test_lone_surrogates_in_an_event_are_stored_replaced(live_server):
+    email = sent("pm-10", to="odd@g.test")
+    payload = hooks.postmark("Bounce", "pm-10", "odd@g.test", Description="mailbox \ud800 gone")
+
+    answer = hooks.post_json(live_server, "postmark", payload)
+
+    assert answer.status_code == 200
+    assert reload(email).delivery_status == DeliveryStatus.BOUNCED
+    assert "\ud800" not in EmailEvent.objects.get().description
+
+
+def test_a_flood_of_forged_posts_is_audited_once_a_minute(live_server):
+    payload = hooks.brevo("hard_bounce", "<b5@brevo>", TO)
+    for _ in range(5):
+        answer = hooks.post_json(live_server, "brevo", payload, auth=("esp", "guess"))
+        assert answer.status_code == 400
+
+    assert len(refusals()) == 1

@@ -19,6 +19,7 @@ from emails import services as emails
 from invoicegen.billing import events
 from invoicegen.billing.models import (
     EARLIEST_REMINDER_DAY,
+    LATEST_REMINDER_DAY,
     BusinessProfile,
     Invoice,
     InvoiceItem,
@@ -474,16 +475,15 @@ def remind_invoice(invoice: Invoice, *, actor=None) -> InvoiceReminder | None:
 def send_due_reminders() -> int:
     """Send every reminder that is due (remind_invoice), each invoice in its own transaction;
     safe at any hour and when run twice at once. Returns how many were sent."""
-    # A step is at most EARLIEST_REMINDER_DAY before the due date, in a time zone at most a day
-    # ahead of UTC.
-    latest_due_date = timezone.localdate(timezone=datetime.UTC) + datetime.timedelta(
-        days=1 - EARLIEST_REMINDER_DAY
-    )
+    # A step is EARLIEST_REMINDER_DAY to LATEST_REMINDER_DAY from the due date, in a time zone
+    # at most a day from UTC: invoices whose last possible step is over are not read again.
+    today = timezone.localdate(timezone=datetime.UTC)
     candidates = Invoice.objects.filter(
         status=Invoice.Status.SENT,
         reminders_enabled=True,
         amount_paid__lt=F("total"),
-        due_date__lte=latest_due_date,
+        due_date__lte=today + datetime.timedelta(days=1 - EARLIEST_REMINDER_DAY),
+        due_date__gte=today - datetime.timedelta(days=1 + LATEST_REMINDER_DAY),
     ).order_by("due_date", "pk")
     sent = 0
     for invoice in candidates.only("pk"):

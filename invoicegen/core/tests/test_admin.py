@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from audit.models import AdminAction, AuditLog
 from downloads import services as downloads
+from emails import delivery
 from emails import services as emails
 from invoicegen.billing import services as billing
 from invoicegen.billing.tests.factories import SubscriptionFactory, invoice_in_status
@@ -27,6 +28,9 @@ def rows(user) -> dict:
             "welcome", to="ada@example.com", context={"name": "Ada"}
         ),
         "downloads.securedownloadtoken": link,
+        "emails.emailsuppression": delivery.suppress_address(
+            "gone@example.com", reason="bounced", source="postmark"
+        ),
     }
 
 
@@ -48,6 +52,7 @@ def test_every_service_only_page_is_covered(user):
         "billing.businessprofile",
         "emails.emaillog",
         "downloads.securedownloadtoken",
+        "emails.emailsuppression",
     ],
 )
 def test_a_service_only_page_has_nothing_to_save_and_a_post_changes_nothing(admin, user, label):
