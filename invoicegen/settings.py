@@ -236,8 +236,17 @@ ANYMAIL = {key: env.str(key) for key in _ANYMAIL_KEYS if env.str(key, default=""
 ANYMAIL["WEBHOOK_SECRET"] = env.list("ANYMAIL_WEBHOOK_SECRET", default=[])
 # Each API request's connect and read timeouts, well within the outbox's lease.
 ANYMAIL["REQUESTS_TIMEOUT"] = EMAIL_TIMEOUT
+# boto3 (Amazon SES) ignores REQUESTS_TIMEOUT: its own timeouts (60 s each) and retries would
+# outlast the lease. One attempt a send: the outbox retries.
+ANYMAIL["AMAZON_SES_CLIENT_PARAMS"] = {
+    "config": {
+        "connect_timeout": EMAIL_TIMEOUT,
+        "read_timeout": EMAIL_TIMEOUT,
+        "retries": {"total_max_attempts": 1},
+    },
+}
 if AMAZON_SES_REGION := env.str("AMAZON_SES_REGION", default=""):
-    ANYMAIL["AMAZON_SES_CLIENT_PARAMS"] = {"region_name": AMAZON_SES_REGION}
+    ANYMAIL["AMAZON_SES_CLIENT_PARAMS"]["region_name"] = AMAZON_SES_REGION
 # A hard deadline on one send (connect, greeting, dialogue, data): EMAIL_TIMEOUT bounds each
 # read only, and a server trickling bytes would hold a worker for ever.
 EMAIL_SEND_TIMEOUT = env.int("EMAIL_SEND_TIMEOUT", default=20)

@@ -109,6 +109,23 @@ def test_email_provider_selects_the_backend(provider_name, backend):
     assert "'POSTMARK_SERVER_TOKEN': 'server-token'" in run.stdout
 
 
+def test_amazon_ses_calls_are_bounded_by_email_timeout_and_tried_once():
+    """boto3 has timeouts and retries of its own (60 s each, several tries), past the lease."""
+    env = {**os.environ, "EMAIL_PROVIDER": "amazon_ses", "AMAZON_SES_REGION": "eu-west-1"}
+    env.update(DJANGO_SETTINGS_MODULE="invoicegen.settings", EMAIL_TIMEOUT="7")
+    code = (
+        "import django; django.setup(); "
+        "from anymail.backends.amazon_ses import _get_anymail_boto3_params as params; "
+        "c = params()[1]; "
+        "print(c['region_name'], c['config'].connect_timeout, c['config'].read_timeout, "
+        "c['config'].retries['total_max_attempts'])"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert run.stdout.split() == ["eu-west-1", "7", "7", "1"]
+
+
 @pytest.mark.parametrize(
     ("status", "final"),
     [
