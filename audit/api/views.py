@@ -78,7 +78,9 @@ class AuditLogViewSet(mixins.ListModelMixin, StaffOnly):
         query.is_valid(raise_exception=True)
         file_format = query.validated_data["format"]
         queryset = self.filter_queryset(self.get_queryset())
-        filters = {k: v for k, v in request.query_params.items() if k != "format"}
+        # The filters applied (validated by now), not whatever else the query carried.
+        known = self.filterset_class.base_filters
+        filters = {k: v for k, v in request.query_params.items() if k in known}
         lines = services.export_audit_logs(
             queryset, file_format=file_format, filters=filters, via=AdminAction.Kind.API
         )

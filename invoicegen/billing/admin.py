@@ -1,9 +1,11 @@
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
+from django.utils import formats, timezone
+from django.utils.html import format_html, format_html_join
 
 from audit.admin import AuditedModelAdmin
-from invoicegen.billing import services
+from invoicegen.billing import services, timeline
 from invoicegen.billing.models import BusinessProfile, Invoice, InvoiceItem, Payment, Subscription
 from invoicegen.core.admin import ReadOnlyInline, ServiceOnlyAdmin
 from invoicegen.core.exceptions import ConflictError
@@ -21,6 +23,9 @@ class PaymentInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+TIMELINE_LENGTH = 200  # events on an invoice's page
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
     """Invoices change only through their lifecycle (the API, or the void action here)."""
@@ -30,6 +35,7 @@ class InvoiceAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
         "user",
         "client_name",
         "status",
+        "delivery_status",
         "total",
         "currency",
         "due_date",
@@ -61,7 +67,51 @@ class InvoiceAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
         "finalized_at",
         "sent_at",
         "paid_at",
+        "delivery_status",
+        "timeline",
     ]
+
+    def get_queryset(self, request):
+        delivery_status = timeline.latest_delivery_status()
+        return super().get_queryset(request).annotate(delivery_status=delivery_status)
+
+    @admin.display(description="delivery", ordering="delivery_status")
+    def delivery_status(self, invoice):
+        return invoice.delivery_status or "—"
+
+    @admin.display(description="timeline")
+    def timeline(self, invoice):
+        """The invoice's story as its owner's API tells it (timeline.py), to its first
+        TIMELINE_LENGTH events."""
+        page = timeline.timeline_page(invoice, size=TIMELINE_LENGTH)
+        if not page.items:
+            return "—"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    formats.localize(timezone.localtime(item["occurred_at"])),
+                    item["type"],
+                    item["description"],
+                    item["ip_address"] or "",
+                    item["user_agent"] or "",
+                )
+                for item in page.items
+            ),
+        )
+        more = (
+            format_html("<p>Its first {} events; the API pages through all.</p>", TIMELINE_LENGTH)
+            if page.more_after
+            else ""
+        )
+        return format_html(
+            '<table class="invoice-timeline"><thead><tr><th>when</th><th>what</th>'
+            "<th>details</th><th>IP address</th><th>user agent</th></tr></thead>"
+            "<tbody>{}</tbody></table>{}",
+            rows,
+            more,
+        )
 
     @admin.action(description="Void selected invoices", permissions=["change"])
     def void_selected(self, request, queryset):

@@ -2,6 +2,7 @@ import django_filters
 from django.db.models import Q
 
 from invoicegen.billing.models import Invoice
+from invoicegen.billing.timeline import DELIVERY_STATES
 from invoicegen.core.api import TrueFalseFilter
 
 SEARCH_MAX_LENGTH = 100
@@ -57,6 +58,11 @@ class InvoiceFilter(django_filters.FilterSet):
         exclude=True,
         label="Whether the client has viewed it through a link (true or false).",
     )
+    delivery_status = django_filters.ChoiceFilter(
+        choices=[(state, state) for state in [*DELIVERY_STATES, "none"]],
+        method="filter_delivery_status",
+        label="What became of the latest email to the client (`none`: never sent).",
+    )
     ordering = InvoiceOrdering()
 
     class Meta:
@@ -66,6 +72,11 @@ class InvoiceFilter(django_filters.FilterSet):
     def search_invoices(self, queryset, name, value):
         words = Q(number__icontains=value) | Q(client_name__icontains=value)
         return queryset.filter(words | Q(client_email__icontains=value))
+
+    def filter_delivery_status(self, queryset, name, value):
+        if value == "none":
+            return queryset.filter(delivery_status__isnull=True)
+        return queryset.filter(delivery_status=value)
 
     def is_valid(self):
         """A range that ends before it starts is a mistake, not an empty list."""

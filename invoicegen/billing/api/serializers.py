@@ -10,6 +10,7 @@ from PIL import Image, UnidentifiedImageError
 from rest_framework import serializers
 
 from downloads.models import SecureDownloadToken
+from invoicegen.billing import timeline
 from invoicegen.billing.currencies import ISO_4217_CODES
 from invoicegen.billing.models import (
     EARLIEST_REMINDER_DAY,
@@ -49,6 +50,14 @@ class InvoiceListSerializer(serializers.ListSerializer):
 class InvoiceSerializer(serializers.ModelSerializer):
     items = InvoiceItemSerializer(many=True, read_only=True)
     balance_due = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True)
+    delivery_status = serializers.ChoiceField(
+        timeline.DELIVERY_STATES,
+        allow_null=True,
+        read_only=True,
+        help_text="What became of the latest email about the invoice to its client: its "
+        "provider's last event (delivered, bounced, ...), else queued, sent or failed; null "
+        "before any was sent.",
+    )
 
     class Meta:
         model = Invoice
@@ -70,6 +79,7 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "balance_due",
             "notes",
             "reminders_enabled",
+            "delivery_status",
             "created_at",
             "updated_at",
             "finalized_at",
@@ -107,6 +117,7 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "balance_due": decimal_text(invoice.total - invoice.amount_paid),
             "notes": invoice.notes,
             "reminders_enabled": invoice.reminders_enabled,
+            "delivery_status": invoice.delivery_status,
             "created_at": datetime_text(invoice.created_at),
             "updated_at": datetime_text(invoice.updated_at),
             "finalized_at": datetime_text(invoice.finalized_at),
@@ -336,6 +347,28 @@ class DownloadLinkSerializer(serializers.ModelSerializer):
             "id", "expires_at", "max_downloads", "download_count", "revoked_at", "created_at",
         ]  # fmt: skip
         read_only_fields = fields
+
+
+class TimelineItemSerializer(serializers.Serializer):
+    """One thing that happened to an invoice or its emails (timeline.py); fields that do not
+    apply to its type are null."""
+
+    id = serializers.CharField(help_text="Stable across pages; unique within the timeline.")
+    type = serializers.ChoiceField(timeline.TYPES)
+    occurred_at = serializers.DateTimeField()
+    description = serializers.CharField()
+    actor = serializers.EmailField(allow_null=True, help_text="Who did it, if a person did.")
+    to = serializers.EmailField(allow_null=True, help_text="The address an email went to.")
+    ip_address = serializers.IPAddressField(allow_null=True)
+    user_agent = serializers.CharField(allow_null=True)
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
+    method = serializers.ChoiceField(Payment.Method.choices, allow_null=True)
+    step = serializers.IntegerField(
+        allow_null=True, help_text="A reminder's step: days from the due date."
+    )
+    reason = serializers.CharField(
+        allow_null=True, help_text="Why an email was not delivered, in its receiver's words."
+    )
 
 
 class NewDownloadLinkSerializer(serializers.Serializer):

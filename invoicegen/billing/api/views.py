@@ -4,17 +4,19 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, renderers, status, viewsets
+from rest_framework import mixins, pagination, renderers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from downloads import services as downloads
 from downloads.models import SecureDownloadToken
-from invoicegen.billing import services
+from invoicegen.billing import services, timeline
 from invoicegen.billing.api import filters, serializers
 from invoicegen.billing.models import Invoice, Subscription
 from invoicegen.billing.pdf import render_invoice_pdf
+from invoicegen.core.api import BoundedPageSize
 from invoicegen.core.schema import (
     CONFLICT,
     INCOMPLETE,
@@ -37,6 +39,42 @@ class PDFRenderer(renderers.BaseRenderer):
         return json.dumps(data).encode()
 
 
+class TimelineCursor(BoundedPageSize, pagination.CursorPagination):
+    """DRF's cursor pages over an invoice's timeline, whose positions (time, source, id) span
+    the three tables it is read from (timeline.py)."""
+
+    def paginate_timeline(self, invoice: Invoice, request) -> list[dict]:
+        self.base_url = request.build_absolute_uri()
+        self.page_size = self.get_page_size(request)
+        cursor = self.decode_cursor(request)
+        position = None
+        if cursor is not None and cursor.position is not None:
+            try:
+                position = timeline.Position.parse(cursor.position)
+            except ValueError:
+                raise NotFound(self.invalid_cursor_message) from None
+        backwards = cursor is not None and cursor.reverse and position is not None
+        self.page = timeline.timeline_page(
+            invoice,
+            size=self.page_size,
+            after=None if backwards else position,
+            before=position if backwards else None,
+        )
+        return self.page.items
+
+    def _link(self, position, *, reverse: bool):
+        cursor = pagination.Cursor(offset=0, reverse=reverse, position=position.text())
+        return self.encode_cursor(cursor)
+
+    def get_next_link(self):
+        page = self.page
+        return self._link(page.last, reverse=False) if page.more_after and page.last else None
+
+    def get_previous_link(self):
+        page = self.page
+        return self._link(page.first, reverse=True) if page.more_before and page.first else None
+
+
 class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     queryset = Invoice.objects.all()
     serializer_class = serializers.InvoiceSerializer
@@ -45,6 +83,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     def get_queryset(self):
         invoices = super().get_queryset().filter(user=self.request.user)
+        invoices = invoices.annotate(delivery_status=timeline.latest_delivery_status())
         if self.action == "list":  # rows of plain values: an instance per row costs a page more
             return invoices.values_list(*serializers.LIST_COLUMNS, named=True)
         return invoices
@@ -140,6 +179,24 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @action(detail=True, methods=["post"])
     def void(self, request, pk=None):
         return self._answer(services.void_invoice(self.get_object(), actor=request.user))
+
+    @extend_schema(
+        request=None,
+        responses=serializers.TimelineItemSerializer(many=True),
+        filters=False,
+        description="What happened to the invoice and its emails, oldest first: created, "
+        "finalized, sent, reminders, each email's delivery events (delivered, deferred, "
+        "bounced, complained, ...) or why it was not sent, each view of the client's link "
+        "(with its IP address and user agent), downloads, payments, paid, voided.",
+    )
+    @action(detail=True, methods=["get"], pagination_class=TimelineCursor)
+    def timeline(self, request, pk=None):
+        invoice = self.get_object()
+        pages = self.paginator
+        items = pages.paginate_timeline(invoice, request)
+        return pages.get_paginated_response(
+            serializers.TimelineItemSerializer(items, many=True).data
+        )
 
     @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY})
     @action(detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, PDFRenderer])

@@ -1,3 +1,4 @@
+import re
 from decimal import Decimal
 
 import pytest
@@ -6,6 +7,8 @@ from django.urls import reverse
 
 from audit.models import AdminAction
 from audit.tests.helpers import actions_after, last_entry_id, only_entry
+from emails import delivery
+from emails.models import DeliveryStatus, EmailLog
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.billing import services
 from invoicegen.billing.models import Invoice
@@ -77,6 +80,27 @@ def test_change_page_shows_items_and_payments_inline(admin):
     assert "Hosting" in page
     assert "123.45" in page
     assert "Bank Transfer" in page
+
+
+def test_change_page_shows_the_timeline_and_the_delivery_status(admin):
+    invoice = invoice_in_status("sent", client_email="ap@globex.test")
+    email = EmailLog.objects.get(resource_id=str(invoice.pk), on_behalf_of__isnull=False)
+    EmailLog.objects.filter(pk=email.pk).update(provider_message_id="pm-1")
+    delivery.record_delivery_events(
+        [delivery.DeliveryEvent("postmark", "e1", DeliveryStatus.BOUNCED, "ap@globex.test",
+                                "550 mailbox unavailable", message_id="pm-1")]
+    )  # fmt: skip
+
+    response = admin.get(reverse("admin:billing_invoice_change", args=[invoice.pk]))
+
+    page = response.content.decode()
+    assert 'class="invoice-timeline"' in page
+    rows = page.split('class="invoice-timeline"')[1].split("</table>")[0]
+    kinds = re.findall(r"<tr><td>[^<]*</td><td>([a-z_]+)</td>", rows)
+    assert kinds == ["created", "finalized", "sent", "bounced"]
+    assert "550 mailbox unavailable" in rows
+    listed = admin.get(CHANGELIST).content.decode()
+    assert "bounced" in listed
 
 
 def test_void_action_voids_a_finalized_invoice(admin):
