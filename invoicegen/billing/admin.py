@@ -6,8 +6,15 @@ from django.utils.html import format_html, format_html_join
 
 from audit.admin import AuditedModelAdmin
 from invoicegen.billing import services, timeline
-from invoicegen.billing.models import BusinessProfile, Invoice, InvoiceItem, Payment, Subscription
-from invoicegen.core.admin import ReadOnlyInline, ServiceOnlyAdmin
+from invoicegen.billing.models import (
+    BusinessProfile,
+    Invoice,
+    InvoiceItem,
+    InvoiceReminder,
+    Payment,
+    Subscription,
+)
+from invoicegen.core.admin import EstimatedCountPaginator, ReadOnlyInline, ServiceOnlyAdmin
 from invoicegen.core.exceptions import ConflictError
 
 
@@ -66,6 +73,7 @@ class InvoiceAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
         "updated_at",
         "finalized_at",
         "sent_at",
+        "sent_to",
         "paid_at",
         "delivery_status",
         "timeline",
@@ -142,6 +150,34 @@ class InvoiceAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
         return TemplateResponse(
             request, "admin/billing/invoice/void_selected_confirmation.html", context
         )
+
+
+@admin.register(InvoiceReminder)
+class InvoiceReminderAdmin(ServiceOnlyAdmin):
+    """The steps of reminder schedules done, as remind_invoice wrote them: sent, skipped (a
+    later step fell due first) or suppressed (the invoice's address is on the suppression
+    list). Several rows an invoice, so the count is estimated like the trail's."""
+
+    list_display = ["invoice_number", "owner", "step", "outcome", "created_at"]
+    list_filter = ["outcome"]
+    search_fields = ["invoice__number", "invoice__client_email", "invoice__sent_to"]
+    list_select_related = ["invoice__user"]
+    ordering = ["-invoice_id", "-days"]  # newest invoices first, along the unique index
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    fields = readonly_fields = ["invoice", "days", "outcome", "created_at"]
+
+    @admin.display(description="Invoice", ordering="invoice__number")
+    def invoice_number(self, reminder: InvoiceReminder) -> str:
+        return reminder.invoice.number
+
+    @admin.display(description="Owner")
+    def owner(self, reminder: InvoiceReminder):
+        return reminder.invoice.user
+
+    @admin.display(description="Step (days from due)", ordering="days")
+    def step(self, reminder: InvoiceReminder) -> str:
+        return f"{reminder.days:+d}"
 
 
 @admin.register(BusinessProfile)

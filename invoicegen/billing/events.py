@@ -75,19 +75,36 @@ def when_due(invoice: Invoice, today: datetime.date) -> str:
     return f"due in {count}" if days > 0 else f"overdue by {count}" if days < 0 else "due today"
 
 
+def _reminder_params(invoice: Invoice, *, to: str, step: int, skipped: list[int]) -> dict:
+    return {**invoice_params(invoice), "to": to, "step": step, "skipped_steps": skipped}
+
+
 @domain_event("invoice.reminder_sent", "Reminder of {target} sent to {to} ({step:+d} days)")
 def invoice_reminder_sent(
-    invoice: Invoice, *, step: int, skipped: list[int], today: datetime.date, actor
+    invoice: Invoice, *, to: str, step: int, skipped: list[int], today: datetime.date, actor
 ) -> None:
-    """The client is reminded of the balance due, with a download link made when the email
-    is sent (links.make_reminder_download_link); `step` is the schedule's day (from the due
-    date) and `skipped` the earlier ones missed."""
-    to = invoice.client_email
-    params = {**invoice_params(invoice), "to": to, "step": step, "skipped_steps": skipped}
+    """The client is reminded of the balance due at `to` (where the invoice was last sent),
+    with a download link made when the email is sent (links.make_reminder_download_link);
+    `step` is the schedule's day (from the due date) and `skipped` the earlier ones missed."""
+    params = _reminder_params(invoice, to=to, step=step, skipped=skipped)
     record_event("invoice.reminder_sent", target=invoice, actor=actor, params=params)
     balance_due = format_money(invoice.balance_due, invoice.currency)
     context = {**params, "balance_due": balance_due, "when_due": when_due(invoice, today)}
     _email_client(invoice, "invoice_reminder", to=to, context=context)
+
+
+@domain_event(
+    "invoice.reminder_suppressed",
+    "Reminder of {target} not sent: {to} is suppressed ({step:+d} days)",
+)
+def invoice_reminder_suppressed(
+    invoice: Invoice, *, to: str, step: int, skipped: list[int], actor
+) -> None:
+    """The step is done without an email: `to` is on the suppression list (it bounced,
+    complained or unsubscribed). The owner is not told at each step: an invoice email's first
+    bounce or complaint has told them once (invoice_delivery_failed)."""
+    params = _reminder_params(invoice, to=to, step=step, skipped=skipped)
+    record_event("invoice.reminder_suppressed", target=invoice, actor=actor, params=params)
 
 
 @domain_event("invoice.send_refused", "Sending {target} refused: {reason}", security=True)

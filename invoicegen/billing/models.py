@@ -45,6 +45,9 @@ class Invoice(Audited):
     updated_at = models.DateTimeField(auto_now=True)
     finalized_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # The address of its latest send, which may not be client_email (the client's AP address):
+    # its reminders go there.
+    sent_to = models.EmailField(blank=True, editable=False)
     paid_at = models.DateTimeField(null=True, blank=True)
     notes = models.TextField(max_length=2000, blank=True)
     # Whether the client is reminded on the days of its owner's schedule (BusinessProfile).
@@ -76,6 +79,9 @@ class Invoice(Audited):
             models.CheckConstraint(
                 condition=Q(amount_paid__gte=0, amount_paid__lte=models.F("total")),
                 name="invoice_paid_within_total",
+            ),
+            models.CheckConstraint(
+                condition=Q(sent_at__isnull=True) | ~Q(sent_to=""), name="invoice_sent_to_someone"
             ),
         ]
 
@@ -129,11 +135,13 @@ class InvoiceSequence(models.Model):
 class InvoiceReminder(models.Model):
     """One step of an invoice's reminder schedule, done: its row is written in the transaction
     that queues the email, and is unique per invoice and step, so no step is sent twice. A step
-    missed (an outage) when a later one fell due is recorded as skipped, not sent."""
+    missed (an outage) when a later one fell due is recorded as skipped, not sent; a step due
+    when the invoice's address is on the suppression list as suppressed, with no email."""
 
     class Outcome(models.TextChoices):
         SENT = "sent"
         SKIPPED = "skipped"
+        SUPPRESSED = "suppressed"
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="reminders")
     days = models.SmallIntegerField(help_text="The step: days from the due date.")

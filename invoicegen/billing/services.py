@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from audit.tracking import service_transaction
 from downloads import services as downloads
+from emails import delivery
 from emails import services as emails
 from invoicegen.billing import events
 from invoicegen.billing.models import (
@@ -294,8 +295,9 @@ def _send_invoice(invoice: Invoice, *, to: str | None, actor) -> Invoice:
     _check_may_email_clients(user)
     invoice.status = Invoice.Status.SENT
     invoice.sent_at = timezone.now()
-    invoice.save(update_fields=["status", "sent_at", "updated_at"])
-    events.invoice_sent(invoice, to=to or invoice.client_email, actor=actor)
+    invoice.sent_to = to or invoice.client_email
+    invoice.save(update_fields=["status", "sent_at", "sent_to", "updated_at"])
+    events.invoice_sent(invoice, to=invoice.sent_to, actor=actor)
     return invoice
 
 
@@ -443,9 +445,12 @@ def remind_invoice(invoice: Invoice, *, actor=None) -> InvoiceReminder | None:
     """Remind the client of a sent invoice with a balance due and reminders on, when a step of
     its owner's schedule has come: the latest step due is sent, and earlier ones missed (the
     task did not run on their day) are recorded as skipped, so a client never gets several at
-    once. The invoice is locked, as a payment or a void locks it, and each step's row is unique
-    per invoice: two runs at once, or a retried one, send a step once. Returns the reminder
-    sent, or None when nothing was due."""
+    once. The reminder goes to the address the invoice was last sent to; when that address is
+    suppressed (it bounced, complained or unsubscribed) no email is queued and the step is
+    done all the same, as suppressed, so that it is not tried again every day. The invoice is
+    locked, as a payment or a void locks it, and each step's row is unique per invoice: two
+    runs at once, or a retried one, do a step once. Returns the step's reminder (sent or
+    suppressed), or None when nothing was due."""
     invoice = _locked(invoice)
     if (
         invoice.status != Invoice.Status.SENT
@@ -459,22 +464,32 @@ def remind_invoice(invoice: Invoice, *, actor=None) -> InvoiceReminder | None:
         return None
     *missed, step = due
     outcome = InvoiceReminder.Outcome
+    to = invoice.sent_to
+    suppressed = delivery.is_suppressed(to)
     skipped = [
         InvoiceReminder(invoice=invoice, days=days, outcome=outcome.SKIPPED) for days in missed
     ]
-    reminder = InvoiceReminder(invoice=invoice, days=step, outcome=outcome.SENT)
+    reminder = InvoiceReminder(
+        invoice=invoice, days=step, outcome=outcome.SUPPRESSED if suppressed else outcome.SENT
+    )
     try:  # the unique rows first: a run that lost a race stops here, sending nothing
         with transaction.atomic():
             InvoiceReminder.objects.bulk_create([*skipped, reminder])
     except IntegrityError:
         return None
-    events.invoice_reminder_sent(invoice, step=step, skipped=missed, today=today, actor=actor)
+    if suppressed:
+        events.invoice_reminder_suppressed(invoice, to=to, step=step, skipped=missed, actor=actor)
+    else:
+        events.invoice_reminder_sent(
+            invoice, to=to, step=step, skipped=missed, today=today, actor=actor
+        )
     return reminder
 
 
 def send_due_reminders() -> int:
     """Send every reminder that is due (remind_invoice), each invoice in its own transaction;
-    safe at any hour and when run twice at once. Returns how many were sent."""
+    safe at any hour and when run twice at once. Returns how many were sent (a suppressed
+    step is done but not sent)."""
     # A step is EARLIEST_REMINDER_DAY to LATEST_REMINDER_DAY from the due date, in a time zone
     # at most a day from UTC: invoices whose last possible step is over are not read again.
     today = timezone.localdate(timezone=datetime.UTC)
@@ -487,7 +502,8 @@ def send_due_reminders() -> int:
     ).order_by("due_date", "pk")
     sent = 0
     for invoice in candidates.only("pk"):
-        sent += remind_invoice(invoice) is not None
+        reminder = remind_invoice(invoice)
+        sent += reminder is not None and reminder.outcome == InvoiceReminder.Outcome.SENT
     return sent
 
 

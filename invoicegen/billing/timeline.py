@@ -32,6 +32,7 @@ ENTRY_TYPES = {
     "invoice.finalized": "finalized",
     "invoice.sent": "sent",
     "invoice.reminder_sent": "reminder_sent",
+    "invoice.reminder_suppressed": "reminder_suppressed",
     "download.viewed": "viewed",
     "download.succeeded": "downloaded",
     "payment.processed": "payment",

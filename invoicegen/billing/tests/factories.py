@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.billing import services
-from invoicegen.billing.models import Invoice, Payment, Subscription
+from invoicegen.billing.models import Invoice, InvoiceReminder, Payment, Subscription
 
 
 class InvoiceFactory(factory.django.DjangoModelFactory):
@@ -56,6 +56,17 @@ def invoice_in_status(status: str, **fields):
     services.record_payment(invoice, amount=invoice.total, method=Payment.Method.CARD)
     invoice.refresh_from_db()
     return invoice
+
+
+class InvoiceReminderFactory(factory.django.DjangoModelFactory):
+    """A step done, as remind_invoice writes it, without waiting for the step's day."""
+
+    class Meta:
+        model = InvoiceReminder
+
+    invoice = factory.LazyFunction(lambda: invoice_in_status(Invoice.Status.SENT))
+    days = 7
+    outcome = InvoiceReminder.Outcome.SENT
 
 
 class SubscriptionFactory(factory.django.DjangoModelFactory):

@@ -11,9 +11,10 @@ from emails import delivery
 from emails.models import DeliveryStatus, EmailLog
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.billing import services
-from invoicegen.billing.models import Invoice
+from invoicegen.billing.models import Invoice, InvoiceReminder
 from invoicegen.billing.tests.factories import (
     InvoiceFactory,
+    InvoiceReminderFactory,
     SubscriptionFactory,
     invoice_in_status,
 )
@@ -215,3 +216,46 @@ def test_subscription_admin_renders_and_refuses_add_and_delete(admin):
     assert admin.get(reverse("admin:billing_subscription_add")).status_code == 403
     delete = reverse("admin:billing_subscription_delete", args=[subscription.pk])
     assert admin.get(delete).status_code == 403
+
+
+REMINDERS = reverse("admin:billing_invoicereminder_changelist")
+
+
+def test_the_reminders_page_lists_each_step_with_its_invoice_owner_and_outcome(admin):
+    owner = UserFactory()
+    sent = InvoiceReminderFactory(days=7, invoice=invoice_in_status("sent", user=owner))
+    suppressed = InvoiceReminderFactory(
+        days=-3,
+        outcome=InvoiceReminder.Outcome.SUPPRESSED,
+        invoice=invoice_in_status("sent", user=owner, client_email="gone@bounced.example"),
+    )
+
+    everything = admin.get(REMINDERS)
+    found = admin.get(REMINDERS, {"q": "gone@bounced.example", "outcome__exact": "suppressed"})
+    by_number = admin.get(REMINDERS, {"q": sent.invoice.number})
+
+    assert everything.status_code == 200
+    rows = everything.content.decode()
+    for reminder, step in ((sent, "+7"), (suppressed, "-3")):
+        assert reminder.invoice.number in rows
+        assert reminder.invoice.user.email in rows
+        assert f'<td class="field-step">{step}</td>' in rows
+    assert '<td class="field-outcome">Suppressed</td>' in rows
+    assert list(found.context["cl"].result_list) == [suppressed]
+    assert list(by_number.context["cl"].result_list) == [sent]
+
+
+def test_reminders_cannot_be_added_changed_or_deleted_in_the_admin(admin):
+    reminder = InvoiceReminderFactory(days=7)
+    change = reverse("admin:billing_invoicereminder_change", args=[reminder.pk])
+    delete = reverse("admin:billing_invoicereminder_delete", args=[reminder.pk])
+
+    assert admin.get(reverse("admin:billing_invoicereminder_add")).status_code == 403
+    assert admin.post(change, {"days": "1", "outcome": "skipped"}).status_code == 405
+    assert admin.get(delete).status_code == 403
+    assert admin.post(delete, {"post": "yes"}).status_code == 403
+    bulk = {"action": "delete_selected", "_selected_action": [reminder.pk], "post": "yes"}
+    admin.post(REMINDERS, bulk)
+    assert InvoiceReminder.objects.filter(
+        pk=reminder.pk, days=7, outcome=InvoiceReminder.Outcome.SENT
+    ).exists()

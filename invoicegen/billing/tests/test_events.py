@@ -60,7 +60,8 @@ def test_a_resend_is_an_invoice_sent_though_the_status_stays():
     billing.send_invoice(invoice, to="boss@acme.example")
 
     entry = only_entry(mark, "invoice.sent")
-    assert set(entry.metadata["changes"]) == {"sent_at", "updated_at"}
+    assert set(entry.metadata["changes"]) == {"sent_at", "sent_to", "updated_at"}
+    assert entry.metadata["changes"]["sent_to"] == [invoice.client_email, "boss@acme.example"]
     assert entry.metadata["to"] == "boss@acme.example"
     assert actions_after(mark, resource_type="invoice") == ["invoice.sent"]
 

@@ -8,16 +8,19 @@ import pytest
 from celery.schedules import crontab
 from django.core import mail
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
 from django.utils import timezone
 
 from audit.tests.helpers import actions_after, last_entry_id, only_entry
+from emails import delivery
 from emails.models import EmailLog
 from emails.services import deliver_email
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.billing import events, services, tasks
 from invoicegen.billing.models import Invoice, InvoiceReminder, Payment
-from invoicegen.billing.tests.factories import invoice_in_status
+from invoicegen.billing.tests.factories import finalized_invoice, invoice_in_status
+from notifications.models import Notification
 
 pytestmark = pytest.mark.django_db
 
@@ -294,6 +297,113 @@ def test_owners_today_is_utcs_date_until_users_have_a_time_zone():
     assert services.owners_today(UserFactory()) == timezone.now().astimezone(datetime.UTC).date()
 
 
+# Where it goes
+
+
+def test_a_reminder_goes_to_the_address_the_invoice_was_last_sent_to(today_is):
+    due_date = SENT_ON + datetime.timedelta(days=5)
+    invoice = finalized_invoice(client_email="owner@x.test", due_date=due_date)
+    services.send_invoice(invoice)
+    services.send_invoice(invoice, to="ap@x.test")
+    today_is(day(invoice, 1))
+    mark = last_entry_id()
+
+    services.remind_invoice(invoice)
+
+    [email] = reminder_emails(invoice)
+    assert email.to_email == "ap@x.test"
+    assert only_entry(mark, "invoice.reminder_sent").metadata["to"] == "ap@x.test"
+
+
+def suppress(address: str) -> None:
+    delivery.suppress_address(address, reason="bounced", source="postmark")
+
+
+def test_a_suppressed_address_gets_no_reminder_and_its_step_is_done_once(today_is):
+    invoice = sent_invoice(due_in_days=5, client_email="gone@x.test")
+    suppress("Gone@x.test")
+    today_is(day(invoice, 1))
+    emails, notifications = EmailLog.objects.count(), Notification.objects.count()
+    mark = last_entry_id()
+
+    reminder = services.remind_invoice(invoice)
+    today_is(day(invoice, 2))
+    again = services.send_due_reminders()
+
+    assert reminder.outcome == InvoiceReminder.Outcome.SUPPRESSED
+    assert again == 0
+    assert reminders(invoice) == [(-3, "skipped"), (1, "suppressed")]
+    assert actions_after(mark) == ["invoice.reminder_suppressed"]
+    entry = only_entry(mark, "invoice.reminder_suppressed")
+    assert (entry.resource_type, entry.resource_id) == ("invoice", str(invoice.pk))
+    assert (entry.metadata["to"], entry.metadata["step"]) == ("gone@x.test", 1)
+    assert entry.description == (
+        f"Reminder of invoice {invoice.number} not sent: gone@x.test is suppressed (+1 days)"
+    )
+    assert EmailLog.objects.count() == emails
+    assert Notification.objects.count() == notifications
+
+
+def test_a_suppressed_step_is_not_counted_as_sent(today_is):
+    invoice = sent_invoice(due_in_days=5, client_email="gone@x.test")
+    suppress("gone@x.test")
+    today_is(day(invoice, 1))
+
+    assert services.send_due_reminders() == 0
+    assert reminders(invoice) == [(-3, "skipped"), (1, "suppressed")]
+
+
+def test_a_suppressed_client_email_does_not_stop_a_reminder_sent_elsewhere(today_is):
+    due_date = SENT_ON + datetime.timedelta(days=5)
+    invoice = finalized_invoice(client_email="owner@x.test", due_date=due_date)
+    services.send_invoice(invoice, to="ap@x.test")
+    suppress("owner@x.test")
+    today_is(day(invoice, 1))
+
+    assert services.send_due_reminders() == 1
+    assert reminders(invoice) == [(-3, "skipped"), (1, "sent")]
+    assert reminder_emails(invoice).get().to_email == "ap@x.test"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_gives_each_sent_invoice_the_address_its_latest_send_went_to():
+    before, after = ("billing", "0004_reminders"), ("billing", "0005_invoice_sent_to")
+    executor = MigrationExecutor(connection)
+    executor.migrate([before])
+    old_apps = executor.loader.project_state([before, ("audit", "0006_resource_label")]).apps
+    old_invoice = old_apps.get_model("billing", "Invoice")
+    entries = old_apps.get_model("audit", "AuditLog").objects
+    owner = old_apps.get_model("accounts", "User").objects.create(email="owner@example.com")
+    fields = {"user_id": owner.pk, "year": 2030, "due_date": SENT_ON, "status": "sent"}
+    sent_twice, pruned, draft = (
+        old_invoice.objects.create(
+            **fields, sequence=n, number=f"INV-2030-{n:03d}", client_email="client@x.test"
+        )
+        for n in (1, 2, 3)
+    )
+    old_invoice.objects.filter(pk__in=[sent_twice.pk, pruned.pk]).update(sent_at=timezone.now())
+    old_invoice.objects.filter(pk=draft.pk).update(status="draft")
+    for to in ("client@x.test", "ap@x.test"):
+        entries.create(
+            action="invoice.sent",
+            category="invoice",
+            resource_type="invoice",
+            resource_id=str(sent_twice.pk),
+            metadata={"to": to},
+            digest="0" * 64,
+        )
+
+    executor.loader.build_graph()
+    executor.migrate([after])
+
+    addresses = dict(Invoice.objects.values_list("number", "sent_to"))
+    assert addresses == {
+        "INV-2030-001": "ap@x.test",
+        "INV-2030-002": "client@x.test",
+        "INV-2030-003": "",
+    }
+
+
 # API: the invoice's switch
 
 
@@ -411,3 +521,20 @@ def test_the_beat_runs_the_reminders_at_nine_utc(settings):
     assert entry["task"] == tasks.send_due_reminders.name
     assert entry["schedule"] == crontab(hour=9, minute=0)
     assert settings.CELERY_TIMEZONE == "UTC"
+
+
+def test_the_timeline_shows_each_reminder_sent_or_suppressed(today_is, api, user):
+    invoice = sent_invoice(due_in_days=5, user=user, client_email="ap@x.test")
+    today_is(day(invoice, 1))
+    services.remind_invoice(invoice)
+    suppress("ap@x.test")
+    today_is(day(invoice, 7))
+    services.remind_invoice(invoice)
+
+    items = api.get(f"/api/invoices/{invoice.pk}/timeline/").json()["results"]
+
+    reminded = [(i["type"], i["step"], i["to"]) for i in items if "reminder" in i["type"]]
+    assert reminded == [
+        ("reminder_sent", 1, "ap@x.test"),
+        ("reminder_suppressed", 7, "ap@x.test"),
+    ]

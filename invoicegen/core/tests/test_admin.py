@@ -11,7 +11,11 @@ from downloads import services as downloads
 from emails import delivery
 from emails import services as emails
 from invoicegen.billing import services as billing
-from invoicegen.billing.tests.factories import SubscriptionFactory, invoice_in_status
+from invoicegen.billing.tests.factories import (
+    InvoiceReminderFactory,
+    SubscriptionFactory,
+    invoice_in_status,
+)
 from invoicegen.core.admin import ServiceOnlyAdmin
 
 pytestmark = pytest.mark.django_db
@@ -23,6 +27,9 @@ def rows(user) -> dict:
     return {
         "billing.invoice": invoice,
         "billing.subscription": SubscriptionFactory(user=user),
+        "billing.invoicereminder": InvoiceReminderFactory(
+            invoice=invoice_in_status("sent", user=user)
+        ),
         "billing.businessprofile": billing.update_business_profile(user, legal_name="Ada Ltd"),
         "emails.emaillog": emails.queue_email(
             "welcome", to="ada@example.com", context={"name": "Ada"}
@@ -49,6 +56,7 @@ def test_every_service_only_page_is_covered(user):
     [
         "billing.invoice",
         "billing.subscription",
+        "billing.invoicereminder",
         "billing.businessprofile",
         "emails.emaillog",
         "downloads.securedownloadtoken",
@@ -63,7 +71,14 @@ def test_a_service_only_page_has_nothing_to_save_and_a_post_changes_nothing(admi
 
     page = admin.get(url)
     post = admin.post(
-        url, {"_save": "Save", "status": "paid", "to_email": "x@example.com", "legal_name": "X"}
+        url,
+        {
+            "_save": "Save",
+            "status": "paid",
+            "outcome": "skipped",
+            "to_email": "x@example.com",
+            "legal_name": "X",
+        },
     )
 
     assert page.status_code == 200
