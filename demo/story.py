@@ -4,9 +4,11 @@ what happened. Runs through the real API, in process, on whatever database is co
 emails are captured instead of sent, and it can be run again and again. It drives the API with
 Django's test client, so it lives here, outside the apps that ship: `make demo`."""
 
+import base64
 import re
 import uuid
 
+from anymail.backends.test import EmailBackend as AnymailTestBackend
 from django.conf import settings
 from django.core import mail
 from django.core.management.base import CommandError, OutputWrapper
@@ -28,6 +30,17 @@ from notifications.models import Notification
 
 PASSWORD = "demo-password-correct-horse"  # noqa: S105 (a demo account)
 CLIENT = {"HTTP_HOST": "localhost", "REMOTE_ADDR": "198.51.100.23", "HTTP_USER_AGENT": "demo"}
+# The email provider's webhook (Postmark's format) and the basic auth the demo gives it.
+WEBHOOK = "/webhooks/email/postmark/tracking/"
+WEBHOOK_SECRET = "demo:webhook-secret"  # noqa: S105 (the demo's own)
+
+
+class StandInProvider(AnymailTestBackend):
+    """An email provider that keeps what it is given, as the locmem backend does, and names
+    each message as a real provider does: with an id its delivery events will carry."""
+
+    def get_esp_message_id(self, message):
+        return f"demo-{uuid.uuid4()}"
 
 
 class Story:
@@ -43,7 +56,8 @@ class Story:
         mail.outbox = []
         try:
             with override_settings(
-                EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+                EMAIL_BACKEND="demo.story.StandInProvider",
+                ANYMAIL={**settings.ANYMAIL, "WEBHOOK_SECRET": [WEBHOOK_SECRET]},
                 ALLOWED_HOSTS=[*settings.ALLOWED_HOSTS, "localhost"],
             ):
                 self.story()
@@ -90,6 +104,7 @@ class Story:
         _ok(api.post(f"/api/invoices/{invoice['id']}/finalize/"))
         _ok(api.post(f"/api/invoices/{invoice['id']}/send/", {}, format="json"))
         self.say(f"   {number}, total {total} EUR, sent to the client")
+        self.deliver(invoice["id"])
 
         self.step("3. The client opens the emailed link and downloads the PDF three times")
         url = _link(mail.outbox[-1], r"(https?://\S+/downloads/[A-Za-z0-9_-]+/)")[0]
@@ -136,6 +151,38 @@ class Story:
         self.say(f"   cleanup dry run: {preview['deleted']} entries older than 365 days")
 
         self.tell(mark, ada, number)
+        self.tell_timeline(api, invoice["id"], number)
+
+    def deliver(self, invoice_id: int) -> None:
+        """The provider tells the app that the client's mail server took the email: a
+        Postmark delivery event, posted to the webhook with its basic auth."""
+        email = EmailLog.objects.filter(
+            resource_type="invoice", resource_id=str(invoice_id), on_behalf_of__isnull=False
+        ).latest("id")
+        event = {
+            "RecordType": "Delivery",
+            "MessageID": email.provider_message_id,
+            "Recipient": email.to_email,
+            "DeliveredAt": timezone.now().isoformat(),
+            "Details": "smtp;250 2.0.0 OK",
+            "ServerID": 1,
+            "MessageStream": "outbound",
+        }
+        secret = base64.b64encode(WEBHOOK_SECRET.encode()).decode()
+        webhook = Client(**CLIENT, HTTP_AUTHORIZATION=f"Basic {secret}")
+        _ok(webhook.post(WEBHOOK, event, content_type="application/json"))
+        self.say(f"   the provider reports it delivered to {email.to_email} (webhook: 200)")
+
+    def tell_timeline(self, api, invoice_id: int, number: str) -> None:
+        self.step(f"The timeline of {number}, as Ada's app reads it")
+        url = f"/api/invoices/{invoice_id}/timeline/"
+        while url:
+            page = _ok(api.get(url)).json()
+            for item in page["results"]:
+                kind, when = item["type"], item["occurred_at"][:19]
+                where = f"from {item['ip_address']}" if kind in ("viewed", "downloaded") else ""
+                self.say(f"   {when} {kind:<12} {where or item['description']}")
+            url = page["next"]
 
     def tell(self, mark: int, ada: User, number: str) -> None:
         self.step("The audit trail of this run (who, what, from where)")

@@ -37,6 +37,20 @@ def test_the_demo_tells_the_whole_story():
     assert re.search(r"viewed +from ", story)
 
 
+def test_the_demo_prints_the_invoices_timeline_with_its_delivery():
+    """sent -> delivered (the provider's event, posted to the webhook) -> viewed -> downloaded
+    -> paid, read back through the timeline API."""
+    story = run_demo()
+
+    timeline = story.split("The timeline of ")[1]
+    kinds = re.findall(r"^ +\S+ (\w+) ", timeline, flags=re.MULTILINE)
+    assert kinds == [
+        "created", "finalized", "sent", "delivered", "viewed",
+        "downloaded", "downloaded", "downloaded", "payment", "paid",
+    ]  # fmt: skip
+    assert "(webhook: 200)" in story
+
+
 def test_the_demo_can_run_again():
     run_demo()
     second = run_demo()
