@@ -1,19 +1,26 @@
-"""Sending over SMTP with a hard deadline, through one kept connection per worker.
+"""Sending over SMTP or a provider's HTTP API with a hard deadline, through one kept connection
+per worker.
 
 `EMAIL_TIMEOUT` bounds each socket read, not a send: a server that trickles a byte every few
 seconds never trips it and holds the worker for ever (and past the outbox's lease, so the row
 is sent twice). Each send therefore runs under core's `Deadline` of `EMAIL_SEND_TIMEOUT`, which
 shuts the connection down in the greeting, the TLS handshake (SMTPS or STARTTLS) or the
-dialogue alike.
+dialogue alike; for a provider (anymail's requests-based backends), in the connect, the TLS
+handshake, the request or the answer, on a new or a kept-alive connection.
 """
 
 import contextlib
 import smtplib
+import socket
 import threading
 
+import requests
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends import smtp
+from requests.adapters import HTTPAdapter
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from invoicegen.core.outbox import Deadline, DeadlineExceeded
 
@@ -37,6 +44,24 @@ class _Local(threading.local):
 _local = _Local()
 
 
+def _hand_to_deadline(sock: socket.socket | None) -> None:
+    if _local.deadline is not None:
+        _local.deadline.guard(sock)
+
+
+def _watched_duplicate(sock: socket.socket) -> socket.socket:
+    """A duplicate of a socket just connected, handed to the send's deadline: TLS wraps (and
+    detaches) the socket, and the duplicate still cuts the connection during the handshake."""
+    duplicate = sock.dup()
+    try:
+        _hand_to_deadline(duplicate)
+    except DeadlineExceeded:  # the deadline passed while connecting
+        duplicate.close()
+        sock.close()
+        raise
+    return duplicate
+
+
 class WatchedSMTP(smtplib.SMTP):
     """Keeps a duplicate of its TCP socket for the send's deadline to cut."""
 
@@ -44,13 +69,7 @@ class WatchedSMTP(smtplib.SMTP):
 
     def _get_socket(self, host, port, timeout):
         sock = super()._get_socket(host, port, timeout)
-        self.raw_socket = sock.dup()
-        if _local.deadline is not None:
-            try:
-                _local.deadline.guard(self.raw_socket)
-            except DeadlineExceeded:  # the deadline passed while connecting
-                sock.close()
-                raise
+        self.raw_socket = _watched_duplicate(sock)
         return sock
 
     def close(self):
@@ -71,6 +90,70 @@ class EmailBackend(smtp.EmailBackend):
     @property
     def connection_class(self):
         return WatchedSMTPSSL if self.use_ssl else WatchedSMTP
+
+
+class WatchedHTTPConnection(HTTPConnection):
+    """A provider's API connection under the send's deadline: a duplicate of its TCP socket
+    while it connects (`_new_conn`, which urllib3's SOCKS connection overrides too, comes
+    before any TLS handshake), then its socket itself, again before each request, since a
+    kept-alive connection serves many sends. Not the duplicate for its whole life: an answer
+    with `Connection: close` closes the connection before its body is read (the response reads
+    on), and the socket outlives that close where a duplicate would not."""
+
+    _handshake_socket = None
+
+    def _new_conn(self):
+        sock = super()._new_conn()
+        self._handshake_socket = _watched_duplicate(sock)
+        return sock
+
+    def connect(self):
+        try:
+            super().connect()
+        finally:
+            if self._handshake_socket is not None:
+                self._handshake_socket.close()
+                self._handshake_socket = None
+        _hand_to_deadline(self.sock)
+
+    def request(self, *args, **kwargs):
+        _hand_to_deadline(self.sock)
+        super().request(*args, **kwargs)
+
+
+class WatchedHTTPSConnection(WatchedHTTPConnection, HTTPSConnection):
+    """urllib3's HTTPS connection wraps the socket WatchedHTTPConnection has connected (and
+    watched): the handshake is under the deadline too."""
+
+
+class WatchedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = WatchedHTTPConnection
+
+
+class WatchedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = WatchedHTTPSConnection
+
+
+class WatchedHTTPAdapter(HTTPAdapter):
+    """requests' adapter whose connection pools are made of watched connections."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": WatchedHTTPConnectionPool,
+            "https": WatchedHTTPSConnectionPool,
+        }
+
+
+def _watch_provider_api(backend) -> None:
+    """anymail's requests-based backends open a session of their own (one a worker, kept with
+    the backend); its connections are made watched before its first request."""
+    session = getattr(backend, "session", None)
+    if isinstance(session, requests.Session) and not isinstance(
+        session.get_adapter("https://"), WatchedHTTPAdapter
+    ):
+        for prefix in ("https://", "http://"):
+            session.mount(prefix, WatchedHTTPAdapter())
 
 
 def _backend():
@@ -94,6 +177,7 @@ def send(message: EmailMultiAlternatives) -> None:
             kept = getattr(backend, "connection", None)
             deadline.guard(getattr(kept, "raw_socket", None))
             backend.open()
+            _watch_provider_api(backend)
             try:
                 backend.send_messages([message])
             except smtplib.SMTPServerDisconnected:

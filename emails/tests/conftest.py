@@ -4,7 +4,13 @@ import shutil
 import pytest
 
 from emails import services
-from emails.tests.helpers import RedisServer, SMTPServer, TricklingSMTPServer
+from emails import smtp as sending
+from emails.tests.helpers import (
+    RedisServer,
+    SMTPServer,
+    TricklingProviderAPI,
+    TricklingSMTPServer,
+)
 
 
 def send_through(settings, port: int) -> None:
@@ -38,6 +44,26 @@ def trickling_smtp(settings):
     settings.EMAIL_TIMEOUT = 5
     settings.EMAIL_SEND_TIMEOUT = 1
     yield server
+    server.stop()
+
+
+@pytest.fixture
+def trickling_provider(settings):
+    """Postmark's API posed by a server on loopback that, when told to, answers one byte a
+    second: under the read timeout (5 s), so only the send deadline (1 s) ends a send. The
+    worker's provider session is made afresh for it and dropped after."""
+    server = TricklingProviderAPI(trickle=None, interval=1)
+    sending.close()
+    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    settings.ANYMAIL = {
+        **settings.ANYMAIL,
+        "POSTMARK_SERVER_TOKEN": "server-token",
+        "POSTMARK_API_URL": f"http://127.0.0.1:{server.port}/",
+    }
+    settings.EMAIL_TIMEOUT = 5
+    settings.EMAIL_SEND_TIMEOUT = 1
+    yield server
+    sending.close()
     server.stop()
 
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -168,11 +169,10 @@ class SMTPServer:
         return wait_until(lambda: len(self.received) >= count, timeout=timeout)
 
 
-class TricklingSMTPServer:
-    """A server that speaks at a trickle: one byte every `interval` seconds, always under the
-    client's read timeout. `trickle` names the stage: the greeting, the reply to the message's
-    data, the TLS handshake of SMTPS ("smtps") or of STARTTLS ("starttls"), or None (full
-    speed). What a socket timeout alone never ends."""
+class TricklingServer:
+    """A server on 127.0.0.1 that can speak at a trickle: one byte every `interval` seconds,
+    always under the client's read timeout, at the stage `trickle` names (None: full speed).
+    What a socket timeout alone never ends. Each connection is served by `_talk`."""
 
     TLS_RECORD = b"\x16\x03\x03\x40\x00"  # a handshake record of 16 KiB, to be trickled
 
@@ -180,6 +180,7 @@ class TricklingSMTPServer:
         self.trickle = trickle
         self.interval = interval
         self.accepted = 0  # messages whose final reply was sent in full
+        self.connections = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._stopped = threading.Event()
@@ -195,7 +196,11 @@ class TricklingSMTPServer:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            self.connections += 1
             threading.Thread(target=self._talk, args=(client,), daemon=True).start()
+
+    def _talk(self, client) -> None:
+        raise NotImplementedError
 
     def _drip(self, client, data: bytes) -> None:
         for byte in data:  # ends when the client hangs up
@@ -203,8 +208,7 @@ class TricklingSMTPServer:
                 return
             client.sendall(bytes([byte]))
 
-    def _say(self, client, line: str, *, stage: str) -> None:
-        data = f"{line}\r\n".encode()
+    def _send(self, client, data: bytes, *, stage: str) -> None:
         if self.trickle == stage:
             self._drip(client, data)
         else:
@@ -213,6 +217,14 @@ class TricklingSMTPServer:
     def _handshake(self, client) -> None:
         client.sendall(self.TLS_RECORD[:1])
         self._drip(client, self.TLS_RECORD[1:] + bytes(64))
+
+
+class TricklingSMTPServer(TricklingServer):
+    """An SMTP server whose trickled stage is the greeting, the reply to the message's data,
+    or the TLS handshake of SMTPS ("smtps") or of STARTTLS ("starttls")."""
+
+    def _say(self, client, line: str, *, stage: str) -> None:
+        self._send(client, f"{line}\r\n".encode(), stage=stage)
 
     def _talk(self, client) -> None:
         with client, client.makefile("rb") as lines:
@@ -238,6 +250,47 @@ class TricklingSMTPServer:
                         return self._say(client, "221 bye", stage="")
                     else:
                         self._say(client, "250 ok", stage="")
+            except OSError:  # the client shut the connection down
+                return
+
+
+class TricklingProviderAPI(TricklingServer):
+    """A provider's send API (Postmark's answer) over HTTP/1.1 with keep-alive, whose trickled
+    stage is the TLS handshake ("tls": the client speaks HTTPS to it), the status line and
+    headers ("headers"), the body ("body"), or the body of an answer that closes the
+    connection ("closing body")."""
+
+    def _read_request(self, stream) -> bool:
+        if not stream.readline():
+            return False
+        length = 0
+        while (line := stream.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        stream.read(length)
+        return True
+
+    def _answer(self, client) -> None:
+        answer = {"To": "ada@example.com", "MessageID": str(uuid.uuid4()), "ErrorCode": 0}
+        body = json.dumps({**answer, "Message": "OK"}).encode()
+        closing = self.trickle == "closing body"
+        head = (
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            f"{'Connection: close' if closing else 'Keep-Alive: timeout=60'}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        self._send(client, head, stage="headers")
+        self._send(client, body, stage="closing body" if closing else "body")
+
+    def _talk(self, client) -> None:
+        with client, client.makefile("rb") as stream:
+            try:
+                if self.trickle == "tls":
+                    return self._handshake(client)
+                while self._read_request(stream):
+                    self._answer(client)
+                    self.accepted += 1
             except OSError:  # the client shut the connection down
                 return
 
