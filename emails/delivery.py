@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
@@ -26,6 +27,7 @@ from django.utils import timezone
 from audit import context as audit_context
 from audit import services as audit
 from emails.models import DELIVERY_RANKS, DeliveryStatus, EmailEvent, EmailLog, EmailSuppression
+from invoicegen.core.throttles import FixedWindow
 
 SUPPRESSING = {
     DeliveryStatus.BOUNCED: EmailSuppression.Reason.BOUNCED,
@@ -256,11 +258,22 @@ def remove_suppression(suppression: EmailSuppression, *, actor) -> EmailSuppress
     return suppression
 
 
+def _refused_webhook_posts() -> FixedWindow:
+    return FixedWindow("email-webhook-refusals", settings.WEBHOOK_REFUSED_THROTTLE_RATE)
+
+
+def refused_webhooks_retry_after() -> int | None:
+    """Seconds the client must wait when its refused webhook posts have used up
+    WEBHOOK_REFUSED_THROTTLE_RATE, whichever provider they were for, else None."""
+    return _refused_webhook_posts().retry_after(audit_context.current().ip_address or "")
+
+
 def record_refused_webhook(*, provider: str, reason: str) -> None:
-    """A delivery webhook that failed its provider's authentication: a security event, once a
-    minute per provider and client address at most, so that a flood of forged posts cannot
-    fill the trail."""
+    """A delivery webhook that failed its provider's authentication: counted against its client
+    address, and a security event once a minute per provider and address at most, so that a
+    flood of forged posts cannot fill the trail."""
     ip = audit_context.current().ip_address or ""
+    _refused_webhook_posts().count(ip)
     if not cache.add(f"email-webhook-refused:{provider}:{ip}", True, timeout=60):
         return
     audit.log(

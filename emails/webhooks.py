@@ -1,7 +1,9 @@
 """The providers' delivery webhooks: anymail's tracking view of each provider, mounted at
 `/webhooks/email/<provider>/tracking/`, with the provider's own authentication (anymail's basic
 auth, ANYMAIL_WEBHOOK_SECRET, and the signatures it checks). A refused request answers 400 and
-is audited as a security event; a malformed one answers 400. Each event anymail reports
+is audited as a security event; a malformed one answers 400. A client address whose refused
+requests used up WEBHOOK_REFUSED_THROTTLE_RATE is answered 429 before any check: a flood of
+forged posts would otherwise cost a signature check each. Each event anymail reports
 (its `tracking` signal) is collected, and the post's events go to one service call,
 emails.delivery.record_delivery_events."""
 
@@ -39,6 +41,10 @@ def tracking_webhook(request, provider: str):
     view_class = tracking_views().get(provider)
     if view_class is None or not settings.ANYMAIL.get("WEBHOOK_SECRET"):
         raise Http404
+    if retry_after := delivery.refused_webhooks_retry_after():
+        response = JsonResponse({"detail": "Too many refused webhook requests."}, status=429)
+        response["Retry-After"] = str(retry_after)
+        return response
     received = []
     token = _received.set(received)
     try:

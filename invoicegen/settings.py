@@ -234,6 +234,9 @@ _ANYMAIL_KEYS = (
 ANYMAIL = {key: env.str(key) for key in _ANYMAIL_KEYS if env.str(key, default="")}
 # Basic auth ("user:password") that every provider's webhook must present.
 ANYMAIL["WEBHOOK_SECRET"] = env.list("ANYMAIL_WEBHOOK_SECRET", default=[])
+# Refused webhook posts (failed authentication) from one client IP before its posts are
+# answered 429 without their provider's checks, until the window ends.
+WEBHOOK_REFUSED_THROTTLE_RATE = env.str("WEBHOOK_REFUSED_THROTTLE_RATE", default="30/min")
 # Each API request's connect and read timeouts, well within the outbox's lease.
 ANYMAIL["REQUESTS_TIMEOUT"] = EMAIL_TIMEOUT
 # boto3 (Amazon SES) ignores REQUESTS_TIMEOUT: its own timeouts (60 s each) and retries would

@@ -31,6 +31,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def unreachable_redis_caches() -> dict:
+    """CACHES whose Redis nobody listens to: a cache that is down."""
+    return {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+
+
 def make_due(*emails: EmailLog) -> None:
     """Skip the backoff: the schedule is a column, moved through the ORM."""
     EmailLog.objects.filter(pk__in=[email.pk for email in emails]).update(

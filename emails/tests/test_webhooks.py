@@ -1,6 +1,8 @@
 """Delivery events posted to the running app in each provider's documented format and with its
 authentication: applied once each, never backwards, forged ones refused and audited."""
 
+import time
+
 import pytest
 from django.db import connection
 
@@ -284,3 +286,63 @@ def test_a_flood_of_forged_posts_is_audited_once_a_minute(live_server):
         assert answer.status_code == 400
 
     assert len(refusals()) == 1
+
+
+FLOOD, OTHER = "198.51.100.7", "203.0.113.9"
+
+
+@pytest.fixture
+def refused_rate(settings):
+    """Three refused posts a minute per client address, told apart by the proxy's header."""
+    settings.WEBHOOK_REFUSED_THROTTLE_RATE = "3/min"
+    settings.TRUSTED_PROXY_COUNT = 1
+
+
+def post_from(live_server, ip: str, payload, **kwargs):
+    return hooks.post_json(live_server, "brevo", payload, headers={"X-Forwarded-For": ip}, **kwargs)
+
+
+def test_an_address_past_its_refused_posts_is_answered_429_unchecked_until_the_window_ends(
+    live_server, refused_rate
+):
+    email = sent("<b6@brevo>")
+    payload = hooks.brevo("hard_bounce", "<b6@brevo>", TO)
+    forged = [post_from(live_server, FLOOD, payload, auth=("esp", "guess")) for _ in range(3)]
+    assert [answer.status_code for answer in forged] == [400, 400, 400]
+
+    throttled = post_from(live_server, FLOOD, payload, auth=("esp", "guess"))
+    assert throttled.status_code == 429
+    assert 1 <= int(throttled.headers["Retry-After"]) <= 60
+    # Unchecked, a valid post from that address waits too: the provider posts it again later.
+    assert post_from(live_server, FLOOD, payload).status_code == 429
+    assert reload(email).delivery_status == DeliveryStatus.UNKNOWN
+
+    assert post_from(live_server, OTHER, payload).status_code == 200
+    assert reload(email).delivery_status == DeliveryStatus.BOUNCED
+    assert post_from(live_server, OTHER, payload, auth=("esp", "guess")).status_code == 400
+
+
+def test_authenticated_posts_are_never_counted(live_server, refused_rate):
+    emails = [sent(f"<b{n}@burst>", to=f"r{n}@g.test") for n in range(10)]
+    for email in emails:
+        payload = hooks.brevo("delivered", email.provider_message_id, email.to_email)
+        assert post_from(live_server, FLOOD, payload).status_code == 200
+
+    payload = hooks.brevo("hard_bounce", "<b0@burst>", "r0@g.test")
+    forged = [post_from(live_server, FLOOD, payload, auth=("esp", "guess")) for _ in range(3)]
+    assert [answer.status_code for answer in forged] == [400, 400, 400]
+    assert all(reload(email).delivery_status == DeliveryStatus.DELIVERED for email in emails)
+
+
+def test_the_throttle_ends_with_its_window(live_server, settings, refused_rate):
+    settings.WEBHOOK_REFUSED_THROTTLE_RATE = "1/s"
+    email = sent("<b7@brevo>")
+    payload = hooks.brevo("hard_bounce", "<b7@brevo>", TO)
+    time.sleep(1 - time.time() % 1)  # at the start of a window
+    assert post_from(live_server, FLOOD, payload, auth=("esp", "guess")).status_code == 400
+    throttled = post_from(live_server, FLOOD, payload)
+    assert (throttled.status_code, throttled.headers["Retry-After"]) == (429, "1")
+
+    time.sleep(1)
+    assert post_from(live_server, FLOOD, payload).status_code == 200
+    assert reload(email).delivery_status == DeliveryStatus.BOUNCED

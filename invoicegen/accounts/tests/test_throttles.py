@@ -5,7 +5,7 @@ from django.test import Client, RequestFactory, override_settings
 from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 
-from emails.tests.helpers import free_port
+from emails.tests.helpers import unreachable_redis_caches
 from invoicegen.accounts.tests.factories import PASSWORD, UserFactory
 from invoicegen.accounts.throttles import LoginAccountThrottle
 
@@ -151,15 +151,8 @@ def test_the_admin_login_page_itself_is_not_throttled(rates):
 
 def test_logins_go_through_when_the_cache_is_down(rates, staff, caplog):
     rates(auth="1/min", login_account="1/min")
-    dead_redis = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",  # nobody listens
-            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
-        }
-    }
 
-    with override_settings(CACHES=dead_redis):
+    with override_settings(CACHES=unreachable_redis_caches()):
         api = [api_login(staff.email, ip="203.0.113.7") for _ in range(2)]
         admin = [admin_login(staff.email, ip="203.0.113.7") for _ in range(2)]
 
