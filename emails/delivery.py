@@ -23,6 +23,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from audit import context as audit_context
 from audit import services as audit
@@ -274,7 +275,11 @@ def record_refused_webhook(*, provider: str, reason: str) -> None:
     flood of forged posts cannot fill the trail."""
     ip = audit_context.current().ip_address or ""
     _refused_webhook_posts().count(ip)
-    if not cache.add(f"email-webhook-refused:{provider}:{ip}", True, timeout=60):
+    try:
+        first = cache.add(f"email-webhook-refused:{provider}:{ip}", True, timeout=60)
+    except (RedisError, OSError):  # the cache is down: the refusal is recorded, not lost
+        first = True
+    if not first:
         return
     audit.log(
         "email.webhook_refused",

@@ -5,6 +5,7 @@ Celery tasks run in process after commit. Production sets DEBUG=False, SECRET_KE
 REDIS_URL and SMTP_HOST; nothing else in the code changes.
 """
 
+import re
 from pathlib import Path
 
 import environ
@@ -237,6 +238,11 @@ ANYMAIL["WEBHOOK_SECRET"] = env.list("ANYMAIL_WEBHOOK_SECRET", default=[])
 # Refused webhook posts (failed authentication) from one client IP before its posts are
 # answered 429 without their provider's checks, until the window ends.
 WEBHOOK_REFUSED_THROTTLE_RATE = env.str("WEBHOOK_REFUSED_THROTTLE_RATE", default="30/min")
+if not re.fullmatch(r"[1-9][0-9]*/(s|sec|m|min|h|hour|d|day)", WEBHOOK_REFUSED_THROTTLE_RATE):
+    raise ImproperlyConfigured(
+        f"WEBHOOK_REFUSED_THROTTLE_RATE={WEBHOOK_REFUSED_THROTTLE_RATE!r} is not a rate such as "
+        "30/min (a count, then s, min, hour or day)."
+    )
 # Each API request's connect and read timeouts, well within the outbox's lease.
 ANYMAIL["REQUESTS_TIMEOUT"] = EMAIL_TIMEOUT
 # boto3 (Amazon SES) ignores REQUESTS_TIMEOUT: its own timeouts (60 s each) and retries would

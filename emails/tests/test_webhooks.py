@@ -1,17 +1,21 @@
 """Delivery events posted to the running app in each provider's documented format and with its
 authentication: applied once each, never backwards, forged ones refused and audited."""
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 from django.db import connection
+from django.test import override_settings
 
 from audit.models import AuditLog
 from emails import delivery
 from emails.models import DeliveryStatus, EmailEvent, EmailSuppression
 from emails.tests import webhook_payloads as hooks
 from emails.tests.factories import EmailLogFactory
-from emails.tests.helpers import reload
+from emails.tests.helpers import reload, unreachable_redis_caches
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the app runs in its own thread
 
@@ -332,6 +336,33 @@ def test_authenticated_posts_are_never_counted(live_server, refused_rate):
     forged = [post_from(live_server, FLOOD, payload, auth=("esp", "guess")) for _ in range(3)]
     assert [answer.status_code for answer in forged] == [400, 400, 400]
     assert all(reload(email).delivery_status == DeliveryStatus.DELIVERED for email in emails)
+
+
+def test_a_refused_post_while_the_cache_is_down_is_refused_and_audited(live_server):
+    """Neither the throttle's counter nor the once-a-minute audit filter may turn a refusal
+    into a 500 when Redis is unreachable: the post is refused, and recorded."""
+    payload = hooks.brevo("hard_bounce", "<b8@brevo>", TO)
+    with override_settings(CACHES=unreachable_redis_caches()):
+        answers = [
+            post_from(live_server, FLOOD, payload, auth=("esp", "guess")).status_code
+            for _ in range(2)
+        ]
+    assert answers == [400, 400]
+    assert len(refusals()) == 2
+
+
+@pytest.mark.parametrize("rate", ["30", "0/min", "30/fortnight", "many/min"])
+def test_a_rate_that_is_not_one_stops_the_start(rate):
+    env = {**os.environ, "WEBHOOK_REFUSED_THROTTLE_RATE": rate}
+    env["DJANGO_SETTINGS_MODULE"] = "invoicegen.settings"
+    run = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode != 0
+    assert f"WEBHOOK_REFUSED_THROTTLE_RATE={rate!r} is not a rate" in run.stderr
 
 
 def test_the_throttle_ends_with_its_window(live_server, settings, refused_rate):
