@@ -39,6 +39,12 @@ ENTRY_TYPES = {
     "invoice.paid": "paid",
     "invoice.voided": "voided",
 }
+# What the timeline says of entries whose own text names the invoice by its id (the downloads
+# app writes them, knowing nothing of invoices): the page is the invoice's already.
+LINK_DESCRIPTIONS = {
+    "download.viewed": "Viewed through a link",
+    "download.succeeded": "Downloaded through a link",
+}
 # An email that failed without a delivery event to say why (a failure at send time has one).
 UNEXPLAINED_FAILURE = ["", DeliveryStatus.SUPPRESSED]
 TYPES = [
@@ -145,7 +151,7 @@ def _entry_item(entry: AuditLog) -> dict:
         amount=None if amount is None else f"{Decimal(str(amount)):.2f}",
         method=metadata.get("method"),
         step=metadata.get("step"),
-        description=entry.description,
+        description=LINK_DESCRIPTIONS.get(entry.action, entry.description),
     )
 
 

@@ -91,6 +91,11 @@ def test_the_timeline_tells_the_invoices_story_oldest_first(api, user, settings)
     viewed = by_type["viewed"]
     assert (viewed["ip_address"], viewed["user_agent"]) == ("203.0.113.9", "Mozilla/5.0 (client)")
     assert viewed["actor"] is None
+    assert viewed["description"] == "Viewed through a link"
+    assert by_type["downloaded"]["description"] == "Downloaded through a link"
+    assert (
+        by_type["sent"]["description"] == f"{user.email} sent invoice {invoice.number} to {CLIENT}"
+    )
     assert by_type["downloaded"]["ip_address"] == "203.0.113.9"
     assert (by_type["payment"]["amount"], by_type["payment"]["method"]) == (
         "120.00",
