@@ -116,3 +116,26 @@ def test_the_spas_origins_are_trusted_for_csrf_unless_set_apart():
         ).stdout
         == "['https://a.example']\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("settings_module", "needs"),
+    [("invoicegen.settings", None), ("bench.settings", "pghistory")],
+)
+def test_every_model_change_has_its_migration(settings_module, needs):
+    """A model changed without its migration breaks a deploy; the benchmark's peers copy the
+    invoice's columns (bench/peers), and a column added to invoices without them breaks
+    `make bench`."""
+    if needs:
+        pytest.importorskip(
+            needs, reason="the benchmark's peers: pip install -r requirements-bench.txt"
+        )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings_module}
+    run = subprocess.run(
+        [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
