@@ -129,9 +129,8 @@ def _item(kind: str, at, key: str, **fields) -> dict:
 
 
 def _entries(invoice: Invoice) -> QuerySet:
-    payments = [
-        str(pk) for pk in Payment.objects.filter(invoice=invoice).values_list("pk", flat=True)
-    ]
+    # Entries name their target's id as text: the payments' ids as text, in the same query.
+    payments = Payment.objects.filter(invoice=invoice).values_list(Cast("pk", CharField()))
     own = Q(resource_type="invoice", resource_id=str(invoice.pk), action__in=list(ENTRY_TYPES))
     paid = Q(resource_type="payment", resource_id__in=payments, action="payment.processed")
     return AuditLog.objects.filter(own | paid).annotate(at=Moment("created_at"))
