@@ -1,3 +1,5 @@
+import os
+import shutil
 import threading
 
 import pytest
@@ -5,6 +7,7 @@ from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
+from emails.tests.helpers import RedisServer
 from invoicegen import celery_app
 from invoicegen.accounts.tests.factories import UserFactory
 
@@ -118,3 +121,17 @@ def client_for():
 @pytest.fixture
 def api(user, client_for):
     return client_for(user)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A redis-server of the test's own, to crash at will (never the machine's main Redis)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed, and CI must run the broker tests")
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(binary, tmp_path)
+    server.start()
+    yield server
+    server.kill()

@@ -5,6 +5,8 @@ process, each request over its own connection, every event new (a unique provide
 - SendGrid's format: batches of BENCH_EMAIL_EVENTS_BATCH events a request (100; SendGrid
   posts its events in batches), signed (ECDSA) and with basic auth, as SendGrid sends them.
 - Postmark's format: one event a request (Postmark posts each event alone), basic auth.
+- The floor: a post to the same route for a provider that is not served, answered 404 at once
+  (the same server, middleware and URL, no work): a bound on any one-event-a-request rate.
 
 The events are a realistic mix for emails that exist: 85% delivered, 10% deferred, 4% hard
 bounces (each suppresses its address and is audited) and 1% complaints. Min and median of
@@ -43,7 +45,7 @@ SECRET = "bench:webhook-secret"
 AUTHORIZATION = "Basic " + base64.b64encode(SECRET.encode()).decode()
 
 SENDGRID_KINDS = ["delivered"] * 85 + ["deferred"] * 10 + ["bounce"] * 4 + ["spamreport"]
-POSTMARK_KINDS = ["Delivery"] * 85 + ["Bounce"] * 14 + ["SpamComplaint"]
+POSTMARK_KINDS = ["Delivery"] * 85 + ["Transient"] * 10 + ["HardBounce"] * 4 + ["SpamComplaint"]
 
 
 def setup() -> list[tuple[str, str]]:
@@ -101,17 +103,22 @@ def postmark_requests(emails, count: int, offset: int) -> list[tuple[bytes, int]
     for n in range(offset, offset + count):
         message_id, address = emails[n % len(emails)]
         kind = POSTMARK_KINDS[n % len(POSTMARK_KINDS)]
-        event = {"RecordType": kind, "MessageID": message_id, "ServerID": 1, "Metadata": {}}
+        record_type = kind if kind in ("Delivery", "SpamComplaint") else "Bounce"
+        event = {"RecordType": record_type, "MessageID": message_id, "ServerID": 1, "Metadata": {}}
         if kind == "Delivery":
             event |= {"Recipient": address, "DeliveredAt": "2026-11-30T10:00:00Z"}
             event["Details"] = f"delivery {uuid.uuid4().hex}"  # its digest is its id
-        else:
-            event |= {"ID": n, "Type": "HardBounce" if kind == "Bounce" else kind}
+        else:  # a deferral (Transient) is a bounce record to Postmark
+            event |= {"ID": n, "Type": kind}
             event |= {"Email": address, "BouncedAt": "2026-11-30T10:00:00Z"}
             event["Description"] = "mailbox unavailable"
         body = json.dumps(event).encode()
         made.append((request("/webhooks/email/postmark/tracking/", body, {}), 1))
     return made
+
+
+def floor_requests(count: int) -> list[tuple[bytes, int]]:
+    return [(request("/webhooks/email/unserved/tracking/", b"{}", {}), 1)] * count
 
 
 def post(port: int, raw: bytes) -> None:
@@ -121,13 +128,14 @@ def post(port: int, raw: bytes) -> None:
         while chunk := client.recv(65536):
             chunks.append(chunk)
     status = b"".join(chunks)[:12]
-    if not status.endswith(b"200"):
+    expected = b"404" if b"/unserved/" in raw[:60] else b"200"
+    if not status.endswith(expected):
         raise RuntimeError(f"answer {status!r}")
 
 
 def blast(port: int, prepared: list[tuple[bytes, int]], seconds: float) -> tuple[float, int]:
-    """Events/s of CLIENTS threads posting prepared requests for `seconds` (or until none is
-    left); and how many events went in."""
+    """Events/s (requests/s for the floor) of CLIENTS threads posting prepared requests for
+    `seconds` (or until none is left); and how many went in."""
     lock, done = threading.Lock(), [0]
     stop = time.perf_counter() + seconds
 
@@ -150,7 +158,7 @@ def main() -> None:
         print("bench_email_events needs PostgreSQL: set DATABASE_URL=postgres://...")
         return
     results = {"rounds": ROUNDS, "seconds": SECONDS, "batch": BATCH, "clients": CLIENTS}
-    rates = {"sendgrid_batches": [], "postmark_single": []}
+    rates = {"sendgrid_batches": [], "postmark_single": [], "floor_no_work": []}
     with scratch_database():
         emails = setup()
         signer = SendGridSigner()
@@ -166,8 +174,9 @@ def main() -> None:
                 variants = [
                     ("sendgrid_batches", lambda: sendgrid_requests(emails, signer, capacity)),
                     ("postmark_single", lambda i=index: postmark_requests(emails, 5000, i * 5000)),
+                    ("floor_no_work", lambda: floor_requests(SECONDS * 5000)),
                 ]
-                for name, make in variants[index % 2 :] + variants[: index % 2]:
+                for name, make in variants[index % 3 :] + variants[: index % 3]:
                     rate, _ = blast(port, make(), SECONDS)
                     rates[name].append(rate)
                     print(f"  run {index + 1} {name}: {rate:,.0f} events/s")
@@ -182,7 +191,7 @@ def main() -> None:
         }
     print_table(
         f"Delivery events through gunicorn (2 workers), {CLIENTS} clients, {ROUNDS} runs",
-        ["format", "events/s min", "events/s median"],
+        ["format", "events (floor: requests)/s min", "median"],
         [[n, v["events_per_s_min"], v["events_per_s_median"]] for n, v in results.items()
          if isinstance(v, dict) and "per_run" in v],
     )  # fmt: skip

@@ -78,23 +78,25 @@ def normalize_address(address: str) -> str:
 _COLUMNS = (
     "email_id, provider, event_id, event_type, recipient, description, occurred_at, received_at"
 )
-_ROW = "(" + ", ".join(["%s"] * 8) + ")"
+# The email is the row the event names, or the one its provider's message id names: looked up
+# in the insert itself, which costs no round trip of its own.
+_EMAIL = "COALESCE(%s, (SELECT id FROM emails_emaillog WHERE provider_message_id = %s LIMIT 1))"
+_ROW = f"({_EMAIL}, {', '.join(['%s'] * 7)})"
 _CHUNK = 500  # events a statement: well within any database's limit of parameters
 
 
 @transaction.atomic
 def record_delivery_events(events: list[DeliveryEvent]) -> list[EmailEvent]:
     """Store the events (a webhook's batch) that are new, each once, and move their emails
-    forward, in a few statements whatever their number: one look-up of the emails, one
-    insert that answers which events were new, one conditional UPDATE a status. A bounce, a
-    complaint or an unsubscribe suppresses its address, and an email's first bounce or
-    complaint is told to its sender. The new events are returned."""
+    forward, in a few statements whatever their number: one insert that finds the emails and
+    answers which events were new, one conditional UPDATE a status. A bounce, a complaint or
+    an unsubscribe suppresses its address, and an email's first bounce or complaint is told
+    to its sender. The new events are returned."""
     if not events:
         return []
-    email_ids = _email_ids(events)
     new = []
     for start in range(0, len(events), _CHUNK):
-        new += _insert_new(events[start : start + _CHUNK], email_ids)
+        new += _insert_new(events[start : start + _CHUNK])
     plain = {}  # status -> email ids it moves (a problem is moved on its own, below)
     for stored, event in new:
         if stored.email_id is not None and event.status not in PROBLEMS:
@@ -115,18 +117,7 @@ def record_delivery_event(event: DeliveryEvent) -> EmailEvent | None:
     return stored[0] if stored else None
 
 
-def _email_ids(events: list[DeliveryEvent]) -> dict[str, int]:
-    """The provider's message id -> the email's id, in one query."""
-    wanted = {event.message_id for event in events if event.email_id is None} - {""}
-    if not wanted:
-        return {}
-    rows = EmailLog.objects.filter(provider_message_id__in=wanted).order_by()
-    return dict(rows.values_list("provider_message_id", "pk"))
-
-
-def _insert_new(
-    events: list[DeliveryEvent], email_ids: dict[str, int]
-) -> list[tuple[EmailEvent, DeliveryEvent]]:
+def _insert_new(events: list[DeliveryEvent]) -> list[tuple[EmailEvent, DeliveryEvent]]:
     """Insert the events in one statement; those that were not there already (the unique
     constraint answers, also against a concurrent insert of the same event)."""
     now, rows, params = timezone.now(), {}, []
@@ -135,22 +126,22 @@ def _insert_new(
         key = (fields["provider"], fields["event_id"], fields["recipient"])
         if key in rows:  # the same event twice in one post
             continue
-        email_id = event.email_id if event.email_id is not None else email_ids.get(event.message_id)
-        rows[key] = (EmailEvent(email_id=email_id, **fields), event)
-        params += [email_id, *fields.values(), now]
+        rows[key] = (EmailEvent(**fields), event)
+        # No message id names no email (an email sent over SMTP has none).
+        params += [event.email_id, event.message_id or None, *fields.values(), now]
     values = ", ".join([_ROW] * len(rows))
     sql = (
         f"INSERT INTO emails_emailevent ({_COLUMNS}) VALUES {values} "  # noqa: S608 (placeholders)
         "ON CONFLICT (provider, event_id, recipient) DO NOTHING "
-        "RETURNING id, provider, event_id, recipient"
+        "RETURNING id, email_id, provider, event_id, recipient"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         inserted = cursor.fetchall()
     new = []
-    for pk, *key in inserted:
+    for pk, email_id, *key in inserted:
         stored, event = rows[tuple(key)]
-        stored.pk = pk
+        stored.pk, stored.email_id = pk, email_id
         new.append((stored, event))
     return new
 

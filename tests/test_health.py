@@ -63,7 +63,7 @@ def test_readyz_checks_each_configured_part(client):
 def test_readyz_names_a_cache_that_does_not_answer(client, caplog):
     cache_down = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "invoicegen.core.cache.RedisCache",
             "LOCATION": NOTHING_LISTENS,
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }

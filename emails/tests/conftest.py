@@ -1,12 +1,8 @@
-import os
-import shutil
-
 import pytest
 
 from emails import services
 from emails import smtp as sending
 from emails.tests.helpers import (
-    RedisServer,
     SMTPServer,
     TricklingProviderAPI,
     TricklingSMTPServer,
@@ -77,17 +73,3 @@ def queue(db):
         return services.queue_email("welcome", to=to, context={"name": name}, **kwargs)
 
     return make
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    """A redis-server of the test's own, to crash at will (never the machine's main Redis)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed, and CI must run the broker tests")
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(binary, tmp_path)
-    server.start()
-    yield server
-    server.kill()

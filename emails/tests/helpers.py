@@ -35,7 +35,7 @@ def unreachable_redis_caches() -> dict:
     """CACHES whose Redis nobody listens to: a cache that is down."""
     return {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "invoicegen.core.cache.RedisCache",
             "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }

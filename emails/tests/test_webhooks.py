@@ -63,6 +63,20 @@ def test_postmark_delivery_then_hard_bounce_moves_the_row_and_suppresses(live_se
     )
 
 
+@pytest.mark.parametrize("message_id", ["", "pm-unknown"])
+def test_an_event_naming_no_email_of_ours_is_kept_and_moves_none(live_server, message_id):
+    """Emails sent over SMTP have no provider's message id: an event with none (or one that
+    names no email) must not be taken for one of theirs."""
+    smtp_sent = [sent(""), sent("")]
+
+    bounce = hooks.post_json(live_server, "postmark", hooks.postmark("Bounce", message_id, TO))
+
+    assert bounce.status_code == 200
+    assert [reload(email).delivery_status for email in smtp_sent] == ["", ""]
+    assert EmailEvent.objects.get().email_id is None
+    assert EmailSuppression.objects.get().address == TO
+
+
 def test_the_same_event_posted_50_times_is_applied_once(live_server):
     email = sent("pm-2")
     bounce = hooks.postmark("Bounce", "pm-2", TO, ID=77)
