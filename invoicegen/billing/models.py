@@ -3,6 +3,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Round
 
 from audit.tracking import Audited
 
@@ -72,8 +73,10 @@ class Invoice(Audited):
             models.CheckConstraint(
                 condition=Q(tax_rate__gte=0, tax_rate__lte=100), name="invoice_tax_rate_percent"
             ),
+            # Rounded to the cent: SQLite adds its decimals as floating point, which near the
+            # largest amounts misses a sum by a fraction of a cent (exact on PostgreSQL).
             models.CheckConstraint(
-                condition=Q(total=models.F("subtotal") + models.F("tax_total")),
+                condition=Q(total=Round(models.F("subtotal") + models.F("tax_total"), 2)),
                 name="invoice_total_is_subtotal_plus_tax",
             ),
             models.CheckConstraint(

@@ -1,5 +1,6 @@
 import contextlib
 import datetime
+import random
 from decimal import Decimal
 
 import pytest
@@ -88,6 +89,30 @@ def test_create_invoice_totals_its_lines_each_rounded_half_up_to_cents():
     assert invoice.total == Decimal("60.46")
     assert invoice.status == Invoice.Status.DRAFT
     assert invoice.amount_paid == Decimal("0.00")
+
+
+def test_invoices_near_the_largest_amounts_are_stored_to_the_cent():
+    """SQLite adds decimals as floating point: its check of total = subtotal + tax missed a
+    quarter of these sums by a fraction of a cent, and the invoice was refused with a 500."""
+    rnd = random.Random(7)
+    cases = [
+        (Decimal(rnd.randint(1, 100000)) / 100, Decimal(rnd.randint(10**9, 10**12 - 1)) / 100)
+        for _ in range(400)
+    ]
+    rates = [Decimal(rnd.randint(0, 10000)) / 100 for _ in cases]
+    cases = [
+        (quantity, price, rate)
+        for (quantity, price), rate in zip(cases, rates, strict=True)
+        if quantity * price * (1 + rate / 100) < services.MAX_AMOUNT
+    ]
+    assert len(cases) > 40
+
+    for quantity, price, rate in cases:
+        invoice = InvoiceFactory(
+            items=[item(quantity=str(quantity), unit_price=str(price))], tax_rate=rate
+        )
+        invoice.refresh_from_db()
+        assert invoice.total == invoice.subtotal + invoice.tax_total
 
 
 @pytest.mark.django_db(transaction=True)
