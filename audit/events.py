@@ -16,6 +16,7 @@ BACKBONE_ACTIONS = [
     ("download.denied", "download", "Download refused: {reason}", True),
     ("download.link_revoked", "download", "{actor} revoked a download link", False),
     ("notification.test", "notification", "{actor} sent a test notification", False),
+    ("notification.preferences_updated", "notification", "{actor} changed notifications", False),
     ("admin.notification_broadcast", "admin", "{actor} messaged {count} user(s)", False),
     ("email.failed", "email", "Email to {to} failed: {reason}", False),
     ("admin.email_resent", "admin", "{actor} resent {target}", False),

@@ -8,5 +8,11 @@ class NotificationsConfig(AppConfig):
     def ready(self):
         from notifications import types
 
-        # Staff's messages (the admin's action, the test notification): their text is given.
-        types.register_type("admin_message", title="{title}", body="{message}")
+        # Staff's messages (the admin's action, the test notification): their text is given,
+        # and so are their channels (notify's `channels`).
+        types.register_type(
+            "admin_message",
+            title="{title}",
+            body="{message}",
+            channels=(types.IN_APP, types.EMAIL),
+        )

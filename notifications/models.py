@@ -7,8 +7,15 @@ from notifications import types
 
 
 class Notification(models.Model):
-    """An in-app notification for one user, of a registered type (notifications/types.py),
-    whose title and body are rendered from its parameters; unread while read_at is null."""
+    """A notification for one user, of a registered type (notifications/types.py), whose title
+    and body are rendered from its parameters; unread while read_at is null. It is in the
+    user's feed unless they switched the type off in the app (`in_app`); `digest` says which
+    digest email (daily or weekly) is to carry it, when the user chose one for its emails."""
+
+    class Digest(models.TextChoices):
+        NONE = "", "none"
+        DAILY = types.DAILY, "daily"
+        WEEKLY = types.WEEKLY, "weekly"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -29,6 +36,8 @@ class Notification(models.Model):
         db_index=False,
     )
     read_at = models.DateTimeField(null=True, blank=True)
+    in_app = models.BooleanField(default=True)
+    digest = models.CharField(max_length=6, choices=Digest, default=Digest.NONE, blank=True)
     created_at = models.DateTimeField(db_default=Now())
 
     class Meta:
@@ -37,7 +46,9 @@ class Notification(models.Model):
             models.Index(fields=["user", "-created_at", "-id"], name="notification_user_newest"),
             # The unread count reads this small index only.
             models.Index(
-                fields=["user"], condition=Q(read_at__isnull=True), name="notification_unread"
+                fields=["user"],
+                condition=Q(read_at__isnull=True, in_app=True),
+                name="notification_unread",
             ),
         ]
 
@@ -55,3 +66,33 @@ class Notification(models.Model):
     @property
     def is_read(self) -> bool:
         return self.read_at is not None
+
+
+class NotificationPreference(models.Model):
+    """How often one type reaches a user on one channel, as the user chose it
+    (notifications/preferences.py); without a row, the type's default applies."""
+
+    class Frequency(models.TextChoices):
+        IMMEDIATE = types.IMMEDIATE
+        DAILY = types.DAILY
+        WEEKLY = types.WEEKLY
+        OFF = types.OFF
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preferences"
+    )
+    type = models.CharField(max_length=64)
+    channel = models.CharField(max_length=16)
+    frequency = models.CharField(max_length=9, choices=Frequency)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["type", "channel"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "type", "channel"], name="notification_preference_once"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.type} by {self.channel}: {self.frequency}"

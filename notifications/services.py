@@ -9,7 +9,7 @@ from django.db.models.functions import Now
 from audit import services as audit
 from audit.integrity import normalize_json
 from emails import services as emails
-from notifications import types
+from notifications import preferences, types
 from notifications.models import Notification
 
 ADMIN_MESSAGE = "admin_message"
@@ -24,11 +24,17 @@ def notify(
     actor=None,
     channels: tuple[str, ...] | None = None,
 ) -> Notification:
-    """Notify `recipient` of a registered type: the notification row (type and parameters; its
-    text is rendered from them), and an outbox row for each further channel the type (or
-    `channels`, when given) asks for, all in the caller's transaction; the emails leave once it
-    commits. `resource`: a model instance or a (type, id) pair the notification is about."""
+    """Notify `recipient` of a registered type on its channels (or on `channels`, when given),
+    as often as the recipient chose (notifications/preferences.py): the notification row (type
+    and parameters; its text is rendered from them), in their feed unless they switched it off
+    there, and an email now, or later in their digest, all in the caller's transaction; the
+    emails leave once it commits. The row is kept even when no channel takes it: it records
+    what the recipient was told of. `resource`: a model instance or a (type, id) pair the
+    notification is about."""
     kind = types.get(notification_type)
+    asked = kind.channels if channels is None else channels
+    wanted = preferences.frequencies(recipient, kind, asked)
+    email = wanted.get(types.EMAIL, types.OFF)
     resource_type, resource_id = _resource(resource)
     with transaction.atomic(savepoint=False):  # all or nothing, in the caller's transaction
         notification = Notification.objects.create(
@@ -38,8 +44,10 @@ def notify(
             resource_type=resource_type,
             resource_id=resource_id,
             actor=actor,
+            in_app=wanted.get(types.IN_APP, types.OFF) != types.OFF,
+            digest=email if email in types.DIGESTS else "",
         )
-        if types.EMAIL in (kind.channels if channels is None else channels):
+        if email == types.IMMEDIATE:
             emails.queue_email(
                 kind.email_template,
                 to=recipient.email,
@@ -93,6 +101,7 @@ def send_test_notification(user) -> Notification:
             "message": "Notifications reach you here.",
             "test": True,
         },
+        channels=(types.IN_APP,),
     )
     audit.log("notification.test", target=("notification", notification.pk), actor=user)
     return notification
@@ -106,12 +115,13 @@ def mark_read(notification: Notification) -> Notification:
 
 def mark_all_read(user) -> int:
     """One UPDATE; returns how many were unread."""
-    return Notification.objects.filter(user=user, read_at__isnull=True).update(read_at=Now())
+    unread = Notification.objects.filter(user=user, read_at__isnull=True, in_app=True)
+    return unread.update(read_at=Now())
 
 
 _UNREAD_SQL = (
     f"SELECT count(*) FROM {Notification._meta.db_table} "  # noqa: S608 (a table name)
-    "WHERE user_id = %s AND read_at IS NULL"
+    "WHERE user_id = %s AND read_at IS NULL AND in_app"
 )
 
 

@@ -1,8 +1,10 @@
 """The kinds of notification, registered by the apps that send them (in their `ready()`).
 
 A type names its title and body as templates of its parameters, and the channels it goes out
-on. A notification stores its type and parameters only: the text is rendered when it is read, so
-that it can be rendered in the reader's language."""
+on by default. A notification stores its type and parameters only: the text is rendered when it
+is read, so that it can be rendered in the reader's language. Each user may choose how often each
+type reaches them on each channel (notifications/preferences.py), except that a critical type
+(the account's security, its verification) always reaches them, at once, where it is sent."""
 
 from dataclasses import dataclass
 
@@ -12,6 +14,10 @@ IN_APP = "in_app"
 EMAIL = "email"
 CHANNELS = (IN_APP, EMAIL)
 
+IMMEDIATE, DAILY, WEEKLY, OFF = "immediate", "daily", "weekly", "off"
+FREQUENCIES = (IMMEDIATE, DAILY, WEEKLY, OFF)
+DIGESTS = (DAILY, WEEKLY)  # gathered into one email a day or a week
+
 
 @dataclass(frozen=True)
 class NotificationType:
@@ -20,6 +26,11 @@ class NotificationType:
     body: str
     channels: tuple[str, ...]
     email_template: str
+    critical: bool = False
+
+    def default(self, channel: str) -> str:
+        """At once on the channels it is registered with, off on the others."""
+        return IMMEDIATE if channel in self.channels else OFF
 
     def render(self, params: dict) -> tuple[str, str]:
         """(title, body). A notification stored before its type rendered its own text keeps
@@ -40,12 +51,15 @@ def register_type(
     body: str = "",
     channels: tuple[str, ...] = (IN_APP,),
     email_template: str = "admin_message",
+    critical: bool = False,
 ) -> NotificationType:
     if name in _types:
         raise ImproperlyConfigured(f"Notification type {name!r} is registered twice.")
     if unknown := set(channels) - set(CHANNELS):
         raise ImproperlyConfigured(f"Notification type {name!r}: unknown channels {unknown}.")
-    _types[name] = NotificationType(name, title, body, tuple(channels), email_template)
+    _types[name] = NotificationType(
+        name, title, body, tuple(channels), email_template, critical=critical
+    )
     return _types[name]
 
 
@@ -59,6 +73,10 @@ def render(type_name: str, params: dict) -> tuple[str, str]:
     if type_name in _types:
         return _types[type_name].render(params)
     return str(params.get("title", type_name)), str(params.get("message", ""))
+
+
+def registered() -> list[NotificationType]:
+    return [_types[name] for name in sorted(_types)]
 
 
 def choices() -> list[tuple[str, str]]:

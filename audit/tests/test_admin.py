@@ -31,6 +31,7 @@ from invoicegen.accounts.models import User
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.billing.models import Invoice
 from invoicegen.billing.tests.factories import InvoiceFactory, invoice_in_status
+from notifications.tests.factories import NO_PREFERENCE_FORMS
 
 pytestmark = pytest.mark.django_db
 
@@ -489,6 +490,7 @@ def test_editing_a_user_records_one_user_updated_from_the_admin_and_one_admin_ac
     response = admin.post(
         reverse("admin:accounts_user_change", args=[member.pk]),
         {
+            **NO_PREFERENCE_FORMS,
             "email": member.email,
             "name": "After",
             "email_verified": "on",

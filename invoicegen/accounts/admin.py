@@ -7,6 +7,7 @@ from django.template.response import TemplateResponse
 
 from audit.admin import AuditedModelAdmin
 from invoicegen.accounts.models import AuthToken, User
+from notifications.admin import NotificationPreferenceInline
 from notifications.services import send_admin_message
 
 
@@ -47,6 +48,10 @@ class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
         ),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
+
+    def get_inlines(self, request, obj):
+        """An existing user's page shows their notification preferences (a new one has none)."""
+        return [NotificationPreferenceInline] if obj else []
 
     @admin.action(description="Send a message to the selected users", permissions=["change"])
     def send_message(self, request, queryset):

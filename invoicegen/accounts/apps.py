@@ -29,9 +29,13 @@ class AccountsConfig(AppConfig):
             "password_reset_requested",
             title="Password reset requested",
             body="A link to choose a new password was emailed to you. Not you? Ignore it.",
+            critical=True,
         )
-        register_type("email_verification", title="Verify your email", body="{message}")
-        register_type("account_activity", title="{title}", body="{message}")
+        # The account's own safety: no preference switches these off.
+        register_type(
+            "email_verification", title="Verify your email", body="{message}", critical=True
+        )
+        register_type("account_activity", title="{title}", body="{message}", critical=True)
 
         register_link_maker(
             "email_verification", keys=("verify_url",), make=services.make_verification_link

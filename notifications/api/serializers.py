@@ -1,7 +1,8 @@
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
 from invoicegen.core.api import datetime_text
-from notifications import types
+from notifications import preferences, types
 from notifications.models import Notification
 
 
@@ -50,3 +51,70 @@ class UnreadCountSerializer(serializers.Serializer):
 
 class MarkedSerializer(serializers.Serializer):
     marked = serializers.IntegerField()
+
+
+class MatrixField(serializers.DictField):
+    """type -> channel -> frequency."""
+
+    def __init__(self, **kwargs):
+        child = serializers.DictField(child=serializers.ChoiceField(types.FREQUENCIES))
+        super().__init__(child=child, **kwargs)
+
+
+class MatrixFieldExtension(OpenApiSerializerFieldExtension):
+    """The matrix as the registered types make it: each type and channel named, with the
+    frequencies it may take (a critical type's own channels: immediate only; the app: no
+    digest). An answer gives all of it; a PUT any part."""
+
+    target_class = MatrixField
+
+    def map_serializer_field(self, auto_schema, direction):
+        def obj(properties: dict) -> dict:
+            required = {"required": list(properties)} if direction == "response" else {}
+            return {"type": "object", "properties": properties, **required,
+                    "additionalProperties": False}  # fmt: skip
+
+        def row(kind) -> dict:
+            return obj(
+                {
+                    channel: {"type": "string", "enum": list(preferences.allowed(kind, channel))}
+                    for channel in types.CHANNELS
+                }
+            )
+
+        matrix = obj({kind.name: row(kind) for kind in types.registered()})
+        matrix["description"] = (
+            "type -> channel (`in_app`, `email`) -> `immediate`, `daily`, `weekly` (a digest: "
+            "emails only) or `off`."
+        )
+        return matrix
+
+
+class PreferencesSerializer(serializers.Serializer):
+    """Every notification type -> channel -> frequency. A PUT may give part of the matrix: what
+    it leaves out goes back to its default."""
+
+    preferences = MatrixField()
+    critical_types = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="Types that always reach the user at once on the channels they are sent on.",
+    )
+
+    def validate_preferences(self, wanted: dict) -> dict:
+        known = {kind.name for kind in types.registered()}
+        wrong = {
+            name: [f"Unknown notification type; known: {', '.join(sorted(known))}."]
+            for name in wanted
+            if name not in known
+        }
+        for name, row in wanted.items():
+            if unknown := sorted(set(row) - set(types.CHANNELS)):
+                wrong.setdefault(name, []).append(
+                    f"Unknown channel {', '.join(unknown)}; known: {', '.join(types.CHANNELS)}."
+                )
+        if not wrong:
+            wrong = preferences.refusals(wanted)
+        if wrong:
+            raise serializers.ValidationError(wrong)
+        return wanted

@@ -4,7 +4,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from invoicegen.core.api import FailOpen
-from notifications import services
+from notifications import preferences, services
 from notifications.api import serializers
 from notifications.api.filters import NotificationFilter
 from notifications.models import Notification
@@ -25,7 +25,7 @@ class NotificationViewSet(
     lookup_value_regex = r"\d+"
 
     def get_queryset(self):
-        notifications = super().get_queryset().filter(user=self.request.user)
+        notifications = super().get_queryset().filter(user=self.request.user, in_app=True)
         if self.action == "list":  # rows of plain values: an instance per row costs a page more
             return notifications.values_list(*serializers.LIST_COLUMNS, named=True)
         return notifications
@@ -51,3 +51,21 @@ class NotificationViewSet(
     def test(self, request):
         notification = services.send_test_notification(request.user)
         return Response(self.get_serializer(notification).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(methods=["get"], request=None, responses=serializers.PreferencesSerializer)
+    @extend_schema(
+        methods=["put"],
+        request=serializers.PreferencesSerializer,
+        responses=serializers.PreferencesSerializer,
+    )
+    @action(detail=False, methods=["get", "put"], url_path="preferences")
+    def preferences(self, request):
+        """The caller's notification preferences: how often each type reaches them on each
+        channel. Critical types cannot be switched off (400 naming them)."""
+        if request.method == "PUT":
+            chosen = serializers.PreferencesSerializer(data=request.data)
+            chosen.is_valid(raise_exception=True)
+            matrix = preferences.set_matrix(request.user, chosen.validated_data["preferences"])
+        else:
+            matrix = preferences.matrix(request.user)
+        return Response({"preferences": matrix, "critical_types": preferences.critical_types()})

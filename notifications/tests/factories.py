@@ -23,3 +23,10 @@ class NotificationFactory(factory.django.DjangoModelFactory):
     user = factory.SubFactory(UserFactory)
     type = "admin_message"
     params = factory.LazyAttribute(lambda n: {"title": n.title, "message": n.message})
+
+
+# The preferences a user's admin page shows, as its form posts them (none changed there).
+NO_PREFERENCE_FORMS = {
+    f"notification_preferences-{name}": count
+    for name, count in [("TOTAL_FORMS", 0), ("INITIAL_FORMS", 0), ("MAX_NUM_FORMS", 1000)]
+}

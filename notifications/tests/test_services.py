@@ -86,8 +86,10 @@ def test_registering_a_type_twice_is_refused():
         types.register_type("admin_message", title="{title}")
 
 
-def test_notify_queues_no_email_for_an_in_app_type(user):
-    notification = services.notify(user, "admin_message", params=message("Hi", "There"))
+def test_notify_queues_no_email_when_asked_for_the_app_only(user):
+    notification = services.notify(
+        user, "admin_message", params=message("Hi", "There"), channels=(types.IN_APP,)
+    )
 
     assert emails_of(notification) == []
     assert not EmailLog.objects.exists()

@@ -6,6 +6,8 @@ from django.urls import reverse
 from invoicegen.accounts import services
 from invoicegen.accounts.models import AuthToken, User
 from invoicegen.accounts.tests.factories import PASSWORD, UserFactory
+from notifications import preferences
+from notifications.tests.factories import NO_PREFERENCE_FORMS
 
 pytestmark = pytest.mark.django_db
 
@@ -31,6 +33,7 @@ def admin_site(client, superuser):
 
 def _change_form_data(user, **changes):
     data = {
+        **NO_PREFERENCE_FORMS,
         "email": user.email,
         "name": user.name,
         "email_verified": "on" if user.email_verified else "",
@@ -138,12 +141,15 @@ def test_add_form_refuses_bad_input(admin_site, changes, field):
 
 def test_change_page_shows_the_user_without_the_password_hash(admin_site):
     user = UserFactory(email="ada@example.com", name="Ada Lovelace")
+    preferences.set_matrix(user, {"invoice_paid": {"email": "weekly"}})
 
     response = admin_site.get(_change_url(user))
 
     assert response.status_code == 200
     assert 'value="ada@example.com"' in response.text
     assert 'value="Ada Lovelace"' in response.text
+    assert "Notification preferences they chose" in response.text
+    assert "invoice_paid" in response.text and "weekly" in response.text
     hash_part = user.password.rsplit("$", 1)[-1]
     assert hash_part not in response.text
 

@@ -1,0 +1,99 @@
+"""Each user's choice of how often each notification type reaches them on each channel: at once
+(`immediate`), in a daily or weekly digest email (`daily`, `weekly`: emails only), or not at all
+(`off`). The matrix covers every registered type and channel; what the user did not choose is
+the type's default (notifications/types.py): only their choices are stored, so that a choice
+stays theirs whatever the defaults become. A critical type cannot be switched off, nor held for
+a digest, on a channel it is sent on."""
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from audit import services as audit
+from notifications import types
+from notifications.models import NotificationPreference
+
+
+def matrix(user) -> dict[str, dict[str, str]]:
+    """type -> channel -> frequency, for every registered type and channel."""
+    chosen = {
+        (row.type, row.channel): row.frequency
+        for row in NotificationPreference.objects.filter(user=user)
+    }
+    return {
+        kind.name: {
+            channel: chosen.get((kind.name, channel), kind.default(channel))
+            for channel in types.CHANNELS
+        }
+        for kind in types.registered()
+    }
+
+
+def frequencies(user, kind: types.NotificationType, channels: tuple[str, ...]) -> dict[str, str]:
+    """channel -> frequency of one type on the channels a notification asks for (one query):
+    what the user chose, else at once."""
+    chosen = dict(
+        NotificationPreference.objects.filter(user=user, type=kind.name).values_list(
+            "channel", "frequency"
+        )
+    )
+    return {channel: chosen.get(channel, types.IMMEDIATE) for channel in channels}
+
+
+def critical_types() -> list[str]:
+    return [kind.name for kind in types.registered() if kind.critical]
+
+
+def allowed(kind: types.NotificationType, channel: str) -> tuple[str, ...]:
+    """The frequencies a user may choose for a type on a channel."""
+    if kind.critical and channel in kind.channels:
+        return (types.IMMEDIATE,)
+    if channel == types.IN_APP:
+        return (types.IMMEDIATE, types.OFF)
+    return types.FREQUENCIES
+
+
+def refusals(wanted: dict[str, dict[str, str]]) -> dict[str, list[str]]:
+    """type -> what is wrong with its row of the matrix; empty when the matrix can be applied.
+    The shape (known types and channels, valid frequencies) is the API's to check."""
+    wrong = {}
+    for name, row in wanted.items():
+        kind = types.get(name)
+        for channel, frequency in row.items():
+            if frequency not in (choices := allowed(kind, channel)):
+                why = "the type is critical" if kind.critical else "digests are emails"
+                wrong.setdefault(name, []).append(
+                    f"{channel} is {' or '.join(choices)} ({why}), not {frequency}."
+                )
+    return wrong
+
+
+@transaction.atomic
+def set_matrix(user, wanted: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """Replace the user's choices by `wanted` (any part of the matrix; the rest goes back to
+    its defaults), audited with what changed. Raises ValidationError (by type) for a row that
+    cannot be applied. Returns the whole matrix."""
+    if wrong := refusals(wanted):
+        raise ValidationError(wrong)
+    before = matrix(user)
+    rows = [
+        NotificationPreference(user=user, type=name, channel=channel, frequency=frequency)
+        for name, row in wanted.items()
+        for channel, frequency in row.items()
+    ]
+    NotificationPreference.objects.filter(user=user).delete()
+    NotificationPreference.objects.bulk_create(rows)
+    after = matrix(user)
+    changed = {
+        f"{name}.{channel}": [before[name][channel], frequency]
+        for name, row in after.items()
+        for channel, frequency in row.items()
+        if before[name][channel] != frequency
+    }
+    if changed:
+        audit.log(
+            "notification.preferences_updated",
+            actor=user,
+            target=("user", user.pk),
+            metadata={"changed": changed},
+        )
+    return after
