@@ -194,7 +194,7 @@ class Story:
             )
 
         self.step("Ada's notifications")
-        for notification in Notification.objects.filter(user=ada).order_by("id"):
+        for notification in Notification.objects.filter(user=ada, in_app=True).order_by("id"):
             state = "read" if notification.read_at else "unread"
             self.say(f"   [{state:<6}] {notification.type:<24} {notification.title}")
 

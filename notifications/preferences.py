@@ -29,14 +29,17 @@ def matrix(user) -> dict[str, dict[str, str]]:
 
 
 def frequencies(user, kind: types.NotificationType, channels: tuple[str, ...]) -> dict[str, str]:
-    """channel -> frequency of one type on the channels a notification asks for (one query):
-    what the user chose, else at once."""
+    """channel -> frequency of one type on the channels a notification asks for (one query),
+    as the matrix shows it: what the user chose, else the type's default. A critical type goes
+    at once on every channel asked for, whatever was stored."""
+    if kind.critical:
+        return dict.fromkeys(channels, types.IMMEDIATE)
     chosen = dict(
         NotificationPreference.objects.filter(user=user, type=kind.name).values_list(
             "channel", "frequency"
         )
     )
-    return {channel: chosen.get(channel, types.IMMEDIATE) for channel in channels}
+    return {channel: chosen.get(channel, kind.default(channel)) for channel in channels}
 
 
 def critical_types() -> list[str]:
@@ -74,14 +77,23 @@ def set_matrix(user, wanted: dict[str, dict[str, str]]) -> dict[str, dict[str, s
     cannot be applied. Returns the whole matrix."""
     if wrong := refusals(wanted):
         raise ValidationError(wrong)
+    # One change of a user's matrix at a time: a second waits, then reads what the first did.
+    type(user).objects.select_for_update().only("pk").get(pk=user.pk)
     before = matrix(user)
-    rows = [
-        NotificationPreference(user=user, type=name, channel=channel, frequency=frequency)
-        for name, row in wanted.items()
-        for channel, frequency in row.items()
-    ]
-    NotificationPreference.objects.filter(user=user).delete()
-    NotificationPreference.objects.bulk_create(rows)
+    kept = {(name, channel) for name, row in wanted.items() for channel in row}
+    stored = NotificationPreference.objects.filter(user=user)
+    rows = stored.values_list("pk", "type", "channel")
+    stored.filter(pk__in=[pk for pk, *key in rows if tuple(key) not in kept]).delete()
+    NotificationPreference.objects.bulk_create(
+        [
+            NotificationPreference(user=user, type=name, channel=channel, frequency=frequency)
+            for name, row in wanted.items()
+            for channel, frequency in row.items()
+        ],
+        update_conflicts=True,
+        unique_fields=["user", "type", "channel"],
+        update_fields=["frequency", "updated_at"],
+    )
     after = matrix(user)
     changed = {
         f"{name}.{channel}": [before[name][channel], frequency]

@@ -23,9 +23,11 @@ def notify(
     resource=None,
     actor=None,
     channels: tuple[str, ...] | None = None,
+    as_chosen: bool = True,
 ) -> Notification:
     """Notify `recipient` of a registered type on its channels (or on `channels`, when given),
-    as often as the recipient chose (notifications/preferences.py): the notification row (type
+    as often as the recipient chose (notifications/preferences.py; `as_chosen=False`: at once,
+    for what they asked for themselves): the notification row (type
     and parameters; its text is rendered from them), in their feed unless they switched it off
     there, and an email now, or later in their digest, all in the caller's transaction; the
     emails leave once it commits. The row is kept even when no channel takes it: it records
@@ -33,7 +35,10 @@ def notify(
     notification is about."""
     kind = types.get(notification_type)
     asked = kind.channels if channels is None else channels
-    wanted = preferences.frequencies(recipient, kind, asked)
+    if as_chosen:
+        wanted = preferences.frequencies(recipient, kind, asked)
+    else:
+        wanted = dict.fromkeys(asked, types.IMMEDIATE)
     email = wanted.get(types.EMAIL, types.OFF)
     resource_type, resource_id = _resource(resource)
     with transaction.atomic(savepoint=False):  # all or nothing, in the caller's transaction
@@ -102,6 +107,7 @@ def send_test_notification(user) -> Notification:
             "test": True,
         },
         channels=(types.IN_APP,),
+        as_chosen=False,  # they asked for it: it shows whatever they chose for staff's messages
     )
     audit.log("notification.test", target=("notification", notification.pk), actor=user)
     return notification

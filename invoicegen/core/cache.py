@@ -13,10 +13,13 @@ class RedisCacheClient(DjangoRedisCacheClient):
         self._clients = {}  # connection pool index -> its client
 
     def get_client(self, key=None, *, write=False):
-        index = self._get_connection_pool_index(write)
+        index = self._get_connection_pool_index(write)  # a replica drawn at random for a read
         if index not in self._clients:
-            pool = self._get_connection_pool(write)
-            self._clients[index] = self._client(connection_pool=pool)
+            if index not in self._pools:
+                self._pools[index] = self._pool_class.from_url(
+                    self._servers[index], **self._pool_options
+                )
+            self._clients[index] = self._client(connection_pool=self._pools[index])
         return self._clients[index]
 
 

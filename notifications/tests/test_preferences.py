@@ -4,6 +4,7 @@
 import json
 
 import pytest
+from django.db import connection
 
 from audit.tests.helpers import entries_after, last_entry_id, only_entry
 from emails.models import EmailLog
@@ -225,3 +226,63 @@ def test_one_users_choice_changes_nothing_for_another(user):
     paid(other)
 
     assert len(emails_to(other)) == 1
+
+
+def test_a_channel_a_type_is_not_sent_on_goes_only_once_the_user_asks_for_it(user):
+    """As the matrix shows it: off until chosen, even when a caller asks for the channel."""
+    both = (types.IN_APP, types.EMAIL)
+    params = {"invoice_number": "INV-1", "client_name": "Globex"}
+
+    services.notify(user, "invoice_viewed", params=params, channels=both)
+    assert emails_to(user) == []
+
+    preferences.set_matrix(user, {"invoice_viewed": {"email": "immediate"}})
+    services.notify(user, "invoice_viewed", params=params, channels=both)
+    assert len(emails_to(user)) == 1
+
+
+def test_a_critical_type_goes_at_once_on_every_channel_asked_whatever_was_stored(user):
+    # Allowed (account_activity is not sent by email on its own), or stored before it was
+    # critical: neither holds back a critical notification a caller sends by email.
+    preferences.set_matrix(user, {"account_activity": {"email": "off"}})
+    NotificationPreference.objects.create(
+        user=user, type="account_activity", channel="in_app", frequency="off"
+    )
+
+    notification = services.notify(
+        user,
+        "account_activity",
+        params={"title": "New sign-in", "message": "From a new device."},
+        channels=(types.IN_APP, types.EMAIL),
+    )
+
+    assert notification.in_app is True
+    assert len(emails_to(user)) == 1
+
+
+def test_the_test_notification_shows_whatever_was_chosen_for_staff_messages(api, user):
+    preferences.set_matrix(user, {"admin_message": {"in_app": "off"}})
+
+    created = api.post("/api/notifications/test/")
+
+    assert created.status_code == 201
+    assert api.get(f"/api/notifications/{created.json()['id']}/").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_changes_made_at_once_leave_one_of_them_whole(race):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL's concurrent writers; SQLite serialises them")
+    user = UserFactory()
+    matrices = [
+        {name: {"email": frequency} for name in ("invoice_paid", "invoice_sent")}
+        for frequency in ("daily", "weekly", "off", "immediate")
+    ]
+
+    waiting = list(matrices)  # each thread takes one (list.pop is atomic)
+    race(lambda: preferences.set_matrix(user, waiting.pop()), len(matrices))
+
+    final = preferences.matrix(user)
+    chosen = {name: final[name]["email"] for name in ("invoice_paid", "invoice_sent")}
+    assert len(set(chosen.values())) == 1
+    assert NotificationPreference.objects.filter(user=user).count() == 2

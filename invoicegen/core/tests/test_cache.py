@@ -9,7 +9,7 @@ from redis.exceptions import RedisError
 from invoicegen.core.cache import RedisCache
 
 
-def redis_cache(url: str) -> RedisCache:
+def redis_cache(url: str | list[str]) -> RedisCache:
     return RedisCache(url, {"OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1}})
 
 
@@ -50,3 +50,17 @@ def test_a_forked_process_talks_over_connections_of_its_own(redis_server):
 
     assert os.waitstatus_to_exitcode(status) == 0
     assert parent_answers == {"parent's"}
+
+
+def test_reads_spread_over_the_replicas_each_through_its_own_client(redis_server):
+    """With replicas (LOCATION a list: the first takes writes), a read draws one at random:
+    its client must talk to that replica."""
+    cache = redis_cache([redis_server.url(db) for db in range(4)])
+
+    for _ in range(200):
+        cache._cache.get_client()
+
+    clients = cache._cache._clients
+    assert {i: c.connection_pool.connection_kwargs["db"] for i, c in clients.items()} == {
+        i: i for i in (1, 2, 3)
+    }
