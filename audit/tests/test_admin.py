@@ -493,6 +493,8 @@ def test_editing_a_user_records_one_user_updated_from_the_admin_and_one_admin_ac
             **NO_PREFERENCE_FORMS,
             "email": member.email,
             "name": "After",
+            "language": "en",
+            "timezone": "UTC",
             "email_verified": "on",
             "is_active": "on",
             "last_login_0": "",

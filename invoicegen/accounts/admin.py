@@ -41,7 +41,7 @@ class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
     readonly_fields = ["last_login", "date_joined"]
     fieldsets = (
         (None, {"fields": ("email", "password")}),
-        ("Profile", {"fields": ("name", "email_verified")}),
+        ("Profile", {"fields": ("name", "email_verified", "language", "timezone")}),
         (
             "Permissions",
             {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},

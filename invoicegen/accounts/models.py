@@ -1,7 +1,10 @@
 import hashlib
+import zoneinfo
+from functools import cache
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -11,6 +14,18 @@ from audit.tracking import Audited, AuditedQuerySet
 def normalize_email(email: str) -> str:
     """Emails are stored lower-cased so that `A@x.com` and `a@x.com` are one account."""
     return (email or "").strip().lower()
+
+
+@cache
+def time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def validate_time_zone(name: str) -> None:
+    if name not in time_zones():
+        raise ValidationError(
+            "Not a time zone of the IANA database (like Europe/Paris).", code="invalid"
+        )
 
 
 class UserManager(BaseUserManager.from_queryset(AuditedQuerySet)):
@@ -33,7 +48,14 @@ class UserManager(BaseUserManager.from_queryset(AuditedQuerySet)):
 
 
 class User(Audited, AbstractBaseUser, PermissionsMixin):
-    """An account: the email is the login."""
+    """An account: the email is the login. What reaches the user speaks their `language` and
+    tells the time in their `timezone` (the digests go at 08:00 there)."""
+
+    class Language(models.TextChoices):
+        ENGLISH = "en", "English"
+        GERMAN = "de", "Deutsch"
+        FRENCH = "fr", "Français"
+        SPANISH = "es", "Español"
 
     email = models.EmailField(unique=True)
     name = models.CharField(max_length=150, blank=True)
@@ -43,6 +65,9 @@ class User(Audited, AbstractBaseUser, PermissionsMixin):
     )
     is_active = models.BooleanField(default=True)
     date_joined = models.DateTimeField(default=timezone.now)
+    language = models.CharField(max_length=8, choices=Language, default=Language.ENGLISH)
+    # Last: a field of this name hides the timezone module from the rest of the class body.
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
 
     objects = UserManager()
 

@@ -166,9 +166,12 @@ def log_out(request, *, token: AuthToken | None) -> None:
 
 
 @service_transaction
-def update_profile(user: User, *, name: str, actor=None) -> User:
-    user.name = name
-    user.save(update_fields=["name"])
+def update_profile(user: User, *, actor=None, **changes) -> User:
+    """Change the user's `name`, `language` or `timezone` (validated by the model)."""
+    for field, value in changes.items():
+        setattr(user, field, value)
+    user.full_clean(exclude=[f.name for f in User._meta.fields if f.name not in changes])
+    user.save(update_fields=list(changes))
     events.profile_updated(user, actor=actor)
     return user
 

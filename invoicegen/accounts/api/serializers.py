@@ -7,8 +7,12 @@ from invoicegen.core import json_fields
 class UserSerializer(json_fields.ModelSerializer):
     class Meta:
         model = User
-        fields = ["id", "email", "name", "email_verified", "is_staff"]
+        fields = ["id", "email", "name", "email_verified", "is_staff", "language", "timezone"]
         read_only_fields = ["id", "email", "email_verified", "is_staff"]
+        extra_kwargs = {
+            "timezone": {"help_text": "An IANA time zone, like Europe/Paris."},
+            "language": {"help_text": "The language of what reaches the user."},
+        }
 
 
 class SignupSerializer(serializers.Serializer):

@@ -65,9 +65,8 @@ class MeView(RetrieveUpdateAPIView):
         return self.request.user
 
     def perform_update(self, serializer):
-        user = self.request.user
         services.update_profile(
-            user, name=serializer.validated_data.get("name", user.name), actor=user
+            self.request.user, actor=self.request.user, **serializer.validated_data
         )
 
 

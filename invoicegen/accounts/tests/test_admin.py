@@ -36,6 +36,8 @@ def _change_form_data(user, **changes):
         **NO_PREFERENCE_FORMS,
         "email": user.email,
         "name": user.name,
+        "language": user.language,
+        "timezone": user.timezone,
         "email_verified": "on" if user.email_verified else "",
         "is_active": "on" if user.is_active else "",
         "is_staff": "on" if user.is_staff else "",

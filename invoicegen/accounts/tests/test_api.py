@@ -15,6 +15,7 @@ from rest_framework.settings import api_settings
 from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 
+from audit.tests.helpers import last_entry_id, only_entry
 from invoicegen.accounts.models import AuthToken, User
 from invoicegen.accounts.tests.factories import PASSWORD, UserFactory
 from invoicegen.accounts.tokens import (
@@ -266,6 +267,8 @@ def test_login_answers_a_token_and_the_user(anon_client):
         "name": "Ada",
         "email_verified": False,
         "is_staff": False,
+        "language": "en",
+        "timezone": "UTC",
     }
 
 
@@ -418,7 +421,43 @@ def test_me_answers_the_user(api, user):
         "name": user.name,
         "email_verified": True,
         "is_staff": False,
+        "language": "en",
+        "timezone": "UTC",
     }
+
+
+def test_me_patch_sets_the_language_and_time_zone_audited(api, user):
+    mark = last_entry_id()
+
+    response = api.patch(ME, {"language": "de", "timezone": "Europe/Berlin"}, format="json")
+
+    assert response.status_code == 200
+    assert (response.json()["language"], response.json()["timezone"]) == ("de", "Europe/Berlin")
+    user.refresh_from_db()
+    assert (user.language, user.timezone, user.name) == ("de", "Europe/Berlin", user.name)
+    assert only_entry(mark, "user.profile_updated").user_id == user.pk
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("timezone", "Mars/Olympus_Mons"),
+        ("timezone", "../../etc/passwd"),
+        ("timezone", "europe/paris"),
+        ("timezone", ""),
+        ("timezone", "x" * 65),
+        ("language", "xx"),
+        ("language", "de-DE"),
+        ("language", None),
+    ],
+)
+def test_me_patch_refuses_an_unknown_language_or_time_zone(api, user, field, value):
+    response = api.patch(ME, {field: value}, format="json")
+
+    assert response.status_code == 400
+    assert list(response.json()) == [field]
+    user.refresh_from_db()
+    assert (user.language, user.timezone) == ("en", "UTC")
 
 
 def test_me_patch_updates_the_name(api, user):
