@@ -97,7 +97,7 @@ def _count_vs_cache(user: User, rounds: int = 2000) -> dict:
     return result
 
 
-class _Sink:
+class Sink:
     def __init__(self):
         self.count = 0
 
@@ -125,7 +125,7 @@ def celery_workers(smtp_port: int, processes: int = 2):
         worker.wait(timeout=20)
 
 
-def _outbox_batch(sink: _Sink, batch: int) -> dict:
+def _outbox_batch(sink: Sink, batch: int) -> dict:
     received = sink.count
     started = time.perf_counter()
     with transaction.atomic():
@@ -170,7 +170,7 @@ def _raw_smtplib(port: int, processes: int, count: int) -> float:
 
 
 def bench_outbox() -> dict:
-    sink = _Sink()
+    sink = Sink()
     port = free_port()
     smtp = Controller(sink, hostname="127.0.0.1", port=port)
     smtp.start()

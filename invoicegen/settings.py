@@ -354,6 +354,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "invoicegen.dashboard.tasks.count_audit_days",
         "schedule": crontab(minute=23),
     },
+    "send-notification-digests": {
+        "task": "notifications.tasks.send_notification_digests",
+        "schedule": crontab(minute="*/15"),
+    },
     # Reminders leave in the morning; the task sends only what is due, so any hour is safe.
     "send-invoice-reminders": {
         "task": "invoicegen.billing.tasks.send_due_reminders",

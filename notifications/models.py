@@ -38,6 +38,14 @@ class Notification(models.Model):
     read_at = models.DateTimeField(null=True, blank=True)
     in_app = models.BooleanField(default=True)
     digest = models.CharField(max_length=6, choices=Digest, default=Digest.NONE, blank=True)
+    digested_in = models.ForeignKey(
+        "NotificationDigest",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="notifications",
+        db_index=False,  # notification_digested_in serves it
+    )
     created_at = models.DateTimeField(db_default=Now())
 
     class Meta:
@@ -49,6 +57,17 @@ class Notification(models.Model):
                 fields=["user"],
                 condition=Q(read_at__isnull=True, in_app=True),
                 name="notification_unread",
+            ),
+            # What waits for a digest: small, whatever the size of the table.
+            models.Index(
+                fields=["digest", "user"],
+                condition=Q(digested_in__isnull=True) & ~Q(digest=""),
+                name="notification_digest_pending",
+            ),
+            models.Index(
+                fields=["digested_in"],
+                condition=Q(digested_in__isnull=False),
+                name="notification_digested_in",
             ),
         ]
 
@@ -96,3 +115,28 @@ class NotificationPreference(models.Model):
 
     def __str__(self):
         return f"{self.type} by {self.channel}: {self.frequency}"
+
+
+class NotificationDigest(models.Model):
+    """One digest email: what a user's notifications of one frequency gathered in the window
+    that ended at `window_start` (08:00 in their time zone). One a user, frequency and window:
+    the constraint holds it to once, whoever tries to send it."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_digests"
+    )
+    frequency = models.CharField(max_length=6, choices=Notification.Digest)
+    window_start = models.DateTimeField()
+    notification_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["-window_start", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "frequency", "window_start"], name="notification_digest_once"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.frequency} digest of {self.window_start:%Y-%m-%d} for {self.user_id}"
