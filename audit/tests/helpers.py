@@ -91,3 +91,9 @@ def run_count(table: str) -> int:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT COUNT(*) FROM {table}")  # noqa: S608
         return cursor.fetchone()[0]
+
+
+def migrate_to_the_latest(executor) -> None:
+    """The database the next tests share is the project's as it stands, every app's newest."""
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())

@@ -65,9 +65,15 @@ class User(Audited, AbstractBaseUser, PermissionsMixin):
     )
     is_active = models.BooleanField(default=True)
     date_joined = models.DateTimeField(default=timezone.now)
-    language = models.CharField(max_length=8, choices=Language, default=Language.ENGLISH)
+    # Defaults in the database too: code that predates the columns (a process of the previous
+    # release during a deploy) still adds users.
+    language = models.CharField(
+        max_length=8, choices=Language, default=Language.ENGLISH, db_default=Language.ENGLISH
+    )
     # Last: a field of this name hides the timezone module from the rest of the class body.
-    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    timezone = models.CharField(
+        max_length=64, default="UTC", db_default="UTC", validators=[validate_time_zone]
+    )
 
     objects = UserManager()
 

@@ -1,18 +1,22 @@
 from rest_framework import serializers
 
-from invoicegen.accounts.models import User
+from invoicegen.accounts.models import User, time_zones
 from invoicegen.core import json_fields
 
 
 class UserSerializer(json_fields.ModelSerializer):
+    # The zone database's names, as an enum: a typed client knows them, and any other is a 400.
+    timezone = serializers.ChoiceField(
+        choices=sorted(time_zones()),
+        required=False,
+        help_text="An IANA time zone, like Europe/Paris.",
+    )
+
     class Meta:
         model = User
         fields = ["id", "email", "name", "email_verified", "is_staff", "language", "timezone"]
         read_only_fields = ["id", "email", "email_verified", "is_staff"]
-        extra_kwargs = {
-            "timezone": {"help_text": "An IANA time zone, like Europe/Paris."},
-            "language": {"help_text": "The language of what reaches the user."},
-        }
+        extra_kwargs = {"language": {"help_text": "The language of what reaches the user."}}
 
 
 class SignupSerializer(serializers.Serializer):

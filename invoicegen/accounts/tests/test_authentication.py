@@ -9,6 +9,7 @@ from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from audit.tests.helpers import migrate_to_the_latest
 from invoicegen.accounts import services, tasks
 from invoicegen.accounts.models import AuthToken
 from invoicegen.accounts.tests.factories import PASSWORD
@@ -147,3 +148,4 @@ def test_the_migration_counts_existing_tokens_as_used_when_it_runs():
     executor.migrate([after])
 
     assert AuthToken.objects.get().last_used_at >= migrated_at
+    migrate_to_the_latest(executor)

@@ -12,7 +12,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
 from django.utils import timezone
 
-from audit.tests.helpers import actions_after, last_entry_id, only_entry
+from audit.tests.helpers import actions_after, last_entry_id, migrate_to_the_latest, only_entry
 from emails import delivery
 from emails.models import EmailLog
 from emails.services import deliver_email
@@ -402,6 +402,7 @@ def test_the_migration_gives_each_sent_invoice_the_address_its_latest_send_went_
         "INV-2030-002": "client@x.test",
         "INV-2030-003": "",
     }
+    migrate_to_the_latest(executor)
 
 
 # API: the invoice's switch
