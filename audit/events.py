@@ -22,6 +22,7 @@ BACKBONE_ACTIONS = [
     ("admin.email_resent", "admin", "{actor} resent {target}", False),
     ("admin.email_retried", "admin", "{actor} retried {target}", False),
     ("email.address_suppressed", "email", "{address} suppressed: {reason} ({source})", False),
+    ("email.unsubscribed", "email", "{address} unsubscribed from {topic}", False),
     ("email.suppression_removed", "email", "{actor} let emails go to {address} again", False),
     ("email.webhook_refused", "security", "Email webhook from {provider} refused: {reason}", True),
     ("admin.bulk_action", "admin", "{actor} ran '{action_name}' on {count} object(s)", False),

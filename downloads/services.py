@@ -34,7 +34,8 @@ def _nothing(resource_id: str) -> None:
 
 @dataclass(frozen=True)
 class Resource:
-    describe: Callable[[str], dict]  # resource id -> what the landing page shows
+    # resource id -> what the landing page shows: its title, fields, and language (the page's)
+    describe: Callable[[str], dict]
     render: Callable[[str], tuple[str, bytes]]  # resource id -> (file name, PDF bytes)
     # Called in the transaction that records a counted view / a granted download.
     on_viewed: Callable[[str], None] = _nothing

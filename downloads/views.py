@@ -8,6 +8,7 @@ import re
 
 from django.http import HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import render
+from django.utils import translation
 from django.views.decorators.csrf import csrf_exempt
 
 from downloads import services, visitors
@@ -28,7 +29,10 @@ class DownloadThrottle(ClientIPThrottle):
 
 
 def _page(request, template, context, status):
-    return render(request, template, context, status=status)
+    """In the language of what the link is to (its owner registered it), or the browser's."""
+    language = context.get("language") or translation.get_language_from_request(request)
+    with translation.override(language):
+        return render(request, template, context, status=status)
 
 
 def _denied(request, denial: services.DownloadDenied):

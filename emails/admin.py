@@ -3,7 +3,7 @@ from django.utils.html import escape, format_html
 
 from audit.admin import AuditedModelAdmin
 from emails import delivery, services
-from emails.models import EmailLog, EmailSuppression
+from emails.models import EmailLog, EmailOptOut, EmailSuppression
 from invoicegen.core.admin import ServiceOnlyAdmin
 
 
@@ -20,15 +20,18 @@ class EmailLogAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
         "attempts",
         "sent_at",
     ]
-    list_filter = ["status", "template_name", "created_at"]
+    # By kind: its template (digests are `notification_digest`), what it could be unsubscribed
+    # from, and what became of it (`unsubscribed`: its client had stopped its sender's topic).
+    list_filter = ["status", "template_name", "topic", "delivery_status", "created_at"]
     search_fields = ["=to_email", "=message_id", "subject"]
     date_hierarchy = "created_at"
     list_per_page = 50
     show_full_result_count = False
     actions = ["retry_selected", "resend_selected"]
     fields = [
-        "status", "to_email", "from_email", "subject", "template_name", "message_id",
-        "attempts", "next_attempt_at", "claimed_at", "last_error", "sent_at", "created_at",
+        "status", "to_email", "from_email", "subject", "template_name", "topic", "message_id",
+        "attempts", "next_attempt_at", "claimed_at", "last_error", "sent_at", "delivery_status",
+        "created_at",
         "user", "notification", "resource_type", "resource_id", "rendered_text",
         "rendered_html",
     ]  # fmt: skip
@@ -61,8 +64,16 @@ class EmailLogAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
         self.message_user(request, f"{len(copies)} email(s) queued again.", messages.SUCCESS)
 
 
+class AddressSearch:
+    """Addresses are stored lower-cased: Ada@Example.com finds ada@example.com."""
+
+    def get_search_results(self, request, queryset, search_term):
+        term = delivery.normalize_address(search_term)
+        return super().get_search_results(request, queryset, term)
+
+
 @admin.register(EmailSuppression)
-class EmailSuppressionAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
+class EmailSuppressionAdmin(AddressSearch, AuditedModelAdmin, ServiceOnlyAdmin):
     """Addresses no email goes to (a hard bounce, a complaint, an unsubscribe); staff remove
     one through the service, which audits it."""
 
@@ -75,12 +86,22 @@ class EmailSuppressionAdmin(AuditedModelAdmin, ServiceOnlyAdmin):
     fields = list_display
     readonly_fields = fields
 
-    def get_search_results(self, request, queryset, search_term):
-        # Addresses are stored lower-cased: Ada@Example.com finds ada@example.com.
-        term = delivery.normalize_address(search_term)
-        return super().get_search_results(request, queryset, term)
-
     @admin.action(description="Remove selected addresses from the list", permissions=["change"])
     def remove_selected(self, request, queryset):
         removed = [delivery.remove_suppression(row, actor=request.user) for row in queryset]
         self.message_user(request, f"{len(removed)} address(es) removed.", messages.SUCCESS)
+
+
+@admin.register(EmailOptOut)
+class EmailOptOutAdmin(AddressSearch, AuditedModelAdmin, ServiceOnlyAdmin):
+    """Addresses that unsubscribed from one account's emails of a topic (its reminders),
+    by the link in one of them; the account's other emails still reach them."""
+
+    list_display = ["address", "topic", "sender", "created_at"]
+    list_filter = ["topic"]
+    search_fields = ["=address"]
+    list_select_related = ["sender"]
+    list_per_page = 50
+    show_full_result_count = False
+    fields = list_display
+    readonly_fields = fields

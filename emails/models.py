@@ -83,6 +83,11 @@ class EmailLog(OutboxRow):
         max_length=12, choices=DeliveryStatus, default=DeliveryStatus.UNKNOWN, blank=True
     )
     delivery_rank = models.PositiveSmallIntegerField(default=0)  # DELIVERY_RANKS[delivery_status]
+    # What its reader may unsubscribe from (emails/unsubscribe.py): a notification type, a
+    # digest, a kind of email an account sends its clients; empty when it must reach them.
+    topic = models.CharField(max_length=64, blank=True, default="", db_default="")
+    # The language its reader reads (settings.LANGUAGES): it is rendered in it, on any worker.
+    language = models.CharField(max_length=8, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-id"]
@@ -163,3 +168,27 @@ class EmailSuppression(models.Model):
 
     def __str__(self):
         return f"{self.address} ({self.reason})"
+
+
+class EmailOptOut(models.Model):
+    """An address that unsubscribed from one account's emails of one topic (a client stopping
+    an account's reminders): those emails are not sent to it, the others are."""
+
+    address = models.EmailField(max_length=254)  # lower-cased
+    topic = models.CharField(max_length=64)
+    sender = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["address", "topic", "sender"], name="email_opt_out_once"
+            )
+        ]
+        verbose_name = "email opt-out"
+
+    def __str__(self):
+        return f"{self.address} from {self.topic} of {self.sender_id}"

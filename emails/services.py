@@ -18,13 +18,14 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template import Context
+from django.utils import translation
 from render_block import render_block_to_string
 from templated_email import get_templated_mail
 
 from audit import services as audit
 from audit.context import clean_text
 from audit.integrity import normalize_json
-from emails import delivery, smtp
+from emails import delivery, smtp, unsubscribe
 from emails.models import DELIVERY_RANKS, DeliveryStatus, EmailLog
 from invoicegen.core.outbox import Delivery, Outbox
 
@@ -49,13 +50,20 @@ def subject_of(email: EmailLog) -> str:
     """The subject block alone (cleaned as django-templated-email does): queueing an email
     renders no more than the outbox row keeps."""
     context = {"app_base_url": settings.APP_BASE_URL, **email.context}
-    subject = render_block_to_string(
-        _template(email), "subject", Context(context, autoescape=False)
-    )
+    with translation.override(email.language or settings.LANGUAGE_CODE):
+        subject = render_block_to_string(
+            _template(email), "subject", Context(context, autoescape=False)
+        )
     return subject.strip("\n\r").replace("\n", " ").replace("\r", " ")[:255]
 
 
 def render(email: EmailLog, *, with_secrets: bool) -> EmailMultiAlternatives:
+    """The message, in its reader's language whatever the worker's."""
+    with translation.override(email.language or settings.LANGUAGE_CODE):
+        return _render(email, with_secrets=with_secrets)
+
+
+def _render(email: EmailLog, *, with_secrets: bool) -> EmailMultiAlternatives:
     context = {"app_base_url": settings.APP_BASE_URL, **email.context}
     if email.template_name in _link_makers:
         keys, make = _link_makers[email.template_name]
@@ -68,6 +76,8 @@ def render(email: EmailLog, *, with_secrets: bool) -> EmailMultiAlternatives:
         headers={"Reply-To": email.reply_to} if email.reply_to else None,
     )
     message.extra_headers["Message-ID"] = email.message_id
+    if with_secrets:  # the unsubscribe link is a capability, as the email's other links are
+        message.extra_headers.update(unsubscribe.headers(email))
     return message
 
 
@@ -81,11 +91,16 @@ def queue_email(
     resource: tuple[str, object] | None = None,
     on_behalf_of=None,
     sender_name: str = "",
+    topic: str = "",
+    language: str = "",
 ) -> EmailLog:
     """Write the email to the outbox; it is sent once the caller's transaction commits (a
     rolled-back change leaves no row and sends nothing). `on_behalf_of`: the account an email
     to someone else is sent for (see `count_sent_on_behalf`); it comes from that account "via"
-    the platform (named `sender_name`, or the account's name), and replies go to the account."""
+    the platform (named `sender_name`, or the account's name), and replies go to the account.
+    `topic`: what its reader may unsubscribe from (emails/unsubscribe.py); none for an email
+    that must reach them. `language`: its reader's (by default the user's, if it is to them);
+    it is written and sent in it."""
     resource_type, resource_id = resource or ("", "")
     email = EmailLog(
         to_email=to,
@@ -101,6 +116,8 @@ def queue_email(
         resource_type=resource_type,
         resource_id=str(resource_id),
         on_behalf_of=on_behalf_of,
+        topic=topic,
+        language=language or getattr(user, "language", ""),
     )
     email.subject = subject_of(email)
     return outbox.add(email)
@@ -144,6 +161,10 @@ class Suppressed(Exception):
     """The address is on the suppression list: the email is not sent, and not tried again."""
 
 
+class Unsubscribed(Suppressed):
+    """The address unsubscribed from the sending account's emails of this topic."""
+
+
 class Withdrawn(Exception):
     """What a link maker raises when what its email is about went away before the email was
     sent (its owner withdrew the document): the email is not sent, and not tried again."""
@@ -179,6 +200,14 @@ def _send(email: EmailLog) -> None:
             delivery_status=DeliveryStatus.SUPPRESSED, delivery_rank=suppressed
         )
         raise Suppressed(f"{email.to_email} is on the suppression list")
+    if email.on_behalf_of_id and unsubscribe.is_opted_out(
+        email.to_email, email.topic, sender=email.on_behalf_of_id
+    ):
+        unsubscribed = DELIVERY_RANKS[DeliveryStatus.UNSUBSCRIBED]
+        EmailLog.objects.filter(pk=email.pk).update(
+            delivery_status=DeliveryStatus.UNSUBSCRIBED, delivery_rank=unsubscribed
+        )
+        raise Unsubscribed(f"{email.to_email} unsubscribed from {email.topic}")
     message = render(email, with_secrets=True)
     try:
         smtp.send(message)
@@ -244,6 +273,8 @@ def resend_email(email: EmailLog) -> EmailLog:
         user=email.user,
         notification=email.notification,
         resource=(email.resource_type, email.resource_id) if email.resource_type else None,
+        topic=email.topic,
+        language=email.language,
     )  # staff resending, not the account: it counts against no account's quota
     audit.log("admin.email_resent", target=("email", email.pk), metadata={"copy_id": copy.pk})
     return copy

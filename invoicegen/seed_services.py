@@ -118,6 +118,7 @@ class EmailService:
                 context=context,
                 user=user,
                 resource=resource,
+                topic=notification_type,
             )
         ]
         if client_email:

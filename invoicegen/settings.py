@@ -6,6 +6,7 @@ REDIS_URL and SMTP_HOST; nothing else in the code changes.
 """
 
 import re
+from email.utils import parseaddr
 from pathlib import Path
 
 import environ
@@ -145,6 +146,10 @@ AUTH_LOCKOUT_MINUTES = env.int("AUTH_LOCKOUT_MINUTES", default=15)
 AUTH_TOKEN_TTL_DAYS = env.int("AUTH_TOKEN_TTL_DAYS", default=30)
 
 LANGUAGE_CODE = "en-us"
+# What reaches a person speaks their language (a user's, an invoice's client's): the catalogs
+# are locale/<language>/LC_MESSAGES/django.po, compiled to .mo by `make` (gettext's msgfmt).
+LANGUAGES = [("en", "English"), ("de", "Deutsch"), ("fr", "Français"), ("es", "Español")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -177,6 +182,7 @@ REST_FRAMEWORK = {
         "login_account": env.str("AUTH_ACCOUNT_THROTTLE_RATE", default="10/min"),
         "notification_test": env.str("NOTIFICATION_TEST_THROTTLE_RATE", default="10/hour"),
         "download": env.str("DOWNLOAD_THROTTLE_RATE", default="60/min"),
+        "unsubscribe": env.str("UNSUBSCRIBE_THROTTLE_RATE", default="30/min"),
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     # `?format=` selects an export's file type (audit API), not a renderer.
@@ -196,6 +202,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # A user's language and an invoice client's are one set: one enum in the schema.
+    "ENUM_NAME_OVERRIDES": {"LanguageEnum": "invoicegen.accounts.models.User.Language"},
 }
 
 # Email: the console unless SMTP_HOST is set.
@@ -263,6 +271,12 @@ DEFAULT_FROM_EMAIL = env.str("FROM_EMAIL", default="noreply@invoicegen.local")
 # An email sent for an account (a document to its client) is from "<account name> via <this>".
 EMAIL_SENDER_NAME = env.str("EMAIL_SENDER_NAME", default="invoicegen")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# The mailto of List-Unsubscribe (RFC 2369), beside its one-click URL: a mailbox whose messages
+# (subject "unsubscribe <token>") someone reads; the URL is what mail providers use.
+EMAIL_UNSUBSCRIBE_ADDRESS = env.str(
+    "EMAIL_UNSUBSCRIBE_ADDRESS",
+    default=f"unsubscribe@{parseaddr(DEFAULT_FROM_EMAIL)[1].rpartition('@')[2]}",
+)
 # The outbox (emails/): attempts before a row is failed, backoff between them, how long a row
 # may stay `sending` before it is taken back (a killed worker; it must outlast the delivery
 # task's time limit, EMAIL_SEND_TIMEOUT + EMAIL_SEND_BATCH_SECONDS + 10 s), how often the

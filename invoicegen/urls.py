@@ -3,6 +3,8 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import renderers
 
+from emails.views import unsubscribe
+
 handler500 = "invoicegen.core.errors.server_error"
 
 
@@ -25,6 +27,8 @@ urlpatterns = [
     path("api/emails/", include("emails.api.urls")),
     path("downloads/", include("downloads.urls")),
     path("webhooks/email/", include("emails.urls")),
+    # Every path under unsubscribe/ reaches the view: Django's own 404 would log the token.
+    re_path(r"^unsubscribe/(?P<token>.*)$", unsubscribe, name="unsubscribe"),
     path("", include("invoicegen.accounts.urls")),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SwaggerView.as_view(url_name="schema"), name="docs"),

@@ -6,7 +6,10 @@ class NotificationsConfig(AppConfig):
     verbose_name = "Notifications"
 
     def ready(self):
-        from notifications import types
+        from emails.unsubscribe import register_account_topics
+        from notifications import preferences, types
+
+        register_account_topics(label=preferences.topic_label, stop=preferences.stop_emails)
 
         # Staff's messages (the admin's action, the test notification): their text is given,
         # and so are their channels (notify's `channels`).

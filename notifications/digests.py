@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Min
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from emails import services as emails
 from notifications import types
@@ -94,8 +94,10 @@ def send_digest(user, frequency: str, start: datetime.datetime) -> NotificationD
                 TEMPLATE,
                 to=user.email,
                 context=_context(user, digest),
+                language=getattr(user, "language", ""),
                 user=user,
                 resource=("notification_digest", digest.pk),
+                topic=f"digest.{frequency}",
             )
             return digest
     except IntegrityError:  # another beat or a retried task sent it
@@ -103,7 +105,13 @@ def send_digest(user, frequency: str, start: datetime.datetime) -> NotificationD
 
 
 def _context(user, digest: NotificationDigest) -> dict:
-    """The digest's groups, by type: its count and the titles of its notifications."""
+    """The digest's groups, by type: its count and the titles of its notifications, in the
+    user's language."""
+    with translation.override(getattr(user, "language", None)):
+        return _groups(user, digest)
+
+
+def _groups(user, digest: NotificationDigest) -> dict:
     groups = {}
     for notification in digest.notifications.order_by("created_at", "id"):
         label = notification.type.replace("_", " ").capitalize()

@@ -7,10 +7,11 @@ a digest, on a channel it is sent on."""
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext, gettext_lazy
 
 from audit import services as audit
 from notifications import types
-from notifications.models import NotificationPreference
+from notifications.models import Notification, NotificationPreference
 
 
 def matrix(user) -> dict[str, dict[str, str]]:
@@ -77,24 +78,7 @@ def set_matrix(user, wanted: dict[str, dict[str, str]]) -> dict[str, dict[str, s
     cannot be applied. Returns the whole matrix."""
     if wrong := refusals(wanted):
         raise ValidationError(wrong)
-    # One change of a user's matrix at a time: a second waits, then reads what the first did.
-    type(user).objects.select_for_update().only("pk").get(pk=user.pk)
-    before = matrix(user)
-    kept = {(name, channel) for name, row in wanted.items() for channel in row}
-    stored = NotificationPreference.objects.filter(user=user)
-    rows = stored.values_list("pk", "type", "channel")
-    stored.filter(pk__in=[pk for pk, *key in rows if tuple(key) not in kept]).delete()
-    NotificationPreference.objects.bulk_create(
-        [
-            NotificationPreference(user=user, type=name, channel=channel, frequency=frequency)
-            for name, row in wanted.items()
-            for channel, frequency in row.items()
-        ],
-        update_conflicts=True,
-        unique_fields=["user", "type", "channel"],
-        update_fields=["frequency", "updated_at"],
-    )
-    after = matrix(user)
+    before, after = _store(user, wanted, replace=True)
     changed = {
         f"{name}.{channel}": [before[name][channel], frequency]
         for name, row in after.items()
@@ -109,3 +93,73 @@ def set_matrix(user, wanted: dict[str, dict[str, str]]) -> dict[str, dict[str, s
             metadata={"changed": changed},
         )
     return after
+
+
+def _store(user, wanted: dict[str, dict[str, str]], *, replace: bool) -> tuple[dict, dict]:
+    """Store `wanted` (replacing every other choice, or keeping them); the matrix (before,
+    after). What waits for a digest follows its type's new email frequency: into the other
+    digest, or out of digests (it is in the feed already)."""
+    # One change of a user's matrix at a time: a second waits, then reads what the first did.
+    type(user).objects.select_for_update().only("pk").get(pk=user.pk)
+    before = matrix(user)
+    if replace:
+        kept = {(name, channel) for name, row in wanted.items() for channel in row}
+        stored = NotificationPreference.objects.filter(user=user)
+        rows = stored.values_list("pk", "type", "channel")
+        stored.filter(pk__in=[pk for pk, *key in rows if tuple(key) not in kept]).delete()
+    NotificationPreference.objects.bulk_create(
+        [
+            NotificationPreference(user=user, type=name, channel=channel, frequency=frequency)
+            for name, row in wanted.items()
+            for channel, frequency in row.items()
+        ],
+        update_conflicts=True,
+        unique_fields=["user", "type", "channel"],
+        update_fields=["frequency", "updated_at"],
+    )
+    after = matrix(user)
+    for name, row in after.items():
+        if (email := row[types.EMAIL]) != before[name][types.EMAIL]:
+            Notification.objects.filter(
+                user=user, type=name, digested_in__isnull=True, digest__in=types.DIGESTS
+            ).update(digest=email if email in types.DIGESTS else "")
+    return before, after
+
+
+# One-click unsubscribe (emails/unsubscribe.py): an email's topic is its notification type, or
+# the digest it is.
+DIGEST_TOPICS = {f"digest.{frequency}": frequency for frequency in types.DIGESTS}
+DIGEST_LABELS = {
+    types.DAILY: gettext_lazy("your daily notification digest"),
+    types.WEEKLY: gettext_lazy("your weekly notification digest"),
+}
+
+
+def topic_label(topic: str) -> str | None:
+    """What an unsubscribe link of this topic stops; None if it cannot be stopped."""
+    if topic in DIGEST_TOPICS:
+        return DIGEST_LABELS[DIGEST_TOPICS[topic]]
+    if (kind := types.find(topic)) is None or kind.critical:
+        return None
+    return gettext("emails about “%(type)s”") % {"type": kind.label}
+
+
+@transaction.atomic
+def stop_emails(user, topic: str) -> bool:
+    """Switch the topic's emails off (a type; a digest: every type it gathers), keeping the
+    user's other choices; False when they were off already."""
+    current = matrix(user)
+    if topic in DIGEST_TOPICS:
+        names = [n for n, row in current.items() if row[types.EMAIL] == DIGEST_TOPICS[topic]]
+    else:
+        names = [topic]
+    wanted = {
+        name: {types.EMAIL: types.OFF}
+        for name in names
+        if current[name][types.EMAIL] != types.OFF
+        and types.OFF in allowed(types.get(name), types.EMAIL)
+    }
+    if not wanted:
+        return False
+    _store(user, wanted, replace=False)
+    return True

@@ -5,6 +5,7 @@ nothing is cached."""
 
 from django.db import connection, transaction
 from django.db.models.functions import Now
+from django.utils import translation
 
 from audit import services as audit
 from audit.integrity import normalize_json
@@ -53,19 +54,22 @@ def notify(
             digest=email if email in types.DIGESTS else "",
         )
         if email == types.IMMEDIATE:
+            with translation.override(getattr(recipient, "language", None)):
+                title, message = notification.title, notification.message
             emails.queue_email(
                 kind.email_template,
                 to=recipient.email,
                 context={
                     "name": recipient.get_short_name(),
-                    "title": notification.title,
-                    "message": notification.message,
+                    "title": title,
+                    "message": message,
                     "event": kind.name,
                     **notification.params,
                 },
                 user=recipient,
                 notification=notification,
                 resource=(resource_type, resource_id) if resource_type else None,
+                topic="" if kind.critical else kind.name,
             )
     return notification
 

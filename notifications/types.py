@@ -28,6 +28,10 @@ class NotificationType:
     email_template: str
     critical: bool = False
 
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ").capitalize()
+
     def default(self, channel: str) -> str:
         """At once on the channels it is registered with, off on the others."""
         return IMMEDIATE if channel in self.channels else OFF
@@ -36,7 +40,7 @@ class NotificationType:
         """(title, body). A notification stored before its type rendered its own text keeps
         the text it was stored with."""
         try:
-            return self.title.format_map(params), self.body.format_map(params)
+            return str(self.title).format_map(params), str(self.body).format_map(params)
         except (KeyError, IndexError, ValueError):
             return str(params.get("title", self.name)), str(params.get("message", ""))
 
@@ -65,6 +69,10 @@ def register_type(
 
 def get(name: str) -> NotificationType:
     return _types[name]
+
+
+def find(name: str) -> NotificationType | None:
+    return _types.get(name)
 
 
 def render(type_name: str, params: dict) -> tuple[str, str]:

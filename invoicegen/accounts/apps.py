@@ -7,10 +7,13 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self):
+        from django.utils.translation import gettext_lazy as _
+
         from audit import registry
         from emails.services import register_link_maker
         from invoicegen.accounts import events, services  # noqa: F401 (events registers)
         from invoicegen.accounts.models import User
+        from invoicegen.core.i18n import report_untranslated
         from notifications.types import register_type
 
         # Any change to an account (in the admin, most often) is a security event.
@@ -27,16 +30,17 @@ class AccountsConfig(AppConfig):
 
         register_type(
             "password_reset_requested",
-            title="Password reset requested",
-            body="A link to choose a new password was emailed to you. Not you? Ignore it.",
+            title=_("Password reset requested"),
+            body=_("A link to choose a new password was emailed to you. Not you? Ignore it."),
             critical=True,
         )
         # The account's own safety: no preference switches these off.
         register_type(
-            "email_verification", title="Verify your email", body="{message}", critical=True
+            "email_verification", title=_("Verify your email"), body="{message}", critical=True
         )
         register_type("account_activity", title="{title}", body="{message}", critical=True)
 
+        report_untranslated()  # what users and their clients read speaks their language
         register_link_maker(
             "email_verification", keys=("verify_url",), make=services.make_verification_link
         )

@@ -4,20 +4,23 @@ this server unless an SPA is configured. They are always served; an SPA on its o
 the links and never sends anyone here.
 
 Opening a link changes nothing: mail scanners and link previews fetch every link in an email.
-The page checks the link (reading only) and shows a button or a form; the POST does the work,
-through the services the API's endpoints use (services.verify_email, services.reset_password),
-which record the same audit entries with origin `web`. The API itself verifies by a POST too
-(POST /api/auth/verify-email/), so the pages follow its semantics. Both methods are throttled
-per client IP with the API's anonymous auth endpoints (AUTH_THROTTLE_RATE), and a bad, used or
-expired link answers 400 with a page saying so. The token stays in the query of the page's own
-URL (the forms post back to it); the pages send a Referer to this server only (their CSRF-checked
-forms need the Origin that a stricter policy would hide), and are neither stored nor indexed.
+The page checks the link (reading only) and shows a button or a form, in the account's language;
+the POST does the work, through the services the API's endpoints use (services.verify_email,
+services.reset_password), which record the same audit entries with origin `web`. The API itself
+verifies by a POST too (POST /api/auth/verify-email/), so the pages follow its semantics. Both
+methods are throttled per client IP with the API's anonymous auth endpoints (AUTH_THROTTLE_RATE),
+and a bad, used or expired link answers 400 with a page saying so. The token stays in the query
+of the page's own URL (the forms post back to it); the pages send a Referer to this server only
+(their CSRF-checked forms need the Origin that a stricter policy would hide), and are neither
+stored nor indexed.
 """
 
 from functools import wraps
 
 from django.core.exceptions import ValidationError
 from django.shortcuts import render
+from django.utils import translation
+from django.utils.translation import get_language_from_request as language_of
 from django.views.decorators.http import require_http_methods
 
 from invoicegen.accounts import services
@@ -52,12 +55,12 @@ def _email_link_page(generator):
         @wraps(view)
         def wrapped(request):
             link = _link(request)
-            if link is None or (
-                request.method != "POST"
-                and services.find_user_of_link(**link, generator=generator) is None
-            ):
-                return _invalid_link(request)
-            return view(request, link)
+            user = link and services.find_user_of_link(**link, generator=generator)
+            # In the account's language; a bad link's page, in the browser's.
+            with translation.override(user.language if user else language_of(request)):
+                if link is None or (request.method != "POST" and user is None):
+                    return _invalid_link(request)
+                return view(request, link)
 
         return wrapped
 

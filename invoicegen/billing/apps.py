@@ -7,10 +7,13 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self):
+        from django.utils.translation import gettext_lazy as _
+
         from audit import registry
         from downloads.services import register_resource
         from emails.delivery import register_delivery_problem_handler
         from emails.services import register_link_maker
+        from emails.unsubscribe import register_sender_topic
         from invoicegen.billing import events, links, services
         from invoicegen.billing.models import (
             BusinessProfile,
@@ -37,41 +40,49 @@ class BillingConfig(AppConfig):
         by_email = {"channels": (IN_APP, EMAIL), "email_template": "invoice_notification_user"}
         register_type(
             "invoice_finalized",
-            title="Invoice {invoice_number} finalized",
-            body="It is ready to send to your client.",
+            title=_("Invoice {invoice_number} finalized"),
+            body=_("It is ready to send to your client."),
             **by_email,
         )
         register_type(
-            "invoice_sent", title="Invoice {invoice_number} sent", body="Sent to {to}.", **by_email
+            "invoice_sent",
+            title=_("Invoice {invoice_number} sent"),
+            body=_("Sent to {to}."),
+            **by_email,
         )
         register_type(
             "invoice_paid",
-            title="Invoice {invoice_number} paid",
-            body="{client_name} paid {total} in full.",
+            title=_("Invoice {invoice_number} paid"),
+            body=_("{client_name} paid {total} in full."),
             **by_email,
         )
         # In the app only: a client opening an invoice is worth a glance, not an email.
         register_type(
             "invoice_viewed",
-            title="Invoice {invoice_number} viewed",
-            body="{client_name} opened it for the first time.",
+            title=_("Invoice {invoice_number} viewed"),
+            body=_("{client_name} opened it for the first time."),
         )
         register_type(
             "invoice_downloaded",
-            title="Invoice {invoice_number} downloaded",
-            body="{client_name} downloaded it for the first time.",
+            title=_("Invoice {invoice_number} downloaded"),
+            body=_("{client_name} downloaded it for the first time."),
         )
         register_type(
             "invoice_delivery_failed",
-            title="Your invoice {invoice_number} to {to} {problem}: {reason}",
-            body="Check the address with your client, then send the invoice again.",
+            title=_("Your invoice {invoice_number} to {to} {problem}: {reason}"),
+            body=_("Check the address with your client, then send the invoice again."),
         )
         register_delivery_problem_handler("invoice", events.invoice_delivery_failed)
-        for state in ("active", "cancelled", "renewed"):
+        subscription_titles = {
+            "subscription_activated": _("Your {plan} subscription is active"),
+            "subscription_cancelled": _("Your {plan} subscription is cancelled"),
+            "subscription_renewed": _("Your {plan} subscription is renewed"),
+        }
+        for name, title in subscription_titles.items():
             register_type(
-                f"subscription_{'activated' if state == 'active' else state}",
-                title=f"Your {{plan}} subscription is {state}",
-                body="Current period ends {period_ends}.",
+                name,
+                title=title,
+                body=_("Current period ends {period_ends}."),
                 channels=(IN_APP, EMAIL),
                 email_template="subscription_notification",
             )
@@ -91,3 +102,5 @@ class BillingConfig(AppConfig):
         register_link_maker(
             "invoice_reminder", keys=("download_url",), make=links.make_reminder_download_link
         )
+        # A client may stop an issuer's reminders; the invoice itself always reaches them.
+        register_sender_topic(events.REMINDERS, label=_("payment reminders"))

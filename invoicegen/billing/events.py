@@ -5,20 +5,26 @@ A service changes its rows, then records its event (see services.py)."""
 
 import datetime
 
+from django.utils import translation
+from django.utils.translation import gettext, ngettext
+
 from audit.registry import domain_event
 from audit.services import record_event
 from emails.services import queue_email
 from invoicegen.billing.models import BusinessProfile, Invoice, Payment, Subscription
-from invoicegen.billing.money import format_money
+from invoicegen.billing.money import format_day, format_money
 from notifications.services import notify
 
 
 def invoice_params(invoice: Invoice) -> dict:
+    """What its owner is told of it (the total as they write amounts)."""
+    with translation.override(invoice.user.language):
+        total = format_money(invoice.total, invoice.currency)
     return {
         "invoice_id": invoice.pk,
         "invoice_number": invoice.number,
         "client_name": invoice.client_name,
-        "total": format_money(invoice.total, invoice.currency),
+        "total": total,
     }
 
 
@@ -44,16 +50,29 @@ def invoice_finalized(invoice: Invoice, *, actor) -> None:
     notify(invoice.user, "invoice_finalized", params=params, resource=invoice, actor=actor)
 
 
-def _email_client(invoice: Invoice, template: str, *, to: str, context: dict) -> None:
-    """An email to the invoice's client, from its issuer's business name, replies to its owner."""
+REMINDERS = "invoice_reminder"  # the topic a client may unsubscribe from (emails/unsubscribe.py)
+
+
+def _email_client(
+    invoice: Invoice, template: str, *, to: str, context: dict, topic: str = ""
+) -> None:
+    """An email to the invoice's client, from its issuer's business name, replies to its owner,
+    in the client's language, its amounts and dates as they are written there."""
     issuer = invoice.issuer.get("name") or invoice.user.get_full_name()  # the business's name
+    with translation.override(invoice.client_language):
+        written = {
+            "total": format_money(invoice.total, invoice.currency),
+            "due_date": format_day(invoice.due_date),
+        }
     queue_email(
         template,
         to=to,
-        context={**context, "issuer": issuer, "due_date": invoice.due_date},
+        context={**context, **written, "issuer": issuer},
+        language=invoice.client_language,
         resource=("invoice", invoice.pk),
         on_behalf_of=invoice.user,
         sender_name=issuer,
+        topic=topic,
     )
 
 
@@ -71,8 +90,13 @@ def when_due(invoice: Invoice, today: datetime.date) -> str:
     """How due the invoice is on `today`, the day a reminder leaves (a step's own day unless
     the step was missed): "due in 3 days", "due today", "overdue by 7 days"."""
     days = (invoice.due_date - today).days
-    count = f"{abs(days)} day{'' if abs(days) == 1 else 's'}"
-    return f"due in {count}" if days > 0 else f"overdue by {count}" if days < 0 else "due today"
+    if days > 0:
+        return ngettext("due in %(count)d day", "due in %(count)d days", days) % {"count": days}
+    if days < 0:
+        return ngettext("overdue by %(count)d day", "overdue by %(count)d days", -days) % {
+            "count": -days
+        }
+    return gettext("due today")
 
 
 def _reminder_params(invoice: Invoice, *, to: str, step: int, skipped: list[int]) -> dict:
@@ -88,9 +112,10 @@ def invoice_reminder_sent(
     `step` is the schedule's day (from the due date) and `skipped` the earlier ones missed."""
     params = _reminder_params(invoice, to=to, step=step, skipped=skipped)
     record_event("invoice.reminder_sent", target=invoice, actor=actor, params=params)
-    balance_due = format_money(invoice.balance_due, invoice.currency)
-    context = {**params, "balance_due": balance_due, "when_due": when_due(invoice, today)}
-    _email_client(invoice, "invoice_reminder", to=to, context=context)
+    with translation.override(invoice.client_language):
+        balance_due = format_money(invoice.balance_due, invoice.currency)
+        context = {**params, "balance_due": balance_due, "when_due": when_due(invoice, today)}
+    _email_client(invoice, "invoice_reminder", to=to, context=context, topic=REMINDERS)
 
 
 @domain_event(

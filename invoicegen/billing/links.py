@@ -2,25 +2,30 @@
 download landing page, how its file is made, and the link in the client's email."""
 
 from django.db import transaction
+from django.utils import translation
+from django.utils.translation import gettext as _
 
 from downloads import services as downloads
 from emails.services import Withdrawn
 from invoicegen.billing.models import Invoice
-from invoicegen.billing.money import format_money
+from invoicegen.billing.money import format_day, format_money
 from invoicegen.billing.pdf import render_invoice_pdf
 
 
 def describe_invoice(invoice_id: str) -> dict:
+    """The invoice as its client's download page shows it, in the client's language."""
     invoice = Invoice.objects.select_related("user").get(pk=invoice_id)
-    return {
-        "title": f"Invoice {invoice.number}",
-        "fields": [
-            ("Issued by", invoice.issuer.get("name") or invoice.user.get_full_name()),
-            ("Billed to", invoice.client_name),
-            ("Total", format_money(invoice.total, invoice.currency)),
-            ("Due", invoice.due_date.isoformat()),
-        ],
-    }
+    with translation.override(invoice.client_language):
+        return {
+            "language": invoice.client_language,
+            "title": _("Invoice %(number)s") % {"number": invoice.number},
+            "fields": [
+                (_("Issued by"), invoice.issuer.get("name") or invoice.user.get_full_name()),
+                (_("Billed to"), invoice.client_name),
+                (_("Total"), format_money(invoice.total, invoice.currency)),
+                (_("Due"), format_day(invoice.due_date)),
+            ],
+        }
 
 
 def render_invoice_file(invoice_id: str) -> tuple[str, bytes]:

@@ -34,6 +34,10 @@ class Invoice(Audited):
     client_name = models.CharField(max_length=200)
     client_email = models.EmailField()
     client_address = models.TextField(max_length=1000, blank=True)
+    # What the client reads: its emails, its download page and the PDF (settings.LANGUAGES).
+    client_language = models.CharField(
+        max_length=8, choices=settings.LANGUAGES, default="en", db_default="en"
+    )
     currency = models.CharField(max_length=3, default="USD")
     due_date = models.DateField()
     # A percentage (0 to 100) of the subtotal; tax_total is rounded to the cent, half up.

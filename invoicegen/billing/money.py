@@ -1,19 +1,33 @@
-"""Amounts as people read them, per currency (Babel): `$1,250.00`, `¥1,250`, `KWD1,250.500`."""
+"""Amounts and days as people read them, in the active language (Babel): `$1,250.00`, `¥1,250`,
+`KWD1,250.500`, `1.250,00 €`; `Dec 1, 2026`, `01.12.2026`."""
 
+import datetime
 from decimal import Decimal
 
-from babel.numbers import format_currency, get_currency_precision
+from babel.dates import format_date
+from babel.numbers import format_currency, format_decimal, get_currency_precision
 from django.conf import settings
-from django.utils.translation import to_locale
+from django.utils.translation import get_language, to_locale
+
+
+def _locale() -> str:
+    return to_locale(get_language() or settings.LANGUAGE_CODE)
 
 
 def format_money(amount: Decimal, currency: str) -> str:
-    """In the site's language, with the currency's own decimals unless the amount has more (an
-    amount in yen with cents keeps them rather than being rounded)."""
+    """In the active language (`1.234,56 €` in German), with the currency's own decimals unless
+    the amount has more (an amount in yen with cents keeps them rather than being rounded)."""
     whole_units = amount == amount.quantize(Decimal(1).scaleb(-get_currency_precision(currency)))
-    return format_currency(
-        amount, currency, locale=to_locale(settings.LANGUAGE_CODE), currency_digits=whole_units
-    )
+    return format_currency(amount, currency, locale=_locale(), currency_digits=whole_units)
+
+
+def format_quantity(quantity: Decimal) -> str:
+    """1.50 -> `1.5`, `1,5` in German; as many decimals as it has."""
+    return format_decimal(quantity.normalize(), locale=_locale(), decimal_quantization=False)
+
+
+def format_day(day: datetime.date) -> str:
+    return format_date(day, format="medium", locale=_locale())
 
 
 def smallest_unit(currency: str) -> Decimal:

@@ -1,12 +1,15 @@
 """The invoice as a PDF document (ReportLab): the issuer and client blocks, the dates, the lines
 (their header repeated on every page), the totals, how to pay, the notes, page numbers, and a
-PAID or VOID stamp."""
+PAID or VOID stamp; in the client's language (`client_language`), its amounts and dates as they
+are written there."""
 
 from io import BytesIO
 from pathlib import Path
 
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.html import escape
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
@@ -19,7 +22,7 @@ from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Tabl
 
 from invoicegen.billing import services
 from invoicegen.billing.models import BusinessProfile, Invoice
-from invoicegen.billing.money import format_money, format_percent
+from invoicegen.billing.money import format_day, format_money, format_percent, format_quantity
 
 # DejaVu Sans (shipped in fonts/) covers the accented and non-Latin letters of client names,
 # which the PDF's built-in Helvetica cannot draw.
@@ -37,7 +40,10 @@ HEADING = ParagraphStyle("heading", parent=BOLD, fontSize=10.5, spaceBefore=6, s
 TITLE = ParagraphStyle("title", parent=BOLD, fontSize=22, leading=26, alignment=2)
 RIGHT = ParagraphStyle("right", parent=TEXT, alignment=2)
 UNBOXED = [("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]
-STAMPS = {Invoice.Status.PAID: ("PAID", "#1b7f3b"), Invoice.Status.VOID: ("VOID", "#b3261e")}
+STAMPS = {
+    Invoice.Status.PAID: (gettext_lazy("PAID"), "#1b7f3b"),
+    Invoice.Status.VOID: (gettext_lazy("VOID"), "#b3261e"),
+}
 LOGO_BOX = (45 * mm, 22 * mm)
 
 
@@ -86,8 +92,9 @@ def _canvas_for(invoice: Invoice):
         def _footer(self, number: int, count: int):
             self.setFont("DejaVuSans", 8)
             self.setFillColor(GREY)
-            self.drawString(MARGIN, 10 * mm, f"Invoice {invoice.number}")
-            self.drawRightString(A4[0] - MARGIN, 10 * mm, f"Page {number} of {count}")
+            self.drawString(MARGIN, 10 * mm, _("Invoice %(number)s") % {"number": invoice.number})
+            page = _("Page %(number)d of %(count)d") % {"number": number, "count": count}
+            self.drawRightString(A4[0] - MARGIN, 10 * mm, page)
 
         def _stamp(self, word: str, color: str):
             self.saveState()
@@ -98,7 +105,7 @@ def _canvas_for(invoice: Invoice):
             self.setLineWidth(2.5)
             self.roundRect(-34 * mm, -9 * mm, 68 * mm, 20 * mm, 3 * mm)
             self.setFont("DejaVuSans-Bold", 34)
-            self.drawCentredString(0, -3 * mm, word)
+            self.drawCentredString(0, -3 * mm, str(word))
             self.restoreState()
 
     return InvoiceCanvas
@@ -106,11 +113,11 @@ def _canvas_for(invoice: Invoice):
 
 def _lines_table(invoice: Invoice) -> Table:
     money = invoice.currency
-    rows = [["Description", "Quantity", "Unit price", "Amount"]]
+    rows = [[_("Description"), _("Quantity"), _("Unit price"), _("Amount")]]
     rows += [
         [
             _text(item.description),
-            f"{item.quantity.normalize():f}",
+            format_quantity(item.quantity),
             format_money(item.unit_price, money),
             format_money(item.amount, money),
         ]
@@ -139,14 +146,17 @@ def _lines_table(invoice: Invoice) -> Table:
 def _totals_table(invoice: Invoice) -> Table:
     money = invoice.currency
     rows = [
-        ("Subtotal", format_money(invoice.subtotal, money)),
-        (f"Tax ({format_percent(invoice.tax_rate)})", format_money(invoice.tax_total, money)),
-        ("Total", format_money(invoice.total, money)),
+        (_("Subtotal"), format_money(invoice.subtotal, money)),
+        (
+            _("Tax (%(rate)s)") % {"rate": format_percent(invoice.tax_rate)},
+            format_money(invoice.tax_total, money),
+        ),
+        (_("Total"), format_money(invoice.total, money)),
     ]
     if invoice.amount_paid:
-        rows.append(("Amount paid", format_money(invoice.amount_paid, money)))
+        rows.append((_("Amount paid"), format_money(invoice.amount_paid, money)))
     if invoice.status != Invoice.Status.VOID:  # a void invoice is not due
-        rows.append(("Balance due", format_money(invoice.balance_due, money)))
+        rows.append((_("Balance due"), format_money(invoice.balance_due, money)))
     table = Table(rows, colWidths=[40 * mm, 38 * mm], hAlign="RIGHT")
     table.setStyle(
         TableStyle(
@@ -164,6 +174,11 @@ def _totals_table(invoice: Invoice) -> Table:
 
 
 def render_invoice_pdf(invoice: Invoice) -> bytes:
+    with translation.override(invoice.client_language):
+        return _render(invoice)
+
+
+def _render(invoice: Invoice) -> bytes:
     # Issued invoices print the issuer as it was when they were finalized; a draft, as it is.
     issuer = invoice.issuer or services.issuer_details(invoice.user)
     profile = BusinessProfile.objects.only("logo").filter(user_id=invoice.user_id).first()
@@ -172,7 +187,7 @@ def render_invoice_pdf(invoice: Invoice) -> bytes:
     document = SimpleDocTemplate(
         buffer,
         pagesize=A4,
-        title=f"Invoice {invoice.number}",
+        title=_("Invoice %(number)s") % {"number": invoice.number},
         author=issuer["name"],
         leftMargin=MARGIN,
         rightMargin=MARGIN,
@@ -180,16 +195,16 @@ def render_invoice_pdf(invoice: Invoice) -> bytes:
         bottomMargin=MARGIN + 4 * mm,
     )
     header = Table(
-        [[_logo(profile), [_text("INVOICE", TITLE), _text(invoice.number, RIGHT)]]],
+        [[_logo(profile), [_text(_("INVOICE"), TITLE), _text(invoice.number, RIGHT)]]],
         colWidths=[WIDTH / 2] * 2,
     )
-    tax_id = f"Tax ID: {issuer['tax_id']}" if issuer["tax_id"] else ""
+    tax_id = _("Tax ID: %(tax_id)s") % issuer if issuer["tax_id"] else ""
     parties = Table(
         [
             [
-                _block("From", [issuer["name"], issuer["address"], tax_id, issuer["email"]]),
+                _block(_("From"), [issuer["name"], issuer["address"], tax_id, issuer["email"]]),
                 _block(
-                    "Bill to",
+                    _("Bill to"),
                     [invoice.client_name, invoice.client_address, invoice.client_email],
                 ),
             ]
@@ -199,9 +214,9 @@ def render_invoice_pdf(invoice: Invoice) -> bytes:
     )
     dates = Table(
         [
-            ["Invoice number", invoice.number],
-            ["Issue date", issued.isoformat()],
-            ["Due date", invoice.due_date.isoformat()],
+            [_("Invoice number"), invoice.number],
+            [_("Issue date"), format_day(issued)],
+            [_("Due date"), format_day(invoice.due_date)],
         ],
         colWidths=[32 * mm, 50 * mm],
         hAlign="LEFT",
@@ -231,8 +246,8 @@ def render_invoice_pdf(invoice: Invoice) -> bytes:
     ]
     due = invoice.balance_due and invoice.status != Invoice.Status.VOID
     if issuer["payment_instructions"] and due:
-        story += [_text("How to pay", HEADING), _text(issuer["payment_instructions"])]
+        story += [_text(_("How to pay"), HEADING), _text(issuer["payment_instructions"])]
     if invoice.notes:
-        story += [_text("Notes", HEADING), _text(invoice.notes)]
+        story += [_text(_("Notes"), HEADING), _text(invoice.notes)]
     document.build(story, canvasmaker=_canvas_for(invoice))
     return buffer.getvalue()

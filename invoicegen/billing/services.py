@@ -4,6 +4,7 @@ tracked changes the event names (audit.tracking.service_transaction)."""
 
 import calendar
 import datetime
+import zoneinfo
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.contrib.auth import get_user_model
@@ -15,7 +16,7 @@ from django.utils import timezone
 
 from audit.tracking import service_transaction
 from downloads import services as downloads
-from emails import delivery
+from emails import delivery, unsubscribe
 from emails import services as emails
 from invoicegen.billing import events
 from invoicegen.billing.models import (
@@ -106,9 +107,11 @@ def create_invoice(
     tax_rate: Decimal = Decimal("0.00"),
     notes: str | None = None,
     reminders_enabled: bool = True,
+    client_language: str = "",
     actor=None,
 ) -> Invoice:
-    """A draft. Its notes, unless given, are the issuer's default notes and terms."""
+    """A draft. Its notes, unless given, are the issuer's default notes and terms; the client
+    reads it in `client_language`, by default the issuer's."""
     if notes is None:
         profile = BusinessProfile.objects.filter(user=user).only("notes").first()
         notes = profile.notes if profile else ""
@@ -128,6 +131,7 @@ def create_invoice(
         tax_rate=tax_rate,
         notes=notes,
         reminders_enabled=reminders_enabled,
+        client_language=client_language or getattr(user, "language", "") or "en",
     )
     _set_totals(invoice, rows)
     invoice.save(force_insert=True)
@@ -412,8 +416,11 @@ def _record_payment(invoice: Invoice, *, amount: Decimal, method: str, actor) ->
 
 
 def owners_timezone(user) -> datetime.tzinfo:
-    """The time zone of the owner's days (reminders): UTC until users choose their own."""
-    return datetime.UTC
+    """The time zone of the owner's days (reminders): theirs, UTC if it is unknown here."""
+    try:
+        return zoneinfo.ZoneInfo(user.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return datetime.UTC
 
 
 def owners_today(user) -> datetime.date:
@@ -446,7 +453,8 @@ def remind_invoice(invoice: Invoice, *, actor=None) -> InvoiceReminder | None:
     its owner's schedule has come: the latest step due is sent, and earlier ones missed (the
     task did not run on their day) are recorded as skipped, so a client never gets several at
     once. The reminder goes to the address the invoice was last sent to; when that address is
-    suppressed (it bounced, complained or unsubscribed) no email is queued and the step is
+    suppressed (it bounced, complained or unsubscribed), or its client unsubscribed from the
+    owner's reminders, no email is queued and the step is
     done all the same, as suppressed, so that it is not tried again every day. The invoice is
     locked, as a payment or a void locks it, and each step's row is unique per invoice: two
     runs at once, or a retried one, do a step once. Returns the step's reminder (sent or
@@ -465,7 +473,9 @@ def remind_invoice(invoice: Invoice, *, actor=None) -> InvoiceReminder | None:
     *missed, step = due
     outcome = InvoiceReminder.Outcome
     to = invoice.sent_to
-    suppressed = delivery.is_suppressed(to)
+    suppressed = delivery.is_suppressed(to) or unsubscribe.is_opted_out(
+        to, events.REMINDERS, sender=invoice.user
+    )
     skipped = [
         InvoiceReminder(invoice=invoice, days=days, outcome=outcome.SKIPPED) for days in missed
     ]

@@ -1,10 +1,11 @@
 """Secrets out of what is kept: the paths in audit entries and every log line a server writes.
 
 A download link carries its token in the path (`/downloads/<token>/`), and the links clients
-already hold keep that form, so the token is in every request line, Referer and error message
-about it; verification and reset links carry theirs in the query (`uid`, `token`). One set of
-patterns serves the audit trail (audit.context), Django's loggers (`RedactSecrets` in
-settings.LOGGING) and gunicorn's (gunicorn.conf.py).
+already hold keep that form, as an email's unsubscribe link does (`/unsubscribe/<token>/`): the
+token is in every request line, Referer and error message about it; verification and reset
+links carry theirs in the query (`uid`, `token`). One set of patterns serves the audit trail
+(audit.context), Django's loggers (`RedactSecrets` in settings.LOGGING) and gunicorn's
+(gunicorn.conf.py).
 """
 
 import logging
@@ -19,11 +20,11 @@ def _as_sent_or_percent_encoded(text: str) -> str:
     return "".join(f"(?:{re.escape(char)}|%{ord(char):02x})" for char in text)
 
 
-# A path segment that is a credential (a download token) and query values that are; each ends
-# where a URL part ends, or where a URL ends inside a log line (a space, a quote).
-_SECRET_IN_PATH = re.compile(
-    rf"({_as_sent_or_percent_encoded('/downloads/')})[^/?#\s\"']+", re.IGNORECASE
-)
+# Path segments that are credentials (a download token, an unsubscribe token) and query values
+# that are; each ends where a URL part ends, or where a URL ends inside a log line (a space, a
+# quote).
+_SECRET_PATHS = "|".join(map(_as_sent_or_percent_encoded, ("/downloads/", "/unsubscribe/")))
+_SECRET_IN_PATH = re.compile(rf"((?:{_SECRET_PATHS}))[^/?#\s\"']+", re.IGNORECASE)
 _SECRET_IN_QUERY = re.compile(r"(\b(?:token|uid|key|password)=)[^&#\s\"']*", re.IGNORECASE)
 
 

@@ -1,3 +1,4 @@
+from django.utils import translation
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
@@ -7,7 +8,8 @@ from notifications.models import Notification
 
 
 class NotificationSerializer(serializers.ModelSerializer):
-    """Title and message rendered from the type and its parameters (`metadata`)."""
+    """Title and message rendered from the type and its parameters (`metadata`), in the
+    reader's language as it is now."""
 
     title = serializers.CharField(read_only=True)
     message = serializers.CharField(read_only=True)
@@ -26,7 +28,9 @@ class NotificationSerializer(serializers.ModelSerializer):
         """What the declared fields would write, rendering the text once and without DRF's
         per-field machinery (most of a list request's time otherwise: bench/). `notification`
         is a Notification or, in a list, a row of LIST_COLUMNS."""
-        title, message = types.render(notification.type, notification.params)
+        request = self.context.get("request")
+        with translation.override(getattr(getattr(request, "user", None), "language", None)):
+            title, message = types.render(notification.type, notification.params)
         return {
             "id": notification.id,
             "type": notification.type,

@@ -110,6 +110,31 @@ def test_the_digest_email_reads_well(french_owner):
     assert f'href="{settings.APP_BASE_URL}/notifications"' in html
 
 
+def test_the_digest_email_can_be_unsubscribed_from_in_one_click(french_owner):
+    paid(french_owner, "INV-1", "2026-12-01 10:00")
+    run("daily", "2026-12-02 08:00")
+
+    [email] = digests_to(french_owner)
+    headers = render(email, with_secrets=True).extra_headers
+
+    assert email.topic == "digest.daily"
+    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert headers["List-Unsubscribe"].startswith(f"<{settings.APP_BASE_URL}/unsubscribe/")
+
+
+def test_a_new_email_frequency_moves_what_waits_for_a_digest(french_owner):
+    waiting = paid(french_owner, "INV-1", "2026-12-01 10:00")
+
+    preferences.set_matrix(french_owner, {"invoice_paid": {"email": "weekly"}})
+    waiting.refresh_from_db()
+    assert waiting.digest == "weekly"  # the weekly digest carries it
+
+    preferences.set_matrix(french_owner, {"invoice_paid": {"email": "immediate"}})
+    waiting.refresh_from_db()
+    assert waiting.digest == ""  # no digest will: it stays in the feed
+    assert run("weekly", "2026-12-07 08:00") == 0
+
+
 def test_a_window_with_nothing_waiting_sends_nothing_and_keeps_no_digest(french_owner):
     paid(french_owner, "INV-1", "2026-12-02 09:00")  # after the window's end
 

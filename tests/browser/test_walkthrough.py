@@ -72,7 +72,7 @@ def every_block_of(content: bytes, number: str) -> list[str]:
     parts = [
         "INVOICE", number, "Northwind Studio Ltd", "4 Quay Street", "Tax ID: GB987654321",
         OWNER["email"], "Bill to", "Globex Corporation", "1 Globex Way", CLIENT,
-        "Issue date", "Due date 2030-01-31", "Description Quantity Unit price Amount",
+        "Issue date", "Due date Jan 31, 2030", "Description Quantity Unit price Amount",
         "Brand identity 1 £2,400.00 £2,400.00", "Workshop day 2 £650.00 £1,300.00",
         "Subtotal £3,700.00", "Tax (20%) £740.00", "Total £4,440.00", "Balance due £4,440.00",
         "How to pay", "Sort code 20-00-00", "Notes", "Payment within 30 days", "Page 1 of 1",

@@ -68,6 +68,7 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "client_name",
             "client_email",
             "client_address",
+            "client_language",
             "currency",
             "due_date",
             "items",
@@ -106,6 +107,7 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "client_name": invoice.client_name,
             "client_email": invoice.client_email,
             "client_address": invoice.client_address,
+            "client_language": invoice.client_language,
             "currency": invoice.currency,
             "due_date": invoice.due_date.isoformat(),
             "items": lines,
@@ -188,6 +190,12 @@ class InvoiceInputSerializer(json_fields.ModelSerializer):
         allow_blank=True,
         help_text="Printed on the invoice; left out on create, the business profile's notes.",
     )
+    client_language = serializers.ChoiceField(
+        choices=settings.LANGUAGES,
+        required=False,
+        help_text="The language of the client's emails, download page and PDF; left out on "
+        "create, the issuer's own language.",
+    )
     reminders_enabled = json_fields.BooleanField(
         required=False,
         help_text="Remind the client on the days of the business profile's `reminder_days` "
@@ -197,8 +205,8 @@ class InvoiceInputSerializer(json_fields.ModelSerializer):
     class Meta:
         model = Invoice
         fields = [
-            "client_name", "client_email", "client_address", "currency", "due_date", "items",
-            "tax_rate", "notes", "reminders_enabled",
+            "client_name", "client_email", "client_address", "client_language", "currency",
+            "due_date", "items", "tax_rate", "notes", "reminders_enabled",
         ]  # fmt: skip
 
     def validate_items(self, items):

@@ -74,8 +74,9 @@ def test_pdf_prints_every_block_of_an_issued_invoice(issuer):
     issuer_block += ["Tax ID: GB123456789", "jane@issuer.example"]
     client_block = ["Bill to", "Globex Corporation", "1 Globex Way", "Cypress Creek"]
     client_block += ["ap@globex.example"]
-    dates = [f"Invoice number {invoice.number}", f"Issue date {invoice.finalized_at:%Y-%m-%d}"]
-    dates += [f"Due date {invoice.due_date:%Y-%m-%d}"]
+    issued = f"{invoice.finalized_at:%b} {invoice.finalized_at.day}, {invoice.finalized_at.year}"
+    dates = [f"Invoice number {invoice.number}", f"Issue date {issued}"]
+    dates += [f"Due date {invoice.due_date:%b} {invoice.due_date.day}, {invoice.due_date.year}"]
     lines = ["Description Quantity Unit price Amount", "Consulting 2 €150.00 €300.00"]
     lines += ["Hosting 1 €49.99 €49.99"]
     totals = ["Subtotal €349.99", "Tax (20%) €70.00", "Total €419.99", "Balance due €419.99"]

@@ -3,6 +3,7 @@ owner's switch and schedule, and what the client receives."""
 
 import datetime
 import re
+import zoneinfo
 
 import pytest
 from celery.schedules import crontab
@@ -13,9 +14,9 @@ from django.test import Client
 from django.utils import timezone
 
 from audit.tests.helpers import actions_after, last_entry_id, migrate_to_the_latest, only_entry
-from emails import delivery
+from emails import delivery, unsubscribe
 from emails.models import EmailLog
-from emails.services import deliver_email
+from emails.services import deliver_email, render
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.billing import events, services, tasks
 from invoicegen.billing.models import Invoice, InvoiceReminder, Payment
@@ -252,7 +253,8 @@ def test_the_client_gets_the_reminder_from_the_business_with_a_working_link(
     )
     assert message.from_email.startswith('"Studio North via ')
     assert message.extra_headers["Reply-To"] == "jane@studio.example"
-    assert f"invoice {invoice.number}, due {invoice.due_date}, is due in 3 days" in message.body
+    due = f"{invoice.due_date:%b} {invoice.due_date.day}, {invoice.due_date.year}"  # as in English
+    assert f"invoice {invoice.number}, due {due}, is due in 3 days" in message.body
     [raw] = LINK.findall(message.body)
     landing = Client().get(f"/downloads/{raw}/")
     assert landing.status_code == 200
@@ -293,8 +295,16 @@ def test_when_due_reads_as_a_sentence(days_left, text):
     assert events.when_due(invoice, today) == text
 
 
-def test_owners_today_is_utcs_date_until_users_have_a_time_zone():
-    assert services.owners_today(UserFactory()) == timezone.now().astimezone(datetime.UTC).date()
+def test_owners_today_is_the_date_in_their_time_zone():
+    # Kiritimati is 14 hours ahead of UTC, Niue 11 behind: their dates differ at every hour.
+    ahead, behind = UserFactory(timezone="Pacific/Kiritimati"), UserFactory(timezone="Pacific/Niue")
+    assert services.owners_today(ahead) - services.owners_today(behind) == datetime.timedelta(
+        days=1
+    )
+    assert (
+        services.owners_today(ahead)
+        == timezone.now().astimezone(zoneinfo.ZoneInfo(ahead.timezone)).date()
+    )
 
 
 # Where it goes
@@ -539,3 +549,66 @@ def test_the_timeline_shows_each_reminder_sent_or_suppressed(today_is, api, user
         ("reminder_sent", 1, "ap@x.test"),
         ("reminder_suppressed", 7, "ap@x.test"),
     ]
+
+
+# A client unsubscribing from an issuer's reminders
+
+
+def unsubscribe_path(email: EmailLog) -> str:
+    """The one-click URL of the email as it is sent (its List-Unsubscribe header)."""
+    header = render(email, with_secrets=True).extra_headers["List-Unsubscribe"]
+    return re.match(r"<https://[^/]+(/unsubscribe/[^>]+)>, <mailto:", header).group(1)
+
+
+def test_a_client_stops_one_issuers_reminders_and_still_gets_its_invoices(today_is):
+    invoice = sent_invoice(due_in_days=5, client_email="ap@client.test")
+    today_is(day(invoice, 1))
+    services.remind_invoice(invoice)
+    [reminder] = reminder_emails(invoice)
+    mark = last_entry_id()
+
+    answer = Client(enforce_csrf_checks=True).post(
+        unsubscribe_path(reminder),
+        "List-Unsubscribe=One-Click",
+        content_type="application/x-www-form-urlencoded",
+    )
+
+    assert answer.status_code == 200
+    assert "payment reminders" in answer.content.decode()
+    entry = only_entry(mark, "email.unsubscribed")
+    assert entry.metadata == {
+        "address": "ap@client.test",
+        "topic": "invoice_reminder",
+        "sender_id": invoice.user_id,
+    }
+    # The issuer's next step is done without an email.
+    today_is(day(invoice, 7))
+    assert services.remind_invoice(invoice).outcome == InvoiceReminder.Outcome.SUPPRESSED
+    assert reminder_emails(invoice).count() == 1
+    # The issuer's invoices still reach the client, without an unsubscribe link.
+    other = finalized_invoice(user=invoice.user, client_email="ap@client.test")
+    services.send_invoice(other)
+    email = EmailLog.objects.get(template_name="invoice_notification_client", resource_id=other.pk)
+    assert "List-Unsubscribe" not in render(email, with_secrets=True).extra_headers
+    assert deliver_email(email.pk).status == EmailLog.Status.SENT
+    # Another issuer's reminders still reach the same address.
+    elsewhere = sent_invoice(due_in_days=5, client_email="AP@client.test")
+    today_is(day(elsewhere, 1))
+    assert services.remind_invoice(elsewhere).outcome == InvoiceReminder.Outcome.SENT
+
+
+def test_a_reminder_queued_before_its_client_unsubscribed_is_not_sent(today_is):
+    invoice = sent_invoice(due_in_days=5, client_email="ap@client.test")
+    today_is(day(invoice, 1))
+    services.remind_invoice(invoice)
+    [reminder] = reminder_emails(invoice)
+    request = unsubscribe.read_token(unsubscribe_path(reminder).split("/")[2])
+    unsubscribe.unsubscribe(request)
+
+    deliver_email(reminder.pk)
+
+    reminder.refresh_from_db()
+    assert reminder.status == EmailLog.Status.FAILED
+    assert reminder.delivery_status == "unsubscribed"
+    assert reminder.last_error.startswith("Unsubscribed:")
+    assert not [message for message in mail.outbox if "ap@client.test" in message.to]

@@ -10,6 +10,7 @@ from audit.models import AdminAction, AuditLog
 from downloads import services as downloads
 from emails import delivery
 from emails import services as emails
+from emails.models import EmailOptOut
 from invoicegen.billing import services as billing
 from invoicegen.billing.tests.factories import (
     InvoiceReminderFactory,
@@ -38,6 +39,9 @@ def rows(user) -> dict:
         "emails.emailsuppression": delivery.suppress_address(
             "gone@example.com", reason="bounced", source="postmark"
         ),
+        "emails.emailoptout": EmailOptOut.objects.create(
+            address="ap@example.com", topic="invoice_reminder", sender=user
+        ),
     }
 
 
@@ -61,6 +65,7 @@ def test_every_service_only_page_is_covered(user):
         "emails.emaillog",
         "downloads.securedownloadtoken",
         "emails.emailsuppression",
+        "emails.emailoptout",
     ],
 )
 def test_a_service_only_page_has_nothing_to_save_and_a_post_changes_nothing(admin, user, label):
