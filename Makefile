@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format bench soak screens demo install install-dev worker beat clean
+.PHONY: run test lint format bench soak screens demo install install-dev worker beat clean \
+	messages update-messages
 
 $(VENV)/bin/python:
 	@$(PYTHON) -m venv $(VENV) || { echo "Could not create $(VENV): on Debian run 'apt-get install python3-venv'."; exit 1; }
@@ -22,14 +23,29 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(VENV)/bin/pyth
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# The translations (locale/<language>/LC_MESSAGES/django.po), compiled by gettext's msgfmt;
+# `make update-messages` adds what the code and templates say since (then translate it: the
+# suite fails on any message a catalog lacks, tests/test_translations.py).
+MO := $(patsubst %.po,%.mo,$(wildcard locale/*/LC_MESSAGES/django.po))
+%.mo: %.po
+	@command -v msgfmt >/dev/null || [ "$$(id -u)" != 0 ] || \
+		{ apt-get update -qq && apt-get install -y -qq gettext >/dev/null; }
+	@command -v msgfmt >/dev/null || { echo "msgfmt is missing: apt-get install gettext"; exit 1; }
+	msgfmt --check --output-file=$@ $<
+messages: $(MO)
+update-messages: install
+	$(PY) manage.py makemessages $(foreach l,$(notdir $(wildcard locale/*)),-l $(l)) \
+		-e html,email,py --no-location --ignore=.venv --ignore=bench --ignore=tests \
+		--ignore='*/tests/*'
+
 run: export DEBUG ?= true
 run: export PORT := $(PORT)
-run: install
+run: install messages
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_dev_superuser
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
-test: install-dev
+test: install-dev messages
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: install-dev
@@ -46,20 +62,20 @@ bench: install-dev
 
 # The production topology on this machine under load and faults (bench/soak); SOAK_ARGS=--short
 # is the CI run.
-soak: install-dev
+soak: install-dev messages
 	$(PY) -m bench.soak $(SOAK_ARGS)
 
 # Pictures of the product in a real browser (the walk-through test, its screenshots kept): the
 # invoice PDF, the client's download page, the staff dashboard and the outbox preview.
-screens: install-dev
+screens: install-dev messages
 	SCREENS_DIR=$(CURDIR)/bench/results/screens $(VENV)/bin/pytest -q -p no:cacheprovider \
 		tests/browser/test_walkthrough.py
 
-demo: install
+demo: install messages
 	$(PY) manage.py migrate --noinput
 	$(PY) -m demo
 
-worker: install
+worker: install messages
 	$(VENV)/bin/celery -A invoicegen worker --loglevel=INFO
 
 beat: install

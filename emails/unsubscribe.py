@@ -28,8 +28,9 @@ from emails.models import EmailLog, EmailOptOut
 
 SALT = "emails.unsubscribe"
 
-# (topic) -> its label, or None when an account cannot unsubscribe from it; (user, topic) ->
-# whether anything changed. One app sends an account's own emails (notifications).
+# The app that sends accounts their own emails (notifications) says what a topic is called
+# (`label(topic)`, None when it cannot be unsubscribed from) and stops it (`stop(user, topic)`,
+# whether anything changed).
 _account_topics: dict[str, Callable] = {}
 # topic -> its label, for the emails accounts send to others.
 _sender_topics: dict[str, str] = {}
@@ -98,7 +99,7 @@ def read_token(token: str) -> UnsubscribeRequest:
     try:
         payload = signing.loads(token, salt=SALT)
         topic = payload["t"]
-        language = str(payload.get("l", ""))
+        language = payload.get("l", "")
         if "u" in payload:
             label = _account_topics["label"](topic) if _account_topics else None
             user_id, address, sender_id = payload["u"], "", None
@@ -107,8 +108,10 @@ def read_token(token: str) -> UnsubscribeRequest:
             user_id, address, sender_id = None, payload["a"], payload["s"]
     except (signing.BadSignature, KeyError, TypeError, ValueError) as error:
         raise InvalidToken(type(error).__name__) from error
-    if label is None or not isinstance(user_id or sender_id, int) or not isinstance(address, str):
+    if label is None or type(user_id or sender_id) is not int or not isinstance(address, str):
         raise InvalidToken("no such topic")
+    if not isinstance(language, str) or language not in dict(settings.LANGUAGES):
+        language = ""
     account = get_user_model().objects.filter(pk=user_id or sender_id).first()
     if account is None:
         raise UnknownRecipient

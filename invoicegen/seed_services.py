@@ -129,6 +129,7 @@ class EmailService:
                     context=context,
                     resource=resource,
                     on_behalf_of=user,
+                    language=invoice.client_language,
                 )
             )
         return sent

@@ -6,6 +6,8 @@ class NotificationsConfig(AppConfig):
     verbose_name = "Notifications"
 
     def ready(self):
+        from django.utils.translation import gettext_lazy
+
         from emails.unsubscribe import register_account_topics
         from notifications import preferences, types
 
@@ -15,6 +17,7 @@ class NotificationsConfig(AppConfig):
         # and so are their channels (notify's `channels`).
         types.register_type(
             "admin_message",
+            label=gettext_lazy("Messages from the team"),
             title="{title}",
             body="{message}",
             channels=(types.IN_APP, types.EMAIL),

@@ -114,8 +114,9 @@ def _context(user, digest: NotificationDigest) -> dict:
 def _groups(user, digest: NotificationDigest) -> dict:
     groups = {}
     for notification in digest.notifications.order_by("created_at", "id"):
-        label = notification.type.replace("_", " ").capitalize()
-        group = groups.setdefault(notification.type, {"label": label, "items": []})
+        group = groups.setdefault(
+            notification.type, {"label": types.label(notification.type), "items": []}
+        )
         group["items"].append(notification.title)
     return {
         "name": user.get_short_name(),

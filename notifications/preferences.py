@@ -7,7 +7,8 @@ a digest, on a channel it is sent on."""
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils.translation import gettext, gettext_lazy
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy
 
 from audit import services as audit
 from notifications import types
@@ -102,16 +103,19 @@ def _store(user, wanted: dict[str, dict[str, str]], *, replace: bool) -> tuple[d
     # One change of a user's matrix at a time: a second waits, then reads what the first did.
     type(user).objects.select_for_update().only("pk").get(pk=user.pk)
     before = matrix(user)
+    stored = NotificationPreference.objects.filter(user=user)
+    chosen = {
+        (t, c): (pk, f) for pk, t, c, f in stored.values_list("pk", "type", "channel", "frequency")
+    }
     if replace:
         kept = {(name, channel) for name, row in wanted.items() for channel in row}
-        stored = NotificationPreference.objects.filter(user=user)
-        rows = stored.values_list("pk", "type", "channel")
-        stored.filter(pk__in=[pk for pk, *key in rows if tuple(key) not in kept]).delete()
+        stored.filter(pk__in=[pk for key, (pk, _) in chosen.items() if key not in kept]).delete()
     NotificationPreference.objects.bulk_create(
         [
             NotificationPreference(user=user, type=name, channel=channel, frequency=frequency)
             for name, row in wanted.items()
             for channel, frequency in row.items()
+            if chosen.get((name, channel), (None, None))[1] != frequency  # a choice kept stays
         ],
         update_conflicts=True,
         unique_fields=["user", "type", "channel"],
@@ -141,7 +145,8 @@ def topic_label(topic: str) -> str | None:
         return DIGEST_LABELS[DIGEST_TOPICS[topic]]
     if (kind := types.find(topic)) is None or kind.critical:
         return None
-    return gettext("emails about “%(type)s”") % {"type": kind.label}
+    # Lazy: the page renders it in the language of the email it came from.
+    return format_lazy(gettext_lazy("emails about “{type}”"), type=kind.label)
 
 
 @transaction.atomic

@@ -27,10 +27,7 @@ class NotificationType:
     channels: tuple[str, ...]
     email_template: str
     critical: bool = False
-
-    @property
-    def label(self) -> str:
-        return self.name.replace("_", " ").capitalize()
+    label: str = ""  # what the type is called in digests and on the unsubscribe page
 
     def default(self, channel: str) -> str:
         """At once on the channels it is registered with, off on the others."""
@@ -56,13 +53,20 @@ def register_type(
     channels: tuple[str, ...] = (IN_APP,),
     email_template: str = "admin_message",
     critical: bool = False,
+    label: str = "",
 ) -> NotificationType:
     if name in _types:
         raise ImproperlyConfigured(f"Notification type {name!r} is registered twice.")
     if unknown := set(channels) - set(CHANNELS):
         raise ImproperlyConfigured(f"Notification type {name!r}: unknown channels {unknown}.")
     _types[name] = NotificationType(
-        name, title, body, tuple(channels), email_template, critical=critical
+        name,
+        title,
+        body,
+        tuple(channels),
+        email_template,
+        critical=critical,
+        label=label or name.replace("_", " ").capitalize(),
     )
     return _types[name]
 
@@ -73,6 +77,12 @@ def get(name: str) -> NotificationType:
 
 def find(name: str) -> NotificationType | None:
     return _types.get(name)
+
+
+def label(type_name: str) -> str:
+    """What the type is called, in the active language; a type no longer registered, its name."""
+    kind = _types.get(type_name)
+    return str(kind.label) if kind else type_name.replace("_", " ").capitalize()
 
 
 def render(type_name: str, params: dict) -> tuple[str, str]:

@@ -200,6 +200,7 @@ def test_a_tampered_a_foreign_or_a_malformed_token_is_a_400_and_changes_nothing(
     forged = signing.dumps({"t": "invoice_paid", "u": someone_else.pk}, salt="another.purpose")
     critical = signing.dumps({"t": "account_activity", "u": owner.pk}, salt=unsubscribe.SALT)
     wrong_shape = signing.dumps(["invoice_paid", owner.pk], salt=unsubscribe.SALT)
+    true_as_id = signing.dumps({"t": "invoice_paid", "u": True}, salt=unsubscribe.SALT)
     mark = last_entry_id()
 
     for bad in [
@@ -207,6 +208,7 @@ def test_a_tampered_a_foreign_or_a_malformed_token_is_a_400_and_changes_nothing(
         forged,
         critical,
         wrong_shape,
+        true_as_id,
         "x",
         "",
         "a/b/c",
@@ -220,6 +222,18 @@ def test_a_tampered_a_foreign_or_a_malformed_token_is_a_400_and_changes_nothing(
     assert preferences.matrix(owner)["invoice_paid"]["email"] == "immediate"
     assert preferences.matrix(someone_else)["invoice_paid"]["email"] == "immediate"
     assert actions_after(mark) == []
+
+
+def test_the_page_speaks_the_emails_language_and_ignores_one_it_does_not_know():
+    owner = UserFactory(language="de")
+    path = link_of(paid(owner).emails.get())
+    odd = signing.dumps({"t": "invoice_paid", "u": owner.pk, "l": ["x"]}, salt=unsubscribe.SALT)
+
+    german = Client(HTTP_ACCEPT_LANGUAGE="fr").get(path).content.decode()
+    browser = Client(HTTP_ACCEPT_LANGUAGE="fr").get(f"/unsubscribe/{odd}/")
+
+    assert '<html lang="de">' in german and "Abbestellen" in german
+    assert browser.status_code == 200 and '<html lang="fr">' in browser.content.decode()
 
 
 def test_a_token_of_an_account_since_deleted_is_a_404():

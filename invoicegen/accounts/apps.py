@@ -30,15 +30,26 @@ class AccountsConfig(AppConfig):
 
         register_type(
             "password_reset_requested",
+            label=_("Password reset requested"),
             title=_("Password reset requested"),
             body=_("A link to choose a new password was emailed to you. Not you? Ignore it."),
             critical=True,
         )
         # The account's own safety: no preference switches these off.
         register_type(
-            "email_verification", title=_("Verify your email"), body="{message}", critical=True
+            "email_verification",
+            label=_("Email verification"),
+            title=_("Verify your email"),
+            body="{message}",
+            critical=True,
         )
-        register_type("account_activity", title="{title}", body="{message}", critical=True)
+        register_type(
+            "account_activity",
+            label=_("Account activity"),
+            title="{title}",
+            body="{message}",
+            critical=True,
+        )
 
         report_untranslated()  # what users and their clients read speaks their language
         register_link_maker(

@@ -2,6 +2,7 @@
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
 
 class EmailLinkForm(forms.Form):
@@ -14,13 +15,13 @@ class EmailLinkForm(forms.Form):
 
 class NewPasswordForm(forms.Form):
     new_password1 = forms.CharField(
-        label="New password",
+        label=_("New password"),
         max_length=128,
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password", "autofocus": True}),
     )
     new_password2 = forms.CharField(
-        label="New password again",
+        label=_("New password again"),
         max_length=128,
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
@@ -30,5 +31,5 @@ class NewPasswordForm(forms.Form):
         data = super().clean()
         first, second = data.get("new_password1"), data.get("new_password2")
         if first and second and first != second:
-            raise ValidationError({"new_password2": "The two passwords differ."})
+            raise ValidationError({"new_password2": _("The two passwords differ.")})
         return data

@@ -40,18 +40,21 @@ class BillingConfig(AppConfig):
         by_email = {"channels": (IN_APP, EMAIL), "email_template": "invoice_notification_user"}
         register_type(
             "invoice_finalized",
+            label=_("Invoice finalized"),
             title=_("Invoice {invoice_number} finalized"),
             body=_("It is ready to send to your client."),
             **by_email,
         )
         register_type(
             "invoice_sent",
+            label=_("Invoice sent"),
             title=_("Invoice {invoice_number} sent"),
             body=_("Sent to {to}."),
             **by_email,
         )
         register_type(
             "invoice_paid",
+            label=_("Invoice paid"),
             title=_("Invoice {invoice_number} paid"),
             body=_("{client_name} paid {total} in full."),
             **by_email,
@@ -59,28 +62,41 @@ class BillingConfig(AppConfig):
         # In the app only: a client opening an invoice is worth a glance, not an email.
         register_type(
             "invoice_viewed",
+            label=_("Invoice viewed"),
             title=_("Invoice {invoice_number} viewed"),
             body=_("{client_name} opened it for the first time."),
         )
         register_type(
             "invoice_downloaded",
+            label=_("Invoice downloaded"),
             title=_("Invoice {invoice_number} downloaded"),
             body=_("{client_name} downloaded it for the first time."),
         )
         register_type(
             "invoice_delivery_failed",
+            label=_("Invoice delivery failed"),
             title=_("Your invoice {invoice_number} to {to} {problem}: {reason}"),
             body=_("Check the address with your client, then send the invoice again."),
         )
         register_delivery_problem_handler("invoice", events.invoice_delivery_failed)
-        subscription_titles = {
-            "subscription_activated": _("Your {plan} subscription is active"),
-            "subscription_cancelled": _("Your {plan} subscription is cancelled"),
-            "subscription_renewed": _("Your {plan} subscription is renewed"),
+        subscription_types = {
+            "subscription_activated": (
+                _("Subscription activated"),
+                _("Your {plan} subscription is active"),
+            ),
+            "subscription_cancelled": (
+                _("Subscription cancelled"),
+                _("Your {plan} subscription is cancelled"),
+            ),
+            "subscription_renewed": (
+                _("Subscription renewed"),
+                _("Your {plan} subscription is renewed"),
+            ),
         }
-        for name, title in subscription_titles.items():
+        for name, (label, title) in subscription_types.items():
             register_type(
                 name,
+                label=label,
                 title=title,
                 body=_("Current period ends {period_ends}."),
                 channels=(IN_APP, EMAIL),

@@ -193,7 +193,8 @@ def payment_failed(invoice: Invoice, *, amount, method: str, reason: str, actor)
 
 def _subscription_event(name: str, subscription: Subscription, *, actor, notify_as: str = ""):
     end = subscription.current_period_end
-    params = {"plan": subscription.plan, "period_end": end, "period_ends": f"{end:%Y-%m-%d}"}
+    with translation.override(subscription.user.language):  # as its owner writes days
+        params = {"plan": subscription.plan, "period_end": end, "period_ends": format_day(end)}
     record_event(name, target=subscription, actor=actor, params=params)
     if notify_as:
         notify(subscription.user, notify_as, params=params, resource=subscription, actor=actor)

@@ -42,8 +42,9 @@ untranslated = ReportUntranslated()
 
 
 def report_untranslated() -> None:
-    """Put `untranslated` at the end of the catalogs' chain (once; the default language's
-    catalog is shared by every language)."""
-    default = trans_real.translation(settings.LANGUAGE_CODE)
-    if default._fallback is None:
-        default.add_fallback(untranslated)
+    """Put `untranslated` at the end of the catalogs' chain, once: after the default language's
+    catalog (which every language falls back to) and the catalogs it falls back to itself."""
+    last = trans_real.translation(settings.LANGUAGE_CODE)
+    while last._fallback is not None and last._fallback is not untranslated:
+        last = last._fallback
+    last._fallback = untranslated

@@ -93,6 +93,20 @@ def test_list_answers_a_page_of_notifications_with_every_field(api, user):
     assert parse_datetime(item["created_at"]) is not None
 
 
+def test_titles_speak_the_readers_language_as_it_is_when_read(api, user):
+    params = {"invoice_number": "INV-2026-001", "client_name": "Acme", "total": "10,00 €"}
+    NotificationFactory(user=user, type="invoice_paid", params=params)
+
+    english = api.get(LIST).json()["results"][0]
+    api.patch("/api/auth/me/", {"language": "de"}, format="json")
+    german = api.get(LIST).json()["results"][0]
+
+    assert english["title"] == "Invoice INV-2026-001 paid"
+    assert german["title"] != english["title"] and "INV-2026-001" in german["title"]
+    assert "Rechnung" in german["title"]
+    assert german["message"] != english["message"] and "Acme" in german["message"]
+
+
 def test_list_is_newest_first(api, user):
     now = timezone.now()
     first = NotificationFactory(user=user, created_at=now)

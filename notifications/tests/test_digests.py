@@ -110,6 +110,21 @@ def test_the_digest_email_reads_well(french_owner):
     assert f'href="{settings.APP_BASE_URL}/notifications"' in html
 
 
+def test_a_french_owners_digest_arrives_at_08_00_paris_time_once_and_in_french():
+    owner = UserFactory(name="Marie", timezone="Europe/Paris", language="fr")
+    preferences.set_matrix(owner, {"invoice_paid": {"email": "daily"}})
+    paid(owner, "INV-1", "2026-12-01 10:00")
+
+    sent = [run("daily", at) for at in ("2026-12-02 07:45", "2026-12-02 08:00", "2026-12-02 08:15")]
+
+    assert sent == [0, 1, 0]
+    [email] = digests_to(owner)
+    message = render(email, with_secrets=False)
+    assert email.language == "fr"
+    assert "quotidien" in message.subject.lower()
+    assert "Facture INV-1" in message.body  # the titles too
+
+
 def test_the_digest_email_can_be_unsubscribed_from_in_one_click(french_owner):
     paid(french_owner, "INV-1", "2026-12-01 10:00")
     run("daily", "2026-12-02 08:00")

@@ -136,6 +136,17 @@ def test_changes_are_audited_once_with_what_changed_and_no_change_is_not(api, us
     assert not entries_after(mark).exists()
 
 
+def test_a_choice_put_again_is_not_rewritten(user):
+    preferences.set_matrix(user, {"invoice_paid": {"email": "daily", "in_app": "off"}})
+    stored = NotificationPreference.objects.get(user=user, type="invoice_paid", channel="email")
+
+    preferences.set_matrix(user, {"invoice_paid": {"email": "daily", "in_app": "immediate"}})
+
+    again = NotificationPreference.objects.get(pk=stored.pk)
+    assert again.updated_at == stored.updated_at
+    assert preferences.matrix(user)["invoice_paid"] == {"in_app": "immediate", "email": "daily"}
+
+
 def test_preferences_are_the_callers_own(api, user, client_for):
     other = UserFactory()
     put(client_for(other), {"invoice_paid": {"email": "off"}})

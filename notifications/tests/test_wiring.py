@@ -310,7 +310,8 @@ def test_subscription_changes_notify_and_email_the_subscriber(
     )
     [message] = mail.outbox
     assert (message.to, message.subject) == ([owner.email], subject)
-    period_end = f"Current period ends {subscription.current_period_end:%Y-%m-%d}."
+    end = subscription.current_period_end
+    period_end = f"Current period ends {end:%b} {end.day}, {end.year}."
     assert in_both_parts(period_end, message)
     assert linked_in_both_parts(f"{settings.APP_BASE_URL}/subscription", message)
     row = outbox_row(message)

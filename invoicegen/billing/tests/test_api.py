@@ -98,6 +98,25 @@ def test_create_defaults_the_currency_to_usd(api):
     assert response.json()["currency"] == "USD"
 
 
+def test_create_takes_the_clients_language_else_the_issuers(api, user):
+    chosen = api.post(INVOICES, invoice_payload(client_language="de"), format="json")
+    user.language = "es"
+    user.save(update_fields=["language"])
+    default = api.post(INVOICES, invoice_payload(), format="json")
+
+    assert chosen.status_code == 201 and chosen.json()["client_language"] == "de"
+    assert default.json()["client_language"] == "es"
+
+
+@pytest.mark.parametrize("language", ["xx", "", None, 7, ["de"], "DE"])
+def test_create_refuses_a_language_it_does_not_speak(api, language):
+    response = api.post(INVOICES, invoice_payload(client_language=language), format="json")
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["client_language"]
+    assert not Invoice.objects.exists()
+
+
 def test_create_upper_cases_a_valid_lower_case_currency(api):
     response = api.post(INVOICES, invoice_payload(currency="gbp"), format="json")
 

@@ -185,7 +185,7 @@ def test_a_subscription_change_tells_the_subscriber(change, kind, title):
     notification = Notification.objects.get(type=kind)
     end = subscription.current_period_end
     assert (notification.user, notification.title) == (subscription.user, title)
-    assert notification.message == f"Current period ends {end:%Y-%m-%d}."
+    assert notification.message == f"Current period ends {end:%b} {end.day}, {end.year}."
     [email] = EmailLog.objects.filter(notification=notification)
     assert (email.template_name, email.subject) == ("subscription_notification", title)
 
