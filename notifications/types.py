@@ -6,7 +6,7 @@ is read, so that it can be rendered in the reader's language. Each user may choo
 type reaches them on each channel (notifications/preferences.py), except that a critical type
 (the account's security, its verification) always reaches them, at once, where it is sent."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -28,6 +28,8 @@ class NotificationType:
     email_template: str
     critical: bool = False
     label: str = ""  # what the type is called in digests and on the unsubscribe page
+    # parameter -> its stored values' words in the reader's language ({"bounced": _("...")})
+    terms: dict = field(default_factory=dict)
 
     def default(self, channel: str) -> str:
         """At once on the channels it is registered with, off on the others."""
@@ -36,6 +38,12 @@ class NotificationType:
     def render(self, params: dict) -> tuple[str, str]:
         """(title, body). A notification stored before its type rendered its own text keeps
         the text it was stored with."""
+        words = {
+            name: str(values.get(params[name], params[name]))
+            for name, values in self.terms.items()
+            if isinstance(params.get(name), str)
+        }
+        params = {**params, **words}
         try:
             return str(self.title).format_map(params), str(self.body).format_map(params)
         except (KeyError, IndexError, ValueError):
@@ -54,6 +62,7 @@ def register_type(
     email_template: str = "admin_message",
     critical: bool = False,
     label: str = "",
+    terms: dict | None = None,
 ) -> NotificationType:
     if name in _types:
         raise ImproperlyConfigured(f"Notification type {name!r} is registered twice.")
@@ -67,6 +76,7 @@ def register_type(
         email_template,
         critical=critical,
         label=label or name.replace("_", " ").capitalize(),
+        terms=terms or {},
     )
     return _types[name]
 

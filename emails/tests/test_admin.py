@@ -7,7 +7,7 @@ from django.core import mail
 from django.urls import reverse
 
 from audit.tests.helpers import last_entry_id, only_entry
-from emails.models import EmailLog
+from emails.models import EmailLog, EmailOptOut
 from emails.services import LINK_PLACEHOLDER
 from emails.tests.factories import EmailLogFactory
 from invoicegen.accounts import services as accounts
@@ -32,6 +32,24 @@ def test_outbox_changelist_lists_rows_and_filters_by_status(admin):
     assert listed(everything) == {sent.pk, failed.pk}
     assert listed(only_failed) == {failed.pk}
     assert "status" in {spec.field_path for spec in everything.context["cl"].filter_specs}
+
+
+def test_digests_and_unsubscribes_are_found_in_the_outbox_by_kind(admin, user):
+    digest = EmailLogFactory(template_name="notification_digest", topic="digest.daily")
+    refused = EmailLogFactory(
+        template_name="invoice_reminder", topic="invoice_reminder", delivery_status="unsubscribed"
+    )
+    EmailLogFactory()
+    opt_out = EmailOptOut.objects.create(address="ap@client.example", topic="x", sender=user)
+
+    digests = admin.get(OUTBOX, {"template_name__exact": "notification_digest"})
+    by_topic = admin.get(OUTBOX, {"topic__exact": "digest.daily"})
+    unsubscribed = admin.get(OUTBOX, {"delivery_status__exact": "unsubscribed"})
+    opt_outs = admin.get(reverse("admin:emails_emailoptout_changelist"), {"q": "AP@client.example"})
+
+    assert listed(digests) == listed(by_topic) == {digest.pk}
+    assert listed(unsubscribed) == {refused.pk}
+    assert listed(opt_outs) == {opt_out.pk}
 
 
 def test_outbox_change_page_shows_the_message_with_a_placeholder_for_its_secret_link(admin, user):

@@ -77,6 +77,7 @@ class BillingConfig(AppConfig):
             label=_("Invoice delivery failed"),
             title=_("Your invoice {invoice_number} to {to} {problem}: {reason}"),
             body=_("Check the address with your client, then send the invoice again."),
+            terms={"problem": {"bounced": _("bounced"), "complained": _("complained")}},
         )
         register_delivery_problem_handler("invoice", events.invoice_delivery_failed)
         subscription_types = {

@@ -2,6 +2,7 @@
 complaint; the words are billing's, the event comes from the email backbone."""
 
 import pytest
+from django.utils import translation
 
 from audit.models import AuditLog
 from emails import delivery
@@ -71,6 +72,21 @@ def test_a_complaint_tells_the_owner():
     delivery.record_delivery_events([problem(invoice, DeliveryStatus.COMPLAINED, "c", "")])
     [notification] = owner_notifications(invoice)
     assert notification.title == f"Your invoice {invoice.number} to {CLIENT} complained: complained"
+
+
+def test_the_problem_reads_in_the_owners_language():
+    invoice = invoice_in_status("sent", client_email=CLIENT)
+    invoice_email(invoice)
+    delivery.record_delivery_events([problem(invoice, DeliveryStatus.COMPLAINED, "c", "")])
+    [notification] = owner_notifications(invoice)
+
+    with translation.override("de"):
+        title = notification.title
+
+    dash = "\N{EN DASH}"
+    assert (
+        title == f"Ihre Rechnung {invoice.number} an {CLIENT} {dash} als Spam gemeldet: complained"
+    )
 
 
 def test_a_soft_bounce_or_a_delivery_tells_nobody():
