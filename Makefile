@@ -20,8 +20,9 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(VENV)/bin/pyth
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	@touch $@ $(VENV)/.installed
 
-install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev
+# Installing compiles the translations too (below): every process that serves needs them.
+install: $(VENV)/.installed messages
+install-dev: $(VENV)/.installed-dev messages
 
 # The translations (locale/<language>/LC_MESSAGES/django.po), compiled by gettext's msgfmt;
 # `make update-messages` adds what the code and templates say since (then translate it: the
@@ -40,12 +41,12 @@ update-messages: install
 
 run: export DEBUG ?= true
 run: export PORT := $(PORT)
-run: install messages
+run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_dev_superuser
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
-test: install-dev messages
+test: install-dev
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: install-dev
@@ -62,20 +63,20 @@ bench: install-dev
 
 # The production topology on this machine under load and faults (bench/soak); SOAK_ARGS=--short
 # is the CI run.
-soak: install-dev messages
+soak: install-dev
 	$(PY) -m bench.soak $(SOAK_ARGS)
 
 # Pictures of the product in a real browser (the walk-through test, its screenshots kept): the
 # invoice PDF, the client's download page, the staff dashboard and the outbox preview.
-screens: install-dev messages
+screens: install-dev
 	SCREENS_DIR=$(CURDIR)/bench/results/screens $(VENV)/bin/pytest -q -p no:cacheprovider \
 		tests/browser/test_walkthrough.py
 
-demo: install messages
+demo: install
 	$(PY) manage.py migrate --noinput
 	$(PY) -m demo
 
-worker: install messages
+worker: install
 	$(VENV)/bin/celery -A invoicegen worker --loglevel=INFO
 
 beat: install

@@ -84,7 +84,8 @@ def one_run(users: list[User], sink: Sink) -> dict:
     # A run starts on an idle queue: the emails of the run before are at the SMTP server, but
     # the deliveries they queued (one a row; a delivery sends the due rows along with its own)
     # are still draining, and the beat task would wait behind them.
-    wait_until(lambda: queued_tasks() == 0, time.monotonic() + 600)
+    if wait_until(lambda: queued_tasks() == 0, deadline := time.monotonic() + 600) >= deadline:
+        raise RuntimeError("the queue of the run before did not drain in 10 minutes")
     fill(users)
     received = sink.count
     started = time.monotonic()

@@ -5,7 +5,9 @@ The raw token is a credential: it never reaches a log line, the audit trail or a
 """
 
 import re
+from contextlib import suppress
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.http import HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import render
 from django.utils import translation
@@ -36,10 +38,15 @@ def _page(request, template, context, status):
 
 
 def _denied(request, denial: services.DownloadDenied):
+    """Why the link cannot be used; a link that exists, in the language of what it is to."""
     context = {
         "reason": denial.reason,
         "revoked_reason": getattr(denial.token, "revoked_reason", ""),
     }
+    if denial.token is not None:
+        with suppress(ObjectDoesNotExist):  # what it was to is gone: the browser's language
+            described = services.resource_of(denial.token).describe(denial.token.resource_id)
+            context["language"] = described.get("language")
     return _page(request, "downloads/denied.html", context, STATUS[denial.reason])
 
 

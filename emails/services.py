@@ -265,7 +265,9 @@ def deliver_email(email_id: int, *, batch: int | None = None) -> Delivery:
 
 @transaction.atomic
 def resend_email(email: EmailLog) -> EmailLog:
-    """A new outbox row with the same template and context (fresh links, new Message-ID)."""
+    """A new outbox row with the same template and context (fresh links, new Message-ID),
+    from the same sender: one sent for an account stays the account's (its name, its replies,
+    its quota, and the opt-outs of its clients, which stop the copy as they stop the first)."""
     copy = queue_email(
         email.template_name,
         to=email.to_email,
@@ -273,9 +275,12 @@ def resend_email(email: EmailLog) -> EmailLog:
         user=email.user,
         notification=email.notification,
         resource=(email.resource_type, email.resource_id) if email.resource_type else None,
+        on_behalf_of=email.on_behalf_of,
         topic=email.topic,
         language=email.language,
-    )  # staff resending, not the account: it counts against no account's quota
+    )
+    copy.from_email, copy.reply_to = email.from_email, email.reply_to
+    EmailLog.objects.filter(pk=copy.pk).update(from_email=email.from_email, reply_to=email.reply_to)
     audit.log("admin.email_resent", target=("email", email.pk), metadata={"copy_id": copy.pk})
     return copy
 

@@ -14,6 +14,7 @@ Django's signing makes it unforgeable, so nothing in it is a guessable id.
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.utils import parseaddr
 from urllib.parse import quote
 
 from django.conf import settings
@@ -62,6 +63,7 @@ class UnsubscribeRequest:
     user: object | None = None
     address: str = ""
     sender: object | None = None
+    sender_name: str = ""
     language: str = ""
 
 
@@ -71,7 +73,10 @@ def token_for(email: EmailLog) -> str | None:
         return None
     if email.topic in _sender_topics and email.on_behalf_of_id:
         address = normalize_address(email.to_email)
-        payload = {"t": email.topic, "a": address, "s": email.on_behalf_of_id}
+        # The name it came from ("Studio North", of "Studio North via invoicegen"): its page
+        # names the sender as the email did.
+        name = parseaddr(email.from_email)[0].removesuffix(f" via {settings.EMAIL_SENDER_NAME}")
+        payload = {"t": email.topic, "a": address, "s": email.on_behalf_of_id, "n": name}
     elif _account_topics and email.user_id and _account_topics["label"](email.topic):
         payload = {"t": email.topic, "u": email.user_id}
     else:
@@ -92,6 +97,15 @@ def headers(email: EmailLog) -> dict[str, str]:
         "List-Unsubscribe": f"<{url}>, <{mailto}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
+
+
+def is_signed(token: str) -> bool:
+    """Whether the token is one of ours (signed here, for this), whatever it names."""
+    try:
+        signing.loads(token, salt=SALT)
+    except signing.BadSignature:
+        return False
+    return True
 
 
 def read_token(token: str) -> UnsubscribeRequest:
@@ -117,7 +131,17 @@ def read_token(token: str) -> UnsubscribeRequest:
         raise UnknownRecipient
     if user_id:
         return UnsubscribeRequest(topic, label, user=account, language=language)
-    return UnsubscribeRequest(topic, label, address=address, sender=account, language=language)
+    name = payload.get("n")
+    return UnsubscribeRequest(
+        topic,
+        label,
+        address=address,
+        sender=account,
+        sender_name=name
+        if isinstance(name, str) and name
+        else account.get_full_name() or account.email,
+        language=language,
+    )
 
 
 @transaction.atomic

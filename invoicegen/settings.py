@@ -42,6 +42,7 @@ CORS_PREFLIGHT_MAX_AGE = 3600
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=CORS_ALLOWED_ORIGINS)
 
 INSTALLED_APPS = [
+    "daphne",  # first: runserver serves the ASGI application (WebSockets too)
     "invoicegen.apps.AdminConfig",  # django.contrib.admin, its login protected
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -53,6 +54,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "channels",
     "invoicegen.accounts",
     "invoicegen.billing",
     "invoicegen.dashboard",
@@ -77,6 +79,7 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "invoicegen.urls"
 WSGI_APPLICATION = "invoicegen.wsgi.application"
+ASGI_APPLICATION = "invoicegen.asgi.application"
 
 TEMPLATES = [
     {
@@ -127,6 +130,20 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# WebSocket pushes (notifications/realtime.py): through Redis between every ASGI process and
+# worker; without REDIS_URL, in memory, within one process (`make run`).
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 1, "socket_timeout": 1}],
+                "prefix": "invoicegen.ws",
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 AUTH_USER_MODEL = "accounts.User"
 # Django's ModelBackend, refusing every login to a locked-out email (API and admin alike).
@@ -183,6 +200,7 @@ REST_FRAMEWORK = {
         "notification_test": env.str("NOTIFICATION_TEST_THROTTLE_RATE", default="10/hour"),
         "download": env.str("DOWNLOAD_THROTTLE_RATE", default="60/min"),
         "unsubscribe": env.str("UNSUBSCRIBE_THROTTLE_RATE", default="30/min"),
+        "ws_ticket": env.str("WS_TICKET_THROTTLE_RATE", default="30/min"),
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     # `?format=` selects an export's file type (audit API), not a renderer.

@@ -28,7 +28,7 @@ urlpatterns = [
     path("downloads/", include("downloads.urls")),
     path("webhooks/email/", include("emails.urls")),
     # Every path under unsubscribe/ reaches the view: Django's own 404 would log the token.
-    re_path(r"^unsubscribe/(?P<token>.*)$", unsubscribe, name="unsubscribe"),
+    re_path(r"^unsubscribe/(?P<token>[\s\S]*)$", unsubscribe, name="unsubscribe"),
     path("", include("invoicegen.accounts.urls")),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SwaggerView.as_view(url_name="schema"), name="docs"),

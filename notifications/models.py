@@ -140,3 +140,14 @@ class NotificationDigest(models.Model):
 
     def __str__(self):
         return f"{self.frequency} digest of {self.window_start:%Y-%m-%d} for {self.user_id}"
+
+
+class SocketTicket(models.Model):
+    """A single-use, short-lived ticket that opens a WebSocket as its user (its hash only)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    digest = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self):
+        return f"ticket of {self.user_id} until {self.expires_at:%H:%M:%S}"

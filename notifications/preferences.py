@@ -96,12 +96,17 @@ def set_matrix(user, wanted: dict[str, dict[str, str]]) -> dict[str, dict[str, s
     return after
 
 
+def _lock(user) -> None:
+    """One change of a user's matrix at a time: a second waits, then reads what the first did
+    (in the caller's transaction)."""
+    type(user).objects.select_for_update().only("pk").get(pk=user.pk)
+
+
 def _store(user, wanted: dict[str, dict[str, str]], *, replace: bool) -> tuple[dict, dict]:
     """Store `wanted` (replacing every other choice, or keeping them); the matrix (before,
     after). What waits for a digest follows its type's new email frequency: into the other
     digest, or out of digests (it is in the feed already)."""
-    # One change of a user's matrix at a time: a second waits, then reads what the first did.
-    type(user).objects.select_for_update().only("pk").get(pk=user.pk)
+    _lock(user)
     before = matrix(user)
     stored = NotificationPreference.objects.filter(user=user)
     chosen = {
@@ -152,7 +157,8 @@ def topic_label(topic: str) -> str | None:
 @transaction.atomic
 def stop_emails(user, topic: str) -> bool:
     """Switch the topic's emails off (a type; a digest: every type it gathers), keeping the
-    user's other choices; False when they were off already."""
+    user's other choices; False when they were off already. Two at once take turns."""
+    _lock(user)
     current = matrix(user)
     if topic in DIGEST_TOPICS:
         names = [n for n, row in current.items() if row[types.EMAIL] == DIGEST_TOPICS[topic]]
@@ -166,5 +172,5 @@ def stop_emails(user, topic: str) -> bool:
     }
     if not wanted:
         return False
-    _store(user, wanted, replace=False)
-    return True
+    before, after = _store(user, wanted, replace=False)
+    return before != after

@@ -10,7 +10,7 @@ from django.utils import translation
 from audit import services as audit
 from audit.integrity import normalize_json
 from emails import services as emails
-from notifications import preferences, types
+from notifications import preferences, realtime, types
 from notifications.models import Notification
 
 ADMIN_MESSAGE = "admin_message"
@@ -71,6 +71,10 @@ def notify(
                 resource=(resource_type, resource_id) if resource_type else None,
                 topic="" if kind.critical else kind.name,
             )
+    if notification.in_app:
+        realtime.push_after_commit(
+            recipient.pk, {"type": "notification.created", "id": notification.pk}
+        )
     return notification
 
 
@@ -118,7 +122,10 @@ def send_test_notification(user) -> Notification:
 
 
 def mark_read(notification: Notification) -> Notification:
-    Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(read_at=Now())
+    """Read, and the reader's connections told (with the new unread count)."""
+    if Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(read_at=Now()):
+        message = {"type": "notification.read", "ids": [notification.pk]}
+        realtime.push_after_commit(notification.user_id, message)
     notification.refresh_from_db(fields=["read_at"])
     return notification
 
@@ -126,7 +133,9 @@ def mark_read(notification: Notification) -> Notification:
 def mark_all_read(user) -> int:
     """One UPDATE; returns how many were unread."""
     unread = Notification.objects.filter(user=user, read_at__isnull=True, in_app=True)
-    return unread.update(read_at=Now())
+    if count := unread.update(read_at=Now()):
+        realtime.push_after_commit(user.pk, {"type": "notification.read", "ids": None})
+    return count
 
 
 _UNREAD_SQL = (

@@ -41,6 +41,7 @@ def test_deploy_check_is_clean_with_production_settings():
         "DEBUG": "false",
         "SECRET_KEY": "x" * 60 + "-production-like-key-for-the-check-only",
         "ALLOWED_HOSTS": "invoices.example.com",
+        "APP_BASE_URL": "https://invoices.example.com",
         "PATH": "/usr/bin:/bin",
     }
     result = subprocess.run(

@@ -2,17 +2,21 @@
 carries, and the URL they name: a GET changes nothing, a POST with no session and no CSRF token
 stops the topic, audited once; a tampered or foreign token is refused."""
 
+import io
 import logging
 import re
 from urllib.parse import unquote, urlsplit
 
 import pytest
 from django.core import signing
+from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import Client
 from rest_framework.throttling import SimpleRateThrottle
 
 from audit.tests.helpers import actions_after, entries_after, last_entry_id, only_entry
 from emails import unsubscribe
+from emails.apps import check_links_are_https
 from emails.models import EmailLog
 from emails.services import deliver_email, queue_email, render
 from invoicegen.accounts.events import queue_account_email
@@ -249,11 +253,17 @@ def test_unsubscribing_is_throttled_per_client_ip(monkeypatch):
     rates = {**SimpleRateThrottle.THROTTLE_RATES, "unsubscribe": "3/min"}
     monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", rates)
 
+    path = link_of(paid(UserFactory()).emails.get())
+
     answers = [one_click("/unsubscribe/x/").status_code for _ in range(4)]
+    page = Client().get(path)
     elsewhere = Client(REMOTE_ADDR="203.0.113.5").get("/unsubscribe/x/")
 
     assert answers == [400, 400, 400, 429]
+    assert page.status_code == 429
     assert elsewhere.status_code == 400
+    # A mail provider's one-click POSTs of true tokens, from one shared address, all go through.
+    assert [one_click(path).status_code for _ in range(5)] == [200] * 5
 
 
 def test_the_token_never_reaches_a_log_line():
@@ -277,3 +287,64 @@ def test_each_unsubscribe_of_two_users_is_their_own():
     assert [e.resource_id for e in entries_after(mark, action="email.unsubscribed")] == [
         str(ada.pk)
     ]
+
+
+def test_a_request_by_mail_is_applied_by_a_command_as_the_link_would():
+    owner = UserFactory()
+    email = paid(owner).emails.get()
+    mailto = HEADER.fullmatch(unsubscribe.headers(email)["List-Unsubscribe"]).group(2)
+    subject = unquote(mailto.partition("subject=")[2])
+    out, err = io.StringIO(), io.StringIO()
+    mark = last_entry_id()
+
+    call_command("unsubscribe", subject, stdout=out)
+    call_command("unsubscribe", subject, stdout=out)
+    with pytest.raises(CommandError, match="1 of 1 refused"):
+        call_command("unsubscribe", "unsubscribe forged", stderr=err)
+
+    assert out.getvalue().splitlines() == [
+        f"{owner.email}: unsubscribed from invoice_paid",
+        f"{owner.email}: already unsubscribed from invoice_paid",
+    ]
+    assert "not a token of ours" in err.getvalue()
+    assert preferences.matrix(owner)["invoice_paid"]["email"] == "off"
+    assert actions_after(mark) == ["email.unsubscribed"]
+
+
+@pytest.mark.parametrize("odd", ["a%0Ab", "%0A", "a/b%0A/c"])
+def test_a_token_with_a_line_break_reaches_the_page_not_a_logged_404(odd):
+    assert one_click(f"/unsubscribe/{odd}/").status_code == 400
+
+
+def test_a_doubled_slash_still_hides_the_token_in_logs():
+    path = link_of(paid(UserFactory()).emails.get())
+    token = path.split("/")[2]
+    line = f'"GET /unsubscribe//{token}/ HTTP/1.1" 400'
+    record = logging.LogRecord("django.server", logging.INFO, "", 0, line, (), None)
+
+    RedactSecrets().filter(record)
+
+    assert token not in record.getMessage()
+
+
+def test_the_deploy_check_warns_of_links_that_are_not_https(settings):
+    settings.APP_BASE_URL = "http://invoices.example.com"
+    warned = [message.id for message in check_links_are_https(None)]
+    settings.APP_BASE_URL = BASE_URL
+
+    assert warned == ["emails.W001"]
+    assert check_links_are_https(None) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_click_posts_at_once_unsubscribe_and_audit_once(race):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL's concurrent writers; SQLite serialises them")
+    owner = UserFactory()
+    wanted = unsubscribe.read_token(link_of(paid(owner).emails.get()).split("/")[2])
+    mark = last_entry_id()
+
+    changed = race(lambda: unsubscribe.unsubscribe(wanted), 4)
+
+    assert sorted(changed) == [False, False, False, True]
+    assert actions_after(mark) == ["email.unsubscribed"]

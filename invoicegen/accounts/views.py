@@ -31,7 +31,8 @@ from invoicegen.core.pages import secret_url_page
 
 
 def _throttled(request):
-    return render(request, "accounts/throttled.html", status=429)
+    with translation.override(language_of(request)):
+        return render(request, "accounts/throttled.html", status=429)
 
 
 def _invalid_link(request):

@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.db.models.functions import Now
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from audit.tracking import service_transaction
 from downloads import services as downloads
@@ -305,7 +306,8 @@ def _send_invoice(invoice: Invoice, *, to: str | None, actor) -> Invoice:
     return invoice
 
 
-VOIDED_LINK = "This invoice was voided by its issuer: it is no longer due."
+# Stored in English with the link, shown in the client's language (a message of the catalogs).
+VOIDED_LINK = gettext_noop("This invoice was voided by its issuer: it is no longer due.")
 
 
 def void_refusal(invoice: Invoice) -> str | None:

@@ -24,8 +24,8 @@ def _as_sent_or_percent_encoded(text: str) -> str:
 # that are; each ends where a URL part ends, or where a URL ends inside a log line (a space, a
 # quote).
 _SECRET_PATHS = "|".join(map(_as_sent_or_percent_encoded, ("/downloads/", "/unsubscribe/")))
-_SECRET_IN_PATH = re.compile(rf"((?:{_SECRET_PATHS}))[^/?#\s\"']+", re.IGNORECASE)
-_SECRET_IN_QUERY = re.compile(r"(\b(?:token|uid|key|password)=)[^&#\s\"']*", re.IGNORECASE)
+_SECRET_IN_PATH = re.compile(rf"((?:{_SECRET_PATHS}))/*[^/?#\s\"']+", re.IGNORECASE)
+_SECRET_IN_QUERY = re.compile(r"(\b(?:token|uid|key|password|ticket)=)[^&#\s\"']*", re.IGNORECASE)
 
 
 def redact_secrets(text: str) -> str:

@@ -28,8 +28,8 @@ class NotificationSerializer(serializers.ModelSerializer):
         """What the declared fields would write, rendering the text once and without DRF's
         per-field machinery (most of a list request's time otherwise: bench/). `notification`
         is a Notification or, in a list, a row of LIST_COLUMNS."""
-        request = self.context.get("request")
-        with translation.override(getattr(getattr(request, "user", None), "language", None)):
+        reader = self.context.get("reader") or getattr(self.context.get("request"), "user", None)
+        with translation.override(getattr(reader, "language", None)):
             title, message = types.render(notification.type, notification.params)
         return {
             "id": notification.id,
@@ -55,6 +55,14 @@ class UnreadCountSerializer(serializers.Serializer):
 
 class MarkedSerializer(serializers.Serializer):
     marked = serializers.IntegerField()
+
+
+class SocketTicketSerializer(serializers.Serializer):
+    ticket = serializers.CharField(
+        help_text="Opens one connection to `/ws/notifications/?ticket=...`, once, within "
+        "`expires_at`."
+    )
+    expires_at = serializers.DateTimeField()
 
 
 class MatrixField(serializers.DictField):

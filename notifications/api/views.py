@@ -4,7 +4,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from invoicegen.core.api import FailOpen
-from notifications import preferences, services
+from notifications import preferences, realtime, services
 from notifications.api import serializers
 from notifications.api.filters import NotificationFilter
 from notifications.models import Notification
@@ -12,6 +12,10 @@ from notifications.models import Notification
 
 class NotificationTestThrottle(FailOpen, throttling.UserRateThrottle):
     scope = "notification_test"
+
+
+class SocketTicketThrottle(FailOpen, throttling.UserRateThrottle):
+    scope = "ws_ticket"
 
 
 class NotificationViewSet(
@@ -51,6 +55,20 @@ class NotificationViewSet(
     def test(self, request):
         notification = services.send_test_notification(request.user)
         return Response(self.get_serializer(notification).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={201: serializers.SocketTicketSerializer})
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="ws-ticket",
+        throttle_classes=[SocketTicketThrottle],
+    )
+    def ws_ticket(self, request):
+        """A single-use ticket (valid 60 s) that opens `/ws/notifications/?ticket=...` as the
+        caller: for a client without the session cookie (the API token never goes in a URL)."""
+        raw, ticket = realtime.issue_ticket(request.user)
+        body = {"ticket": raw, "expires_at": ticket.expires_at}
+        return Response(serializers.SocketTicketSerializer(body).data, status=201)
 
     @extend_schema(methods=["get"], request=None, responses=serializers.PreferencesSerializer)
     @extend_schema(

@@ -313,3 +313,16 @@ def test_the_pages_are_throttled_per_client_ip_with_the_api(page, monkeypatch):
     assert int(refused["Retry-After"]) > 0
     user.refresh_from_db()
     assert not user.email_verified
+
+
+def test_the_pages_speak_the_accounts_language_and_a_bad_links_the_browsers(
+    client, django_capture_on_commit_callbacks
+):
+    link = _signed_up_link(client, django_capture_on_commit_callbacks)
+    User.objects.update(language="de")
+
+    page = Client(HTTP_ACCEPT_LANGUAGE="fr").get(link)
+    bad = Client(HTTP_ACCEPT_LANGUAGE="fr").get("/verify-email?uid=x&token=y")
+
+    assert '<html lang="de">' in page.content.decode()
+    assert '<html lang="fr">' in bad.content.decode() and INVALID not in bad.content.decode()

@@ -17,8 +17,10 @@ from emails.models import EmailLog
 from emails.services import deliver_email
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.billing import services
+from invoicegen.billing.models import Payment
 from invoicegen.billing.pdf import render_invoice_pdf
-from invoicegen.billing.tests.factories import InvoiceFactory
+from invoicegen.billing.tests.factories import InvoiceFactory, SubscriptionFactory
+from notifications.models import Notification
 
 pytestmark = pytest.mark.django_db
 
@@ -107,3 +109,46 @@ def test_an_english_clients_pdf_stays_english(german_invoice):
     )
 
     assert "INVOICE" in text and "€1,234.56" in text and "Dec 10, 2030" in text
+
+
+# The issuer reads in their own language
+
+
+def test_a_german_owner_is_told_of_a_payment_in_german_with_german_amounts(german_invoice):
+    owner = german_invoice.user
+    owner.language = "de"
+    owner.save(update_fields=["language"])
+    services.send_invoice(german_invoice, to="ap@mueller.example")
+
+    services.record_payment(german_invoice, amount=german_invoice.total, method=Payment.Method.CARD)
+
+    notification = Notification.objects.get(user=owner, type="invoice_paid")
+    email = notification.emails.get()
+    with translation.override("en"):  # whoever reads it, its amount is as the owner writes
+        assert "1.234,56\xa0€" in notification.message
+    assert email.language == "de" and "Rechnung" in email.subject
+    assert "Rechnung" in email.context["title"]  # written in German, in an English request
+
+
+def test_a_german_subscribers_period_end_is_a_german_date():
+    subscriber = UserFactory(language="de")
+    subscription = services.cancel_subscription(SubscriptionFactory(user=subscriber))
+
+    notification = Notification.objects.get(type="subscription_cancelled")
+    end = subscription.current_period_end
+
+    assert f"{end:%d.%m.%Y}" in notification.params["period_ends"]
+
+
+def test_a_german_clients_link_to_a_voided_invoice_says_so_in_german(german_invoice):
+    services.send_invoice(german_invoice, to="ap@mueller.example")
+    _, message = sent_to_the_client(german_invoice, "invoice_notification_client")
+    [path] = LINK.findall(message.body)
+    services.void_invoice(german_invoice)
+
+    answer = Client(HTTP_ACCEPT_LANGUAGE="en").get(path)
+
+    page = answer.content.decode()
+    assert answer.status_code == 410
+    assert '<html lang="de">' in page
+    assert services.VOIDED_LINK not in page and "storniert" in page.lower()

@@ -12,11 +12,12 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
 from django.utils import timezone
+from django.utils.html import escape
 
 from audit.tests.helpers import actions_after, last_entry_id, migrate_to_the_latest, only_entry
 from emails import delivery, unsubscribe
 from emails.models import EmailLog
-from emails.services import deliver_email, render
+from emails.services import deliver_email, render, resend_email
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.billing import events, services, tasks
 from invoicegen.billing.models import Invoice, InvoiceReminder, Payment
@@ -566,7 +567,9 @@ def test_a_client_stops_one_issuers_reminders_and_still_gets_its_invoices(today_
     services.remind_invoice(invoice)
     [reminder] = reminder_emails(invoice)
     mark = last_entry_id()
+    issuer = invoice.issuer.get("name") or invoice.user.get_full_name()
 
+    page = Client().get(unsubscribe_path(reminder)).content.decode()
     answer = Client(enforce_csrf_checks=True).post(
         unsubscribe_path(reminder),
         "List-Unsubscribe=One-Click",
@@ -575,6 +578,7 @@ def test_a_client_stops_one_issuers_reminders_and_still_gets_its_invoices(today_
 
     assert answer.status_code == 200
     assert "payment reminders" in answer.content.decode()
+    assert f"Stop receiving payment reminders from {escape(issuer)} at ap@client.test?" in page
     entry = only_entry(mark, "email.unsubscribed")
     assert entry.metadata == {
         "address": "ap@client.test",
@@ -612,3 +616,19 @@ def test_a_reminder_queued_before_its_client_unsubscribed_is_not_sent(today_is):
     assert reminder.delivery_status == "unsubscribed"
     assert reminder.last_error.startswith("Unsubscribed:")
     assert not [message for message in mail.outbox if "ap@client.test" in message.to]
+
+
+def test_a_resent_reminder_is_still_the_issuers_and_still_stopped_by_the_opt_out(today_is):
+    invoice = sent_invoice(due_in_days=5, client_email="ap@client.test")
+    today_is(day(invoice, 1))
+    services.remind_invoice(invoice)
+    [reminder] = reminder_emails(invoice)
+    unsubscribe.unsubscribe(unsubscribe.read_token(unsubscribe_path(reminder).split("/")[2]))
+
+    copy = resend_email(reminder)
+    deliver_email(copy.pk)
+
+    copy.refresh_from_db()
+    assert (copy.from_email, copy.reply_to) == (reminder.from_email, reminder.reply_to)
+    assert copy.on_behalf_of_id == invoice.user_id
+    assert (copy.status, copy.delivery_status) == (EmailLog.Status.FAILED, "unsubscribed")
