@@ -38,6 +38,7 @@ def daphne(tmp_path):
     }
     log = tmp_path / "daphne.log"
     command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+    command += ["--ping-interval", "1", "--ping-timeout", "5"]  # daphne's are 20 s and 30 s
     with log.open("wb") as out:
         process = subprocess.Popen(
             [*command, "invoicegen.asgi:application"],
@@ -102,3 +103,13 @@ def test_a_used_ticket_and_a_foreign_origin_are_refused_by_the_server(daphne):
             timeout=5,
         )
     first.close()
+
+
+def test_an_idle_connection_is_pinged_by_the_server(daphne):
+    socket = open_socket(daphne, ticket_for(UserFactory()))
+    socket.recv()  # ready
+
+    opcode, _ = socket.recv_data_frame(control_frame=True)
+
+    assert opcode == websocket.ABNF.OPCODE_PING
+    socket.close()
