@@ -137,7 +137,18 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 1, "socket_timeout": 1}],
+                # A connection's receive blocks on Redis for 5 s (BZPOPMIN): reads may take
+                # longer than that (redis-py's default, 5 s, would cut idle connections off);
+                # a burst of connects borrows a Redis connection each (redis-py's default pool
+                # of 100 refuses the 101st instead of waiting).
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_connect_timeout": 1,
+                        "socket_timeout": 15,
+                        "max_connections": env.int("CHANNEL_LAYER_MAX_CONNECTIONS", default=1000),
+                    }
+                ],
                 "prefix": "invoicegen.ws",
             },
         }

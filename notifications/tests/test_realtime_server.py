@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -112,4 +113,22 @@ def test_an_idle_connection_is_pinged_by_the_server(daphne):
     opcode, _ = socket.recv_data_frame(control_frame=True)
 
     assert opcode == websocket.ABNF.OPCODE_PING
+    socket.close()
+
+
+def test_an_idle_connection_still_hears_of_a_notification_minutes_later(daphne):
+    """Its receive waits on Redis longer than any read timeout a cache client would use."""
+    owner = UserFactory()
+    socket = open_socket(daphne, ticket_for(owner))
+    socket.recv()  # ready
+    socket.settimeout(0.5)
+    idle_until = time.monotonic() + 7  # past channels_redis's 5 s blocking receive
+    while time.monotonic() < idle_until:
+        with suppress(websocket.WebSocketTimeoutException):
+            socket.recv()  # nothing comes; the client answers the server's pings meanwhile
+    socket.settimeout(5)
+
+    notification = services.notify(owner, "invoice_paid", params=PAID)
+
+    assert json.loads(socket.recv())["notification"]["id"] == notification.pk
     socket.close()
