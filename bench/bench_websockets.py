@@ -14,13 +14,9 @@ BENCH_WS_CONNECTIONS (1,000) WebSocket connections, one user each, opened with t
 import asyncio
 import json
 import random
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from functools import partial
 
 import websockets
@@ -28,12 +24,10 @@ from django.db import connection
 
 from bench.capture import User
 from bench.common import (
-    ROOT,
-    child_env,
     env_int,
-    free_port,
     print_table,
     scratch_database,
+    serving,
     summary_ms,
     write_results,
 )
@@ -47,26 +41,11 @@ CHURN = env_int("BENCH_WS_CHURN", 1000)
 PARAMS = {"invoice_number": "INV-1", "client_name": "Globex", "total": "$10.00"}
 
 
-@contextmanager
 def daphne():
-    """The ASGI application in one daphne process on the scratch database; (port, pid)."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-         "invoicegen.asgi:application"],
-        cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield port, process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    """The ASGI application in one daphne process on the scratch database; (port, process)."""
+    return serving(
+        lambda port: ["daphne", "-b", "127.0.0.1", "-p", str(port), "invoicegen.asgi:application"]
+    )
 
 
 def resident_kb(pid: int) -> int:
@@ -181,8 +160,8 @@ def main() -> None:
         users = User.objects.bulk_create(
             [User(email=f"live{n}@example.com", name=f"Reader {n}") for n in range(CONNECTIONS)]
         )
-        with daphne() as (port, pid):
-            results = asyncio.run(measure(port, pid, users))
+        with daphne() as (port, process):
+            results = asyncio.run(measure(port, process.pid, users))
         with connection.cursor() as cursor:  # what this process's helper threads left open
             cursor.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "

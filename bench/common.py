@@ -159,26 +159,41 @@ def child_env(**extra) -> dict:
 
 
 @contextmanager
-def gunicorn(workers: int = 2, **env):
-    """The product behind gunicorn (its gunicorn.conf.py, sync workers) on a free port; `env`
-    adds to its environment."""
+def serving(arguments, **env):
+    """A server of the product (`python -m <arguments(port)>`) on a free port, once it takes
+    connections; `env` adds to its environment. Yields (port, process)."""
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "invoicegen.wsgi", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers), "--log-level", "warning"],
-        cwd=ROOT, env=child_env(**env), stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", *arguments(port)],
+        cwd=ROOT,
+        env=child_env(**env),
+        stdout=subprocess.DEVNULL,
+    )
     try:
-        for _ in range(100):
+        for _ in range(200):
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 break
             except OSError:
                 time.sleep(0.1)
-        yield port
+        yield port, process
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@contextmanager
+def gunicorn(workers: int = 2, **env):
+    """The product behind gunicorn (its gunicorn.conf.py, sync workers) on a free port."""
+
+    def arguments(port: int) -> list[str]:
+        return [
+            "gunicorn", "invoicegen.wsgi", "--bind", f"127.0.0.1:{port}",
+            "--workers", str(workers), "--log-level", "warning",
+        ]  # fmt: skip
+
+    with serving(arguments, **env) as (port, _):
+        yield port
 
 
 def _get(port: int, request: bytes) -> None:
