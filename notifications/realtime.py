@@ -6,6 +6,7 @@ missed pushes asks for what it missed when it connects again."""
 import hashlib
 import logging
 import secrets
+import time
 from datetime import timedelta
 
 from asgiref.sync import async_to_sync
@@ -29,12 +30,24 @@ def push_after_commit(user_id: int, message: dict) -> None:
     transaction.on_commit(lambda: _push(user_id, message))
 
 
+# After a failed push, none is tried for this long: with the layer down, a broadcast to many
+# users would otherwise wait out a connect timeout for each of them.
+PAUSE_SECONDS = 30
+_paused_until = 0.0
+
+
 def _push(user_id: int, message: dict) -> None:
+    global _paused_until
+    if time.monotonic() < _paused_until:
+        return
     layer = get_channel_layer()
     try:
         async_to_sync(layer.group_send)(group_of(user_id), message)
-    except Exception:  # the layer is down: the client catches up when it connects again
-        logger.warning("Push to user %s failed", user_id, exc_info=True)
+    except Exception:  # the layer is down: the clients catch up when they connect again
+        _paused_until = time.monotonic() + PAUSE_SECONDS
+        logger.warning(
+            "Push to user %s failed; none tried for %s s", user_id, PAUSE_SECONDS, exc_info=True
+        )
 
 
 def _digest(raw: str) -> str:

@@ -5,6 +5,7 @@ client that missed pushes gets back, and the answer to frames it cannot take."""
 import datetime
 import json
 import logging
+import time
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -13,10 +14,11 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 from django.utils import timezone
 
+from emails.tests.helpers import free_port
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.asgi import application
 from invoicegen.core.redaction import RedactSecrets
-from notifications import preferences, services
+from notifications import preferences, realtime, services
 from notifications.models import Notification, SocketTicket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -263,3 +265,25 @@ def test_a_frame_it_cannot_take_is_answered_with_an_error_and_the_connection_liv
         await socket.close()
 
     run(scenario)
+
+
+def test_with_the_channel_layer_down_changes_commit_and_pushes_pause(settings, caplog, monkeypatch):
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [{"address": f"redis://127.0.0.1:{free_port()}/0",
+                           "socket_connect_timeout": 1}]
+            },
+        }
+    }  # fmt: skip
+    monkeypatch.setattr(realtime, "_paused_until", 0.0)
+    owner = UserFactory()
+    started = time.monotonic()
+
+    made = [paid(owner) for _ in range(20)]
+
+    assert time.monotonic() - started < 5  # one connect timed out, not twenty
+    assert Notification.objects.filter(pk__in=[n.pk for n in made]).count() == 20
+    failures = [r for r in caplog.records if r.name == "notifications.realtime"]
+    assert len(failures) == 1 and "none tried for 30 s" in failures[0].getMessage()
