@@ -36,6 +36,17 @@ def reported(caplog):
     return lambda: [r.getMessage() for r in caplog.records if r.name == "invoicegen.i18n"]
 
 
+def test_every_catalog_is_compiled_as_it_is_now():
+    """`make` compiles them (gettext's msgfmt): a catalog not compiled speaks English."""
+    stale = [
+        str(po.relative_to(ROOT))
+        for po in ROOT.glob("locale/*/LC_MESSAGES/django.po")
+        if not po.with_suffix(".mo").exists()
+        or po.with_suffix(".mo").stat().st_mtime < po.stat().st_mtime
+    ]
+    assert stale == [], "run `make messages` (it needs gettext: apt-get install gettext)"
+
+
 def test_a_message_no_catalog_has_is_english_and_logged_once_a_language(reported):
     with translation.override("de"):
         first, again = gettext("Nobody translated this"), gettext("Nobody translated this")
