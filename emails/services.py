@@ -9,9 +9,12 @@ sending, so the row holds only what is safe to keep.
 """
 
 import re
+import secrets
 import smtplib
+import socket
+import time
 from collections.abc import Callable
-from email.utils import make_msgid, parseaddr
+from email.utils import parseaddr
 
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
@@ -81,6 +84,13 @@ def _render(email: EmailLog, *, with_secrets: bool) -> EmailMultiAlternatives:
     return message
 
 
+def new_message_id() -> str:
+    """`<time.random@domain>` of FROM_EMAIL: random from the system (make_msgid's is the `random`
+    module's, which a seeded process repeats), and short enough for one header line."""
+    domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or socket.getfqdn()
+    return f"<{time.time_ns() // 10_000_000}.{secrets.token_hex(10)}@{domain}>"
+
+
 def queue_email(
     template_name: str,
     *,
@@ -108,9 +118,7 @@ def queue_email(
         reply_to=on_behalf_of.email if on_behalf_of else "",
         template_name=template_name,
         context=normalize_json(context),
-        message_id=make_msgid(
-            domain=parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or None
-        ),
+        message_id=new_message_id(),
         user=user,
         notification=notification,
         resource_type=resource_type,

@@ -1,5 +1,6 @@
 import datetime
 import html
+import random
 import re
 import smtplib
 from email.header import decode_header, make_header
@@ -571,3 +572,18 @@ def test_an_email_to_an_account_itself_has_the_plain_sender_and_no_reply_to(
     [message] = smtp.messages
     assert message["From"] == "noreply@invoicegen.local"
     assert message["Reply-To"] is None
+
+
+def test_message_ids_stay_unique_when_the_random_module_repeats_itself():
+    """A seeded `random` (a test's, a property-based fuzzer's) once gave two emails queued in
+    the same second the same Message-ID: the second one's insert failed (a 500 at signup)."""
+    ids = []
+    for _ in range(2):
+        random.seed(7)
+        ids.append(
+            services.queue_email(
+                "admin_message", to="ada@example.com", context={"title": "Hi", "message": "."}
+            ).message_id
+        )
+
+    assert ids[0] != ids[1]
