@@ -186,3 +186,13 @@ def test_every_template_speaks_every_language(template, language, reported):
         assert english - translated, f"{template} {state} is the same in {language}"
         assert not english & translated, f"left in English in {language}: {english & translated}"
     assert reported() == []
+
+
+def test_what_was_logged_stays_bounded_in_a_long_lived_process(reported, monkeypatch):
+    monkeypatch.setattr("invoicegen.core.i18n.MAX_REPORTED", 3)
+    with translation.override("de"):
+        for n in range(10):
+            gettext(f"Free text {n}")
+
+    assert len(untranslated.reported) <= 3
+    assert len(reported()) == 10

@@ -10,6 +10,7 @@ from django.utils import translation
 from django.utils.translation import trans_real
 
 logger = logging.getLogger("invoicegen.i18n")
+MAX_REPORTED = 10_000
 
 
 class ReportUntranslated(gettext.NullTranslations):
@@ -19,7 +20,8 @@ class ReportUntranslated(gettext.NullTranslations):
 
     def __init__(self):
         super().__init__()
-        # (language, message): bounded by the messages the code holds.
+        # (language, message) logged already. Most are the code's own messages, but a stored
+        # text shown translated (a link's withdrawal reason) may be anything: bounded.
         self.reported: set[tuple[str, str]] = set()
 
     def gettext(self, message):
@@ -34,6 +36,8 @@ class ReportUntranslated(gettext.NullTranslations):
         language = translation.get_language() or settings.LANGUAGE_CODE
         if language.partition("-")[0] == "en" or (language, message) in self.reported:
             return
+        if len(self.reported) >= MAX_REPORTED:
+            self.reported.clear()  # a message may then be logged once more
         self.reported.add((language, message))
         logger.warning("No %s translation of %r: it is shown in English.", language, message)
 

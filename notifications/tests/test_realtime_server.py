@@ -55,8 +55,12 @@ def daphne(tmp_path):
             time.sleep(0.1)
         yield port
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        process.terminate()  # daphne waits for its open connections' applications, briefly
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
 
 
 def ticket_for(user) -> str:
