@@ -27,6 +27,7 @@ from invoicegen import celery_app
 from invoicegen.accounts.models import User
 from invoicegen.accounts.services import create_auth_token
 from notifications.models import Notification
+from webhooks.receiver import Receiver
 
 PASSWORD = "demo-password-correct-horse"  # noqa: S105 (a demo account)
 CLIENT = {"HTTP_HOST": "localhost", "REMOTE_ADDR": "198.51.100.23", "HTTP_USER_AGENT": "demo"}
@@ -55,10 +56,16 @@ class Story:
         celery_app.conf.task_always_eager = True  # tasks run here, after each commit
         mail.outbox = []
         try:
-            with override_settings(
-                EMAIL_BACKEND="demo.story.StandInProvider",
-                ANYMAIL={**settings.ANYMAIL, "WEBHOOK_SECRET": [WEBHOOK_SECRET]},
-                ALLOWED_HOSTS=[*settings.ALLOWED_HOSTS, "localhost"],
+            # Ada's webhook receiver listens on this machine, over http: allowed for the story.
+            with (
+                override_settings(
+                    EMAIL_BACKEND="demo.story.StandInProvider",
+                    ANYMAIL={**settings.ANYMAIL, "WEBHOOK_SECRET": [WEBHOOK_SECRET]},
+                    ALLOWED_HOSTS=[*settings.ALLOWED_HOSTS, "localhost"],
+                    WEBHOOK_ALLOW_PRIVATE_NETWORKS=True,
+                    WEBHOOK_ALLOW_HTTP_LOOPBACK=True,
+                ),
+                Receiver() as self.receiver,
             ):
                 self.story()
         finally:
@@ -76,12 +83,21 @@ class Story:
         email = f"ada.{run}@example.com"
         api = APIClient(**CLIENT)
 
-        self.step(f"1. Ada signs up as {email}, verifies her email and logs in")
+        self.step(f"1. Ada signs up as {email}, verifies her email, logs in, adds a webhook")
         _ok(api.post("/api/auth/signup/", {"email": email, "password": PASSWORD, "name": "Ada"}))
         verify = _link(mail.outbox[-1], r"verify-email\?uid=([^&]+)&token=([^\s\"<]+)")
         _ok(api.post("/api/auth/verify-email/", {"uid": verify[0], "token": verify[1]}))
         token = _ok(api.post("/api/auth/login/", {"email": email, "password": PASSWORD})).json()
         api.credentials(HTTP_AUTHORIZATION=f"Token {token['token']}")
+        endpoint = _ok(
+            api.post(
+                "/api/webhooks/endpoints/",
+                {"url": self.receiver.url, "event_types": ["invoice.*", "payment.*"]},
+                format="json",
+            )
+        ).json()
+        self.receiver.secret = endpoint["secret"]
+        self.say(f"   her webhook endpoint: {endpoint['url']} (invoice.*, payment.*)")
 
         self.step("2. She bills a client: create, finalize, send")
         invoice = _ok(
@@ -216,6 +232,14 @@ class Story:
         for event in DownloadEvent.objects.filter(token=link).order_by("id"):
             what = event.kind if event.kind == DownloadEvent.Kind.VIEWED else event.reason
             self.say(f"   {event.created_at:%H:%M:%S} {what:<9} from {event.ip_address}")
+
+        self.step("The signed webhooks Ada's receiver got (standardwebhooks checks each)")
+        for received in self.receiver.received:
+            verified = "signature OK" if received.verified else "signature WRONG"
+            self.say(
+                f"   {received.headers['webhook-id']}  {received.payload['type']:<18} {verified}"
+                f"  (webhook-timestamp {received.headers['webhook-timestamp']})"
+            )
 
         self.step("Sealing and verifying the whole trail")
         while audit.seal_audit_log():

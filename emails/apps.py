@@ -11,27 +11,11 @@ class EmailsConfig(AppConfig):
         from anymail.signals import tracking
 
         from emails.webhooks import receive_tracking_event
+        from invoicegen.core.outbox import lease_check
 
-        checks.register(check_lease_outlasts_delivery)
+        checks.register(lease_check("EMAIL", _task_time_limit, check_id="emails.E001"))
         checks.register(check_links_are_https, deploy=True)
         tracking.connect(receive_tracking_event, dispatch_uid="emails.delivery_events")
-
-
-def check_lease_outlasts_delivery(app_configs, **kwargs):
-    """A lease shorter than a delivery may take lets a second worker send the row again."""
-    from emails.tasks import TIME_LIMIT
-
-    if settings.EMAIL_SENDING_LEASE_SECONDS > TIME_LIMIT:
-        return []
-    return [
-        checks.Error(
-            f"EMAIL_SENDING_LEASE_SECONDS ({settings.EMAIL_SENDING_LEASE_SECONDS}) must exceed "
-            f"the delivery task's time limit ({TIME_LIMIT} s, EMAIL_SEND_TIMEOUT + "
-            "EMAIL_SEND_BATCH_SECONDS + 10).",
-            hint="Raise EMAIL_SENDING_LEASE_SECONDS or lower EMAIL_SEND_TIMEOUT.",
-            id="emails.E001",
-        )
-    ]
 
 
 def check_links_are_https(app_configs, **kwargs):
@@ -47,3 +31,9 @@ def check_links_are_https(app_configs, **kwargs):
             id="emails.W001",
         )
     ]
+
+
+def _task_time_limit() -> int:
+    from emails.tasks import TIME_LIMIT
+
+    return TIME_LIMIT

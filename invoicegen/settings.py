@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "notifications",
     "emails",
     "downloads",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -212,6 +213,8 @@ REST_FRAMEWORK = {
         "download": env.str("DOWNLOAD_THROTTLE_RATE", default="60/min"),
         "unsubscribe": env.str("UNSUBSCRIBE_THROTTLE_RATE", default="30/min"),
         "ws_ticket": env.str("WS_TICKET_THROTTLE_RATE", default="30/min"),
+        # Secret rotations and replays (each replay is a request to the endpoint).
+        "webhook_action": env.str("WEBHOOK_ACTION_THROTTLE_RATE", default="30/min"),
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     # `?format=` selects an export's file type (audit API), not a renderer.
@@ -317,6 +320,29 @@ EMAIL_SENDING_LEASE_SECONDS = env.int("EMAIL_SENDING_LEASE_SECONDS", default=45)
 EMAIL_SWEEP_INTERVAL_SECONDS = env.float("EMAIL_SWEEP_INTERVAL_SECONDS", default=15)
 EMAIL_SEND_BATCH = env.int("EMAIL_SEND_BATCH", default=50)
 EMAIL_SEND_BATCH_SECONDS = env.float("EMAIL_SEND_BATCH_SECONDS", default=5)
+
+# Outgoing webhooks (webhooks/): the outbox's settings as emails' above. A 2xx within
+# WEBHOOK_TIMEOUT is success; failures are retried after each step of the schedule (seconds:
+# 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h), then the delivery has failed. An endpoint whose
+# every attempt failed for WEBHOOK_DISABLE_AFTER_DAYS is disabled. Private, loopback and
+# link-local addresses (cloud metadata) are refused unless WEBHOOK_ALLOW_PRIVATE_NETWORKS;
+# http:// URLs only reach this machine, and only where WEBHOOK_ALLOW_HTTP_LOOPBACK (DEBUG).
+WEBHOOK_TIMEOUT = env.int("WEBHOOK_TIMEOUT", default=15)
+WEBHOOK_RETRY_SCHEDULE = env.list(
+    "WEBHOOK_RETRY_SCHEDULE", cast=float, default=[5, 300, 1800, 7200, 18000, 36000, 36000]
+)
+WEBHOOK_MAX_ATTEMPTS = len(WEBHOOK_RETRY_SCHEDULE) + 1
+WEBHOOK_SENDING_LEASE_SECONDS = env.int("WEBHOOK_SENDING_LEASE_SECONDS", default=45)
+WEBHOOK_SWEEP_INTERVAL_SECONDS = env.float("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=15)
+WEBHOOK_SEND_BATCH = env.int("WEBHOOK_SEND_BATCH", default=50)
+WEBHOOK_SEND_BATCH_SECONDS = env.float("WEBHOOK_SEND_BATCH_SECONDS", default=5)
+WEBHOOK_DISABLE_AFTER_DAYS = env.int("WEBHOOK_DISABLE_AFTER_DAYS", default=5)
+WEBHOOK_SECRET_OVERLAP_HOURS = env.int("WEBHOOK_SECRET_OVERLAP_HOURS", default=24)
+WEBHOOK_MAX_ENDPOINTS = env.int("WEBHOOK_MAX_ENDPOINTS", default=20)
+WEBHOOK_MAX_PAYLOAD_BYTES = env.int("WEBHOOK_MAX_PAYLOAD_BYTES", default=256 * 1024)
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False)
+WEBHOOK_ALLOW_HTTP_LOOPBACK = env.bool("WEBHOOK_ALLOW_HTTP_LOOPBACK", default=DEBUG)
+WEBHOOK_USER_AGENT = "invoicegen-webhooks/1.0"
 TEMPLATED_EMAIL_TEMPLATE_DIR = "email/"
 TEMPLATED_EMAIL_FILE_EXTENSION = "email"
 
@@ -375,6 +401,10 @@ CELERY_BEAT_SCHEDULE = {
     "redispatch-pending-emails": {
         "task": "emails.tasks.redispatch_pending_emails",
         "schedule": EMAIL_SWEEP_INTERVAL_SECONDS,
+    },
+    "redispatch-pending-webhooks": {
+        "task": "webhooks.tasks.redispatch_pending_webhooks",
+        "schedule": WEBHOOK_SWEEP_INTERVAL_SECONDS,
     },
     "purge-expired-download-tokens": {
         "task": "downloads.tasks.purge_expired_tokens",

@@ -25,11 +25,13 @@ urlpatterns = [
     path("api/audit/", include("audit.api.urls")),
     path("api/", include("notifications.api.urls")),
     path("api/emails/", include("emails.api.urls")),
+    path("api/webhooks/", include("webhooks.api.urls")),
     path("downloads/", include("downloads.urls")),
     path("webhooks/email/", include("emails.urls")),
     # Every path under unsubscribe/ reaches the view: Django's own 404 would log the token.
     re_path(r"^unsubscribe/(?P<token>[\s\S]*)$", unsubscribe, name="unsubscribe"),
     path("", include("invoicegen.accounts.urls")),
+    path("", include("notifications.urls")),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SwaggerView.as_view(url_name="schema"), name="docs"),
 ]

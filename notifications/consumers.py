@@ -1,9 +1,9 @@
 """`/ws/notifications/`: a user's notifications as they come, and their unread count.
 
-The connection is the user's by the session cookie (a page of this site), or by a single-use
-ticket from `POST /api/notifications/ws-ticket/` in the query (`?ticket=`; never the API token,
-which would reach logs), and only if its Origin is one this site serves (asgi.py). It joins the
-user's group only.
+The connection is the user's by a single-use ticket from `POST /api/notifications/ws-ticket/`
+in the query (`?ticket=`; never the API token, which would reach logs), or else by the session
+cookie (a page of this site), and only if its Origin is one this site serves (asgi.py). It joins
+the user's group only.
 
 Server to client (JSON):
 - `{"type": "ready", "unread_count": n}` once connected;
@@ -78,13 +78,15 @@ class NotificationConsumer(AsyncWebsocketConsumer):
     # Helpers
 
     async def _user(self):
-        user = self.scope.get("user")
-        if user is not None and user.is_authenticated:
-            return user
+        """A ticket decides over the session cookie: the browser sends the cookie of an admin
+        session with every connection, also from a page signed in by token as someone else."""
         tickets = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("ticket")
-        if not tickets or len(tickets[0]) > 128:
-            return None
-        return await database_sync_to_async(realtime.redeem_ticket)(tickets[0])
+        if tickets:
+            if len(tickets[0]) > 128:
+                return None
+            return await database_sync_to_async(realtime.redeem_ticket)(tickets[0])
+        user = self.scope.get("user")
+        return user if user is not None and user.is_authenticated else None
 
     async def _send(self, kind: str, **fields):
         await self.send(text_data=json.dumps({"type": kind, **fields}))

@@ -37,6 +37,17 @@ def test_the_demo_tells_the_whole_story():
     assert re.search(r"viewed +from ", story)
 
 
+def test_the_demo_registers_a_webhook_receiver_and_prints_its_signed_deliveries():
+    story = run_demo()
+
+    received = story.split("The signed webhooks Ada's receiver got")[1].split("\n\n")[0]
+    lines = re.findall(r"^ +(msg_\S+) +(\S+) +signature OK", received, flags=re.MULTILINE)
+    assert [kind for _, kind in lines] == [
+        "invoice.finalized", "invoice.sent", "invoice.viewed", "payment.received", "invoice.paid",
+    ]  # fmt: skip
+    assert "signature WRONG" not in received
+
+
 def test_the_demo_prints_the_invoices_timeline_with_its_delivery():
     """sent -> delivered (the provider's event, posted to the webhook) -> viewed -> downloaded
     -> paid, read back through the timeline API."""

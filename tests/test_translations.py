@@ -142,7 +142,7 @@ STATES = {
 }
 PAGES = sorted(
     str(path.relative_to(TEMPLATES))
-    for folder in ("email", "accounts", "downloads", "emails")
+    for folder in ("email", "accounts", "downloads", "emails", "notifications")
     for path in (TEMPLATES / folder).iterdir()
     if path.name not in ("base.email", "base.html")
 )
@@ -160,9 +160,10 @@ def values(value) -> list[str]:
 
 
 def texts(html: str) -> set[str]:
-    """The lines of text a reader sees, without the context's values, the links and the
-    product's name: what is left must be in the reader's language."""
-    text = unescape(strip_tags(re.sub(r"<style.*?</style>", " ", html, flags=re.DOTALL)))
+    """The lines of text a reader sees, without the context's values, the links, the product's
+    name and a page's style and script: what is left must be in the reader's language."""
+    text = re.sub(r"<(style|script)\b.*?</\1>", " ", html, flags=re.DOTALL)
+    text = unescape(strip_tags(text))
     text = re.sub(r"https?://\S+", " ", text)
     for value in sorted([*values(CONTEXT), "invoicegen"], key=len, reverse=True):
         text = text.replace(value, " ")

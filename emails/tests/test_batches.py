@@ -1,8 +1,10 @@
 """A delivery takes other due rows along with its own: one claim and one "sent" for the batch
 (two commits, not two per email), each email still sent at most once where that can be known."""
 
+from contextlib import suppress
+
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -133,3 +135,38 @@ def test_concurrent_batches_never_take_the_same_row(smtp, queue, race):
     assert sorted(m["Message-ID"] for m in smtp.messages) == sorted(
         EmailLog.objects.filter(status="sent").values_list("message_id", flat=True)
     )
+
+
+def test_a_transaction_hands_over_a_task_per_batch_and_every_row_goes(
+    smtp, monkeypatch, django_capture_on_commit_callbacks
+):
+    handed = []
+    monkeypatch.setattr(services.outbox, "hand_over", lambda row_id: handed.append(row_id))
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        rows = [
+            services.queue_email("welcome", to=f"u{n}@example.com", context={"name": "U"})
+            for n in range(120)
+        ]
+    assert handed == [rows[0].pk, rows[50].pk, rows[100].pk]
+    for row_id in handed:
+        services.deliver_email(row_id)
+    assert len(smtp.received) == 120
+    assert set(EmailLog.objects.values_list("status", flat=True)) == {"sent"}
+
+
+def test_rows_of_a_rolled_back_savepoint_are_not_handed_over(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    handed = []
+    monkeypatch.setattr(services.outbox, "hand_over", lambda row_id: handed.append(row_id))
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        kept = services.queue_email("welcome", to="kept@example.com", context={"name": "K"})
+        with suppress(RuntimeError), transaction.atomic():
+            services.queue_email("welcome", to="gone@example.com", context={"name": "G"})
+            raise RuntimeError
+        later = services.queue_email("welcome", to="later@example.com", context={"name": "L"})
+    assert handed == [kept.pk]  # `later` goes with it (the batch is 50)
+    assert list(EmailLog.objects.order_by("pk").values_list("pk", flat=True)) == [
+        kept.pk,
+        later.pk,
+    ]

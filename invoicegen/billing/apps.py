@@ -23,6 +23,7 @@ class BillingConfig(AppConfig):
             Subscription,
         )
         from notifications.types import EMAIL, IN_APP, register_type
+        from webhooks.types import register_event_type
 
         # How often the client viewed and downloaded it is bookkeeping, with entries of its own
         # (download.viewed, download.succeeded), not an edit of the invoice.
@@ -121,3 +122,5 @@ class BillingConfig(AppConfig):
         )
         # A client may stop an issuer's reminders; the invoice itself always reaches them.
         register_sender_topic(events.REMINDERS, label=_("payment reminders"))
+        for name, description in events.WEBHOOK_EVENTS.items():
+            register_event_type(name, description)

@@ -13,7 +13,9 @@ from audit.services import record_event
 from emails.services import queue_email
 from invoicegen.billing.models import BusinessProfile, Invoice, Payment, Subscription
 from invoicegen.billing.money import format_day, format_money
+from invoicegen.core.api import decimal_text
 from notifications.services import notify
+from webhooks.services import send_event
 
 
 def invoice_params(invoice: Invoice) -> dict:
@@ -26,6 +28,52 @@ def invoice_params(invoice: Invoice) -> dict:
         "client_name": invoice.client_name,
         "total": total,
     }
+
+
+def invoice_data(invoice: Invoice) -> dict:
+    """What the webhooks of its events carry."""
+    return {
+        "id": invoice.pk,
+        "number": invoice.number,
+        "status": invoice.status,
+        "currency": invoice.currency,
+        "total": decimal_text(invoice.total),
+        "amount_paid": decimal_text(invoice.amount_paid),
+        "balance_due": decimal_text(invoice.balance_due),
+        "due_date": invoice.due_date,
+        "client_name": invoice.client_name,
+        "client_email": invoice.client_email,
+        "finalized_at": invoice.finalized_at,
+        "sent_at": invoice.sent_at,
+        "paid_at": invoice.paid_at,
+    }
+
+
+def subscription_data(subscription: Subscription) -> dict:
+    return {
+        "id": subscription.pk,
+        "plan": subscription.plan,
+        "status": subscription.status,
+        "current_period_start": subscription.current_period_start,
+        "current_period_end": subscription.current_period_end,
+    }
+
+
+# The webhook event types (webhooks/types.py): {name: what it means}. Registered in ready().
+WEBHOOK_EVENTS = {
+    "invoice.finalized": "An invoice was finalized: numbered, and no longer editable.",
+    "invoice.sent": "An invoice was emailed to its client.",
+    "invoice.viewed": "The client opened a link to an invoice for the first time.",
+    "invoice.paid": "An invoice was paid in full.",
+    "invoice.voided": "An invoice was voided.",
+    "payment.received": "A payment was recorded on an invoice.",
+    "email.bounced": "An invoice's email to its client bounced.",
+    "email.complained": "An invoice's email was marked as spam by its client.",
+    "subscription.activated": "The account's subscription became active.",
+    "subscription.cancelled": "The account's subscription was cancelled.",
+    "subscription.renewed": "The account's subscription was renewed for a period.",
+    "subscription.expired": "The account's subscription expired.",
+}
 
 
 @domain_event("invoice.created", "{actor} created {target}")
@@ -48,6 +96,7 @@ def invoice_finalized(invoice: Invoice, *, actor) -> None:
     params = invoice_params(invoice)
     record_event("invoice.finalized", target=invoice, actor=actor, params=params)
     notify(invoice.user, "invoice_finalized", params=params, resource=invoice, actor=actor)
+    send_event(invoice.user, "invoice.finalized", invoice_data(invoice))
 
 
 REMINDERS = "invoice_reminder"  # the topic a client may unsubscribe from (emails/unsubscribe.py)
@@ -83,6 +132,7 @@ def invoice_sent(invoice: Invoice, *, to: str, actor) -> None:
     params = {**invoice_params(invoice), "to": to}
     record_event("invoice.sent", target=invoice, actor=actor, params=params)
     notify(invoice.user, "invoice_sent", params=params, resource=invoice, actor=actor)
+    send_event(invoice.user, "invoice.sent", {**invoice_data(invoice), "sent_to": to})
     _email_client(invoice, "invoice_notification_client", to=to, context=params)
 
 
@@ -149,6 +199,8 @@ def invoice_delivery_failed(invoice_id: str, *, to: str, problem: str, descripti
     params = {**invoice_params(invoice), "to": to, "problem": problem, "reason": reason}
     record_event("invoice.delivery_failed", target=invoice, actor=None, params=params)
     notify(invoice.user, "invoice_delivery_failed", params=params, resource=invoice)
+    data = {"invoice": invoice_data(invoice), "to": to, "reason": reason}
+    send_event(invoice.user, f"email.{problem}", data)
 
 
 @domain_event("invoice.paid", "{target} paid in full")
@@ -156,12 +208,14 @@ def invoice_paid(invoice: Invoice, *, actor) -> None:
     params = invoice_params(invoice)
     record_event("invoice.paid", target=invoice, actor=actor, params=params)
     notify(invoice.user, "invoice_paid", params=params, resource=invoice, actor=actor)
+    send_event(invoice.user, "invoice.paid", invoice_data(invoice))
 
 
 def invoice_first_viewed(invoice: Invoice) -> None:
     """The client opened a link to the invoice for the first time. The view's entry is the
     link's own (`download.viewed`, downloads/services.py): the owner is only told."""
     notify(invoice.user, "invoice_viewed", params=invoice_params(invoice), resource=invoice)
+    send_event(invoice.user, "invoice.viewed", invoice_data(invoice))
 
 
 def invoice_first_downloaded(invoice: Invoice) -> None:
@@ -172,6 +226,7 @@ def invoice_first_downloaded(invoice: Invoice) -> None:
 @domain_event("invoice.voided", "{actor} voided {target}")
 def invoice_voided(invoice: Invoice, *, actor) -> None:
     record_event("invoice.voided", target=invoice, actor=actor)
+    send_event(invoice.user, "invoice.voided", invoice_data(invoice))
 
 
 @domain_event("business_profile.updated", "{actor} updated the business profile {target}")
@@ -183,6 +238,15 @@ def business_profile_updated(profile: BusinessProfile, *, actor) -> None:
 def payment_processed(payment: Payment, *, actor) -> None:
     params = {"amount": payment.amount, "method": payment.method, "invoice_id": payment.invoice_id}
     record_event("payment.processed", target=payment, actor=actor, params=params)
+    invoice = payment.invoice
+    data = {
+        "id": payment.pk,
+        "amount": decimal_text(payment.amount),
+        "currency": invoice.currency,
+        "method": payment.method,
+        "invoice": invoice_data(invoice),
+    }
+    send_event(invoice.user, "payment.received", data)
 
 
 @domain_event("payment.failed", "Payment on {target} refused: {reason}")
@@ -196,6 +260,7 @@ def _subscription_event(name: str, subscription: Subscription, *, actor, notify_
     with translation.override(subscription.user.language):  # as its owner writes days
         params = {"plan": subscription.plan, "period_end": end, "period_ends": format_day(end)}
     record_event(name, target=subscription, actor=actor, params=params)
+    send_event(subscription.user, name, subscription_data(subscription))
     if notify_as:
         notify(subscription.user, notify_as, params=params, resource=subscription, actor=actor)
 

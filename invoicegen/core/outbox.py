@@ -1,5 +1,5 @@
 """The outbox machinery, for anything sent to the outside world that must not be lost (emails
-now, webhooks next).
+and webhooks).
 
 A message is a row first, written in the caller's transaction, and handed to a worker once that
 commits (a rolled-back change sends nothing). A worker takes the row with a one-statement claim
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from django.conf import settings
+from django.core import checks
 from django.core.cache import cache
 from django.db import connection, models, transaction
 from django.db.models import F, Q
@@ -61,6 +62,26 @@ class OutboxRow(models.Model):
 
     class Meta:
         abstract = True
+
+
+class _Dispatch:
+    """The rows one transaction added to an outbox, handed to workers once it commits: a task
+    for every `<PREFIX>_SEND_BATCH`-th of them, since a delivery takes its own row and that many
+    due ones with it. A thousand rows in one transaction are twenty tasks, not a thousand that
+    would mostly find their row sent and wait in the queue meanwhile. A row no delivery took
+    (others were due first) is the sweeper's. Rows join the hand-over of their own savepoint,
+    so that a savepoint rolled back takes its rows' hand-over with it, as Django's on_commit
+    does."""
+
+    def __init__(self, outbox: "Outbox", row_id: int):
+        self.outbox = outbox
+        self.row_ids = [row_id]
+        self.done = False  # (a test's captured callbacks run, and stay registered)
+
+    def __call__(self) -> None:
+        self.done = True
+        for row_id in self.row_ids[:: max(1, self.outbox.setting("SEND_BATCH"))]:
+            self.outbox.dispatch(row_id)
 
 
 @dataclass(frozen=True)
@@ -114,7 +135,21 @@ class Outbox:
     def add(self, row: OutboxRow) -> OutboxRow:
         """Store the row in the caller's transaction; a worker gets it once that commits."""
         row.save()
-        transaction.on_commit(partial(self.dispatch, row.pk))
+        connection = transaction.get_connection()
+        if not connection.in_atomic_block:
+            self.dispatch(row.pk)
+            return row
+        savepoints = set(connection.savepoint_ids)
+        for registered_in, callback, _ in connection.run_on_commit:
+            if (
+                isinstance(callback, _Dispatch)
+                and callback.outbox is self
+                and registered_in == savepoints
+                and not callback.done
+            ):
+                callback.row_ids.append(row.pk)
+                return row
+        transaction.on_commit(_Dispatch(self, row.pk))
         return row
 
     def dispatch(self, row_id: int) -> None:
@@ -282,9 +317,9 @@ class Outbox:
             return False
 
     def retry_delay(self, attempts: int) -> float:
-        """Exponential backoff with jitter, so that a recovering server is not hit all at once."""
+        """Exponential backoff, with jitter."""
         base = self.setting("RETRY_BASE_SECONDS") * 2 ** (attempts - 1)
-        return min(base, self.setting("RETRY_MAX_SECONDS")) * random.uniform(0.75, 1.25)
+        return jittered(min(base, self.setting("RETRY_MAX_SECONDS")))
 
     def _record_failure(self, row, error: Exception, permanent: bool, on_failed) -> Delivery:
         reason = f"{type(error).__name__}: {error}"[:2000]
@@ -303,6 +338,33 @@ class Outbox:
         if not queued:
             return self._let_go(row)
         return Delivery(OutboxRow.Status.QUEUED, retry_in=delay)
+
+
+def lease_check(prefix: str, time_limit: Callable[[], int], *, check_id: str):
+    """A system check (register it in the app's ready()): a lease shorter than a delivery
+    task may take lets a second worker send the row again. `time_limit()`: the task's."""
+
+    def check(app_configs, **kwargs):
+        lease, limit = getattr(settings, f"{prefix}_SENDING_LEASE_SECONDS"), time_limit()
+        if lease > limit:
+            return []
+        return [
+            checks.Error(
+                f"{prefix}_SENDING_LEASE_SECONDS ({lease}) must exceed the delivery task's "
+                f"time limit ({limit} s: {prefix}_SEND_TIMEOUT or {prefix}_TIMEOUT, "
+                f"+ {prefix}_SEND_BATCH_SECONDS + 10).",
+                hint=f"Raise {prefix}_SENDING_LEASE_SECONDS or lower the send's timeout.",
+                id=check_id,
+            )
+        ]
+
+    return check
+
+
+def jittered(seconds: float) -> float:
+    """Within a quarter of `seconds`, at random: retries spread out, so that a recovering
+    server is not hit all at once."""
+    return seconds * random.uniform(0.75, 1.25)
 
 
 def run_delivery(task, delivery: Delivery) -> str | None:

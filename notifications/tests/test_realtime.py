@@ -207,6 +207,24 @@ def test_a_ticket_opens_one_connection_once():
     assert not SocketTicket.objects.exists()  # only its hash was stored, and it is used up
 
 
+def test_a_ticket_decides_over_the_session_cookie_the_browser_sends_along():
+    """A page signed in by token as one user, in a browser with another's admin session."""
+    staff, owner = UserFactory(is_staff=True), UserFactory()
+    paid(owner)
+    ticket = ticket_for(owner)
+
+    async def scenario():
+        socket = Socket(
+            path=f"/ws/notifications/?ticket={ticket}",
+            headers=(ORIGIN, await db(session_of)(staff)),
+        )
+        assert await socket.connect() == (True, None)
+        assert await socket.receive() == {"type": "ready", "unread_count": 1}
+        await socket.close()
+
+    run(scenario)
+
+
 def test_an_expired_forged_or_inactive_users_ticket_opens_nothing():
     owner, gone = UserFactory(), UserFactory()
     expired = ticket_for(owner)

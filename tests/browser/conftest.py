@@ -15,8 +15,11 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Started and stopped per module: while it runs, so does Playwright's event loop in this
+    thread, and the tests after these that call async code from sync code (async_to_sync: the
+    WebSocket tests, the pushes after commit) would fail beside it."""
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CI"):
             pytest.fail("Debian's chromium is not installed (.ci/run installs it)")

@@ -18,6 +18,7 @@ from invoicegen.billing.tests.factories import (
     invoice_in_status,
 )
 from invoicegen.core.admin import ServiceOnlyAdmin
+from webhooks import services as webhooks
 
 pytestmark = pytest.mark.django_db
 
@@ -25,6 +26,9 @@ pytestmark = pytest.mark.django_db
 def rows(user) -> dict:
     invoice = invoice_in_status("finalized", user=user)
     link, _ = downloads.issue_download_token("invoice", invoice.pk, created_by=user)
+    endpoint, _ = webhooks.create_endpoint(
+        user, url="https://hooks.example.com/", event_types=["*"], actor=user
+    )
     return {
         "billing.invoice": invoice,
         "billing.subscription": SubscriptionFactory(user=user),
@@ -42,6 +46,8 @@ def rows(user) -> dict:
         "emails.emailoptout": EmailOptOut.objects.create(
             address="ap@example.com", topic="invoice_reminder", sender=user
         ),
+        "webhooks.webhookendpoint": endpoint,
+        "webhooks.webhookdelivery": webhooks.send_event(user, "invoice.paid", {"id": 1})[0],
     }
 
 
@@ -66,6 +72,8 @@ def test_every_service_only_page_is_covered(user):
         "downloads.securedownloadtoken",
         "emails.emailsuppression",
         "emails.emailoptout",
+        "webhooks.webhookendpoint",
+        "webhooks.webhookdelivery",
     ],
 )
 def test_a_service_only_page_has_nothing_to_save_and_a_post_changes_nothing(admin, user, label):
