@@ -391,7 +391,7 @@ CELERY_TASK_PUBLISH_RETRY = False
 # A message not acknowledged within this time is redelivered: it must exceed every countdown
 # and ETA a task is given, or a delayed task would run twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": 12 * 3600,
+    "visibility_timeout": 14 * 3600,  # a webhook's last retry: 10 h, jittered up to 12.5 h
     "max_retries": 0,  # a publish to a broker that is down fails at once (workers reconnect)
     "socket_connect_timeout": 1,
     "socket_timeout": 5,

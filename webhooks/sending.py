@@ -41,6 +41,11 @@ def check_url(url: str) -> None:
     logged as a URL); not a literal address that sending would refuse."""
     if any(character.isspace() or not character.isprintable() for character in url):
         raise ValueError("The URL may not hold spaces or control characters.")
+    if not url.isascii():  # what is sent is what was checked, not another reading of it
+        raise ValueError(
+            "The URL must be ASCII: an international name in punycode (xn--), other "
+            "characters percent-encoded."
+        )
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (raises for a port out of range)
@@ -64,11 +69,22 @@ def check_url(url: str) -> None:
         raise ValueError("The URL's address is in a private or reserved network.")
 
 
+# IPv6 prefixes that carry an IPv4 address a gateway reaches on the sender's behalf (NAT64,
+# 6to4, the deprecated IPv4-compatible form): refused whole, as the IPv4 inside may be private.
+TRANSLATED = [
+    ipaddress.ip_network(prefix)
+    for prefix in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "::/96", "::ffff:0:0:0/96")
+]
+
+
 def allowed(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS:
         return True
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped:
+            address = address.ipv4_mapped
+        elif any(address in prefix for prefix in TRANSLATED):
+            return False
     return address.is_global and not address.is_multicast
 
 
@@ -78,6 +94,8 @@ def resolve(host: str, port: int) -> list[tuple]:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
         raise ConnectionError(f"{host} does not resolve: {error.strerror}") from None
+    except UnicodeError:  # a label over 63 characters
+        raise AddressRefused(f"{host} is not a valid host name") from None
     usable = [info for info in found if allowed(ipaddress.ip_address(info[4][0].split("%")[0]))]
     if not usable:
         raise AddressRefused(f"{host} resolves to a private or reserved address")
@@ -97,9 +115,11 @@ def post(url: str, *, body: bytes, headers: dict[str, str]) -> Answer:
     host, port = parts.hostname, parts.port or (443 if https else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     with Deadline(settings.WEBHOOK_TIMEOUT) as deadline:
-        sock = _connect(resolve(host, port), until=time.monotonic() + deadline.seconds)
+        until = time.monotonic() + deadline.seconds  # the lookup counts against it too
+        sock = _connect(resolve(host, port), until=until)
         watched = sock.dup()  # TLS detaches `sock`: the deadline cuts the duplicate
         connection = http.client.HTTPConnection(host, port)
+        connection.default_port = 443 if https else 80  # `Host` names a port only if not it
         try:
             deadline.guard(watched)
             connection.sock = _tls().wrap_socket(sock, server_hostname=host) if https else sock

@@ -12,6 +12,7 @@ and its owner told.
 
 import datetime
 import json
+import logging
 import secrets
 import time
 from functools import partial
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from audit import services as audit
@@ -29,6 +30,8 @@ from invoicegen.core.outbox import Delivery, Outbox, jittered
 from notifications.services import notify
 from webhooks import sending, signing, types
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+logger = logging.getLogger(__name__)
 
 DISABLED_NOTIFICATION = "webhook_endpoint_disabled"
 
@@ -42,10 +45,11 @@ class EndpointRefused(Exception):
 
 
 def shown_url(url: str) -> str:
-    """The URL as audit entries and notifications show it: a query string may carry a token of
-    the receiver's, so it is left out."""
+    """The URL as audit entries and notifications show it: its scheme and host. Receivers put
+    tokens in paths and query strings (`/services/T0/B0/<secret>`), which are left out."""
     parts = urlsplit(url)
-    return parts._replace(query="…" if parts.query else "", fragment="").geturl()
+    tail = "/…" if parts.path.strip("/") or parts.query else "/"
+    return f"{parts.scheme}://{parts.netloc}{tail}"
 
 
 # Endpoints
@@ -66,10 +70,11 @@ def check_endpoint(*, url: str, event_types: list[str]) -> None:
 
 @transaction.atomic
 def create_endpoint(
-    user, *, url: str, event_types: list[str], description: str = "", actor
+    user, *, url: str, event_types: list[str], description: str = "", enabled: bool = True, actor
 ) -> tuple[WebhookEndpoint, str]:
     """The endpoint and its secret, which is shown this once."""
     check_endpoint(url=url, event_types=event_types)
+    type(user).objects.select_for_update().filter(pk=user.pk).first()  # one creation at a time
     if WebhookEndpoint.objects.filter(user=user).count() >= settings.WEBHOOK_MAX_ENDPOINTS:
         raise ConflictError(f"An account has at most {settings.WEBHOOK_MAX_ENDPOINTS} endpoints.")
     secret = signing.new_secret()
@@ -78,6 +83,8 @@ def create_endpoint(
         url=url,
         event_types=event_types,
         description=description,
+        enabled=enabled,
+        disabled_reason="" if enabled else "Disabled by its owner.",
         secret=signing.seal(secret),
     )
     _log("webhook_endpoint.created", endpoint, actor=actor, event_types=event_types)
@@ -87,7 +94,9 @@ def create_endpoint(
 @transaction.atomic
 def update_endpoint(endpoint: WebhookEndpoint, *, actor, **changes) -> WebhookEndpoint:
     """Change its `url`, `event_types`, `description` or `enabled`. Enabling it again starts
-    its record of failures afresh."""
+    its record of failures afresh. The row is locked and only what changes is written: a
+    rotation or a disable meanwhile is not undone."""
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
     check_endpoint(
         url=changes.get("url", endpoint.url),
         event_types=changes.get("event_types", endpoint.event_types),
@@ -95,12 +104,15 @@ def update_endpoint(endpoint: WebhookEndpoint, *, actor, **changes) -> WebhookEn
     changed = {name: value for name, value in changes.items() if getattr(endpoint, name) != value}
     for name, value in changed.items():
         setattr(endpoint, name, value)
+    fields = [*changed, "updated_at"]
     if changed.get("enabled"):
         endpoint.failing_since, endpoint.disabled_reason = None, ""
+        fields += ["failing_since", "disabled_reason"]
     elif changed.get("enabled") is False:
         endpoint.disabled_reason = "Disabled by its owner."
+        fields.append("disabled_reason")
     if changed:
-        endpoint.save()
+        endpoint.save(update_fields=fields)
         if "url" in changed:
             changed["url"] = shown_url(changed["url"])
         _log("webhook_endpoint.updated", endpoint, actor=actor, changes=changed)
@@ -118,6 +130,7 @@ def rotate_secret(endpoint: WebhookEndpoint, *, actor) -> str:
     """A new secret, shown this once. The one it replaces still signs, beside it, for
     WEBHOOK_SECRET_OVERLAP_HOURS, while receivers move to the new one (a second rotation in
     that time ends the oldest at once)."""
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
     secret = signing.new_secret()
     endpoint.previous_secret = endpoint.secret
     overlap = datetime.timedelta(hours=settings.WEBHOOK_SECRET_OVERLAP_HOURS)
@@ -295,20 +308,45 @@ def _send(delivery: WebhookDelivery, *, endpoints: dict[int, WebhookEndpoint]) -
         raise
     attempt.status_code, attempt.response_body = answer.status, answer.body
     succeeded = 200 <= answer.status < 300
-    _end_attempt(attempt, started, endpoint, succeeded=succeeded)
     if not succeeded:
+        _end_attempt(attempt, started, endpoint, succeeded=False)
         raise EndpointRefused(f"HTTP {answer.status}")
+    try:
+        _end_attempt(attempt, started, endpoint, succeeded=True)
+    except DatabaseError:  # the receiver has it: a failed log line must not send it again
+        logger.warning("webhook delivery %s sent; its attempt not logged", delivery.pk)
 
 
-@transaction.atomic
-def _log_attempt(attempt: WebhookAttempt) -> None:
-    """A line of the log, not a state: on PostgreSQL its commit does not wait for the disk
-    (`synchronous_commit`), which would cost more than the request did. A crash of the
-    database may lose the last lines; the delivery's own row is committed as any other."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-    attempt.save()
+_ATTEMPT_COLUMNS = ("delivery_id", "status_code", "response_body", "error", "duration_ms")
+# One statement, one round trip: the attempt's line, and after a success the end of the
+# endpoint's run of failures (whichever worker started it). Its own transaction, whose commit
+# does not wait for the disk (set_config(..., true) holds for the statement's transaction).
+_LOG_ATTEMPT_SQL = f"""
+    WITH ended AS (
+        UPDATE {WebhookEndpoint._meta.db_table} SET failing_since = NULL
+        WHERE id = %s AND %s AND failing_since IS NOT NULL
+    )
+    INSERT INTO {WebhookAttempt._meta.db_table} ({", ".join(_ATTEMPT_COLUMNS)}, attempted_at)
+    SELECT {", ".join(["%s"] * len(_ATTEMPT_COLUMNS))}, now()
+    FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit
+"""  # noqa: S608 (table names)
+
+
+def _log_attempt(attempt: WebhookAttempt, endpoint: WebhookEndpoint, *, succeeded: bool) -> None:
+    """A line of the log, not a state: on PostgreSQL its commit does not wait for the disk,
+    which would cost more than the request did. A crash of the database may lose the last
+    lines (and the end of a run of failures, which the next success ends again); the
+    delivery's own row is committed as any other."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        attempt.save()
+        if succeeded:
+            WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=False).update(
+                failing_since=None
+            )
+        return
+    values = [getattr(attempt, column) for column in _ATTEMPT_COLUMNS]
+    with connection.cursor() as cursor:
+        cursor.execute(_LOG_ATTEMPT_SQL, [endpoint.pk, succeeded, *values])
 
 
 def _end_attempt(attempt: WebhookAttempt, started: float, endpoint, *, succeeded: bool) -> None:
@@ -316,11 +354,9 @@ def _end_attempt(attempt: WebhookAttempt, started: float, endpoint, *, succeeded
     starts it, and a failure WEBHOOK_DISABLE_AFTER_DAYS into it disables the endpoint. The
     endpoint, which the rest of the batch uses, keeps up with what it changes."""
     attempt.duration_ms = round((time.monotonic() - started) * 1000)
-    _log_attempt(attempt)
+    _log_attempt(attempt, endpoint, succeeded=succeeded)
     if succeeded:
-        if endpoint.failing_since is not None:
-            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
-            endpoint.failing_since = None
+        endpoint.failing_since = None
         return
     if endpoint.failing_since is None:
         endpoint.failing_since = timezone.now()

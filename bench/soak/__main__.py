@@ -1,9 +1,9 @@
 """`python -m bench.soak [--short] [scenario ...]`: the soak and fault harness (`make soak`).
 
 It brings up the production topology on this machine, every part its own (a PostgreSQL
-cluster and a redis-server on free loopback ports, gunicorn with 3 workers, 2 Celery workers,
-beat, an SMTP sink behind a proxy that plays its faults), drives a bounded mixed load, injects
-one fault at a time and checks what must survive it. It prints a table, writes
+cluster and a redis-server on free loopback ports, gunicorn with 3 workers, daphne, 2 Celery
+workers, beat, an SMTP sink behind a proxy that plays its faults), drives a bounded mixed
+load, injects one fault at a time and checks what must survive it. It prints a table, writes
 bench/results/soak.json (--short: soak-short.json) and exits 1 if a scenario failed. It stops
 everything it started, also on failure or Ctrl-C.
 """
@@ -23,7 +23,8 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--short",
         action="store_true",
-        help="the CI run: reconnect storm, task storm, worker kill, SMTP down, in shorter windows",
+        help="the CI run: reconnect storm, task storm, worker kill, SMTP down, webhook worker "
+        "kill, daphne restart, in shorter windows",
     )
     parser.add_argument("scenarios", nargs="*", help="run only these (default: all of the run)")
     return parser.parse_args(argv)
@@ -116,6 +117,7 @@ def main(argv: list[str]) -> int:
             "passed": passed,
             "topology": {
                 "gunicorn_workers": 3,
+                "daphne": 1,
                 "celery_workers": "2 (prefork, concurrency 1)",
                 "beat": 1,
                 "conn_max_age": 0,
@@ -130,6 +132,9 @@ def main(argv: list[str]) -> int:
                     "EMAIL_RETRY_BASE_SECONDS",
                     "EMAIL_RETRY_MAX_SECONDS",
                     "EMAIL_MAX_ATTEMPTS",
+                    "WEBHOOK_TIMEOUT",
+                    "WEBHOOK_SENDING_LEASE_SECONDS",
+                    "WEBHOOK_SWEEP_INTERVAL_SECONDS",
                 )
             },
             "scenarios": {

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Min
 from django.utils import timezone
 
-from bench.soak import checks
+from bench.soak import checks, webhook_scenarios, websocket_scenarios
 from bench.soak.checks import Mark, Outcome
 from bench.soak.load import Account, Customer, Load, Recorder
 from bench.soak.smtp import SLOW_BYTE_SECONDS
@@ -394,5 +394,14 @@ FULL = [
     ("worker_kill", worker_kill),
     ("redis_down", redis_down),
     ("postgres_restart", postgres_restart),
+    ("webhook_worker_kill", webhook_scenarios.webhook_worker_kill),
+    ("daphne_restart", websocket_scenarios.daphne_restart),
 ]
-SHORT = ["reconnect_storm", "task_storm", "worker_kill", "smtp_down"]
+SHORT = [
+    "reconnect_storm",
+    "task_storm",
+    "worker_kill",
+    "smtp_down",
+    "webhook_worker_kill",
+    "daphne_restart",
+]

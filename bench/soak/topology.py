@@ -1,7 +1,7 @@
 """The production topology on this machine, every part private to the run: a PostgreSQL cluster
 of its own (Debian's binaries, a temporary directory, a free loopback port), a redis-server,
-gunicorn, two Celery workers and beat. Each part can be stopped, killed and started again
-without touching anything else on the machine."""
+gunicorn, daphne (the WebSockets), two Celery workers and beat. Each part can be stopped,
+killed and started again without touching anything else on the machine."""
 
 import contextlib
 import os
@@ -171,14 +171,15 @@ def children_of(pid: int) -> list[int]:
     return sorted(found)
 
 
-def pid_of_connection(client_port: int, server_port: int, pids) -> int | None:
-    """Which of `pids` holds the loopback TCP connection from `client_port` to `server_port`
-    (its socket's inode, from /proc/net/tcp, among each process's open files)."""
+def pid_of_connection(client_port: int | None, server_port: int, pids) -> int | None:
+    """Which of `pids` holds the loopback TCP connection from `client_port` (None: from any
+    port) to `server_port` (its socket's inode, from /proc/net/tcp, among each process's open
+    files)."""
     inodes = set()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         local, remote = (int(address.split(":")[1], 16) for address in fields[1:3])
-        if (local, remote) == (client_port, server_port):
+        if remote == server_port and client_port in (None, local):
             inodes.add(f"socket:[{fields[9]}]")
     for pid in pids:
         if inodes.intersection(_open_files(pid)):
@@ -252,6 +253,11 @@ class Service:
             and self.running()
         )
 
+    def kill(self) -> None:
+        """SIGKILL, as the OOM killer would: its connections end without a goodbye."""
+        os.killpg(self.pid, signal.SIGKILL)
+        self.process.wait(timeout=5)
+
     def stop(self) -> None:
         if self.process is None:
             return
@@ -317,6 +323,15 @@ class Topology:
         # The reconnect storm's own: one worker takes every request, so that 2,000 requests
         # are 2,000 reconnects of one process (3 workers would share them).
         self.storm_gunicorn = self._gunicorn("gunicorn-storm", ports.storm, workers=1)
+        self.daphne = Service(
+            "daphne",
+            [
+                *(sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(ports.asgi)),
+                "invoicegen.asgi:application",
+            ],
+            env=self.env,
+            log_dir=self.dir,
+        )
         self.workers = [
             Service(
                 f"worker-{name}",
@@ -355,7 +370,7 @@ class Topology:
         return self.dir / f"{self.storm_gunicorn.name}-access.log"
 
     def services(self) -> list[Service]:
-        return [self.gunicorn, self.storm_gunicorn, *self.workers, self.beat]
+        return [self.gunicorn, self.storm_gunicorn, self.daphne, *self.workers, self.beat]
 
     def start(self) -> None:
         self.postgres.init()
@@ -370,6 +385,7 @@ class Topology:
         for service, port in (
             (self.gunicorn, self.ports.web),
             (self.storm_gunicorn, self.ports.storm),
+            (self.daphne, self.ports.asgi),
         ):
             if not wait_for_port(port, timeout=60):
                 raise RuntimeError(f"{service.name} did not start: see {service.log_path}")

@@ -155,8 +155,9 @@ def test_a_transaction_hands_over_a_task_per_batch_and_every_row_goes(
 
 
 def test_rows_of_a_rolled_back_savepoint_are_not_handed_over(
-    monkeypatch, django_capture_on_commit_callbacks
+    monkeypatch, settings, django_capture_on_commit_callbacks
 ):
+    settings.EMAIL_SEND_BATCH = 1  # every row its own task: which rows are handed over shows
     handed = []
     monkeypatch.setattr(services.outbox, "hand_over", lambda row_id: handed.append(row_id))
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
@@ -165,8 +166,14 @@ def test_rows_of_a_rolled_back_savepoint_are_not_handed_over(
             services.queue_email("welcome", to="gone@example.com", context={"name": "G"})
             raise RuntimeError
         later = services.queue_email("welcome", to="later@example.com", context={"name": "L"})
-    assert handed == [kept.pk]  # `later` goes with it (the batch is 50)
-    assert list(EmailLog.objects.order_by("pk").values_list("pk", flat=True)) == [
-        kept.pk,
-        later.pk,
-    ]
+    assert handed == [kept.pk, later.pk]
+    assert list(EmailLog.objects.order_by("pk").values_list("pk", flat=True)) == handed
+
+
+def test_a_delivery_whose_row_another_took_claims_a_whole_batch_of_others(smtp, queue, settings):
+    settings.EMAIL_SEND_BATCH = 3
+    first, *others = queued(queue, 7)
+    services.deliver_email(others[-1].pk)  # takes its own row and the first two due: first, one
+    assert EmailLog.objects.filter(status="sent").count() == 3
+    services.deliver_email(first.pk)  # its row is sent: it takes three, not two
+    assert EmailLog.objects.filter(status="sent").count() == 6

@@ -237,12 +237,15 @@ class Outbox:
 
     def _claim(self, row_id: int, *, more: int = 0) -> list[OutboxRow]:
         """The row first (if due and free), then up to `more` other due rows no worker holds,
-        in one transaction."""
+        one more if the row itself was not free (a batch is handed over as one task per batch
+        of rows, _Dispatch: whatever the order of the claims, a batch's worth each), in one
+        transaction."""
         now = timezone.now()
         params = {"id": row_id, "now": now, "lease_over": now - self.lease, "more": more}
         with transaction.atomic():
             rows = list(self.model.objects.raw(self._claim_sql, params))
             if more:
+                params["more"] = more if rows else more + 1
                 sql = self._claim_more_sql.format(skip_locked=_skip_locked_sql())
                 rows += list(self.model.objects.raw(sql, params))
         return rows

@@ -9,7 +9,7 @@ from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 EVENT_TYPES_HELP = (
     "The events it receives: names from `GET /api/webhooks/event-types/`, a group of them "
-    "(`invoice.*`), or `*` for all."
+    "(the name up to its first dot, then `.*`), or `*` for all."
 )
 
 
@@ -36,7 +36,7 @@ class EndpointSerializer(serializers.ModelSerializer):
 class EndpointWithSecretSerializer(EndpointSerializer):
     """The endpoint and its signing secret (`whsec_...`), shown this once: keep it."""
 
-    secret = serializers.CharField()
+    secret = serializers.CharField(read_only=True)
 
     class Meta(EndpointSerializer.Meta):
         fields = [*EndpointSerializer.Meta.fields, "secret"]

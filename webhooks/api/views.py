@@ -40,12 +40,10 @@ class EndpointViewSet(
     def create(self, request):
         data = serializers.EndpointInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        fields = {k: v for k, v in data.validated_data.items() if k != "enabled"}
-        endpoint, secret = services.create_endpoint(request.user, **fields, actor=request.user)
-        endpoint.secret = secret
-        return Response(
-            serializers.EndpointWithSecretSerializer(endpoint).data, status=status.HTTP_201_CREATED
+        endpoint, secret = services.create_endpoint(
+            request.user, **data.validated_data, actor=request.user
         )
+        return Response(_with_secret(endpoint, secret), status=status.HTTP_201_CREATED)
 
     @extend_schema(
         request=serializers.EndpointInputSerializer,
@@ -74,8 +72,8 @@ class EndpointViewSet(
         signatures in `webhook-signature`) until `secret_rotation_ends_at`, 24 h."""
         endpoint = self.get_object()
         secret = services.rotate_secret(endpoint, actor=request.user)
-        endpoint.secret = secret
-        return Response(serializers.EndpointWithSecretSerializer(endpoint).data)
+        endpoint.refresh_from_db()
+        return Response(_with_secret(endpoint, secret))
 
     @extend_schema(responses={200: serializers.DeliverySerializer(many=True)})
     @action(detail=True, pagination_class=NewestFirstCursor)
@@ -102,6 +100,10 @@ class EndpointViewSet(
         delivery = get_object_or_404(self.get_object().deliveries, pk=delivery_id)
         replay = services.replay_delivery(delivery, actor=request.user)
         return Response(serializers.DeliverySerializer(replay).data, status=201)
+
+
+def _with_secret(endpoint: WebhookEndpoint, secret: str) -> dict:
+    return {**serializers.EndpointSerializer(endpoint).data, "secret": secret}
 
 
 class EventTypeViewSet(viewsets.GenericViewSet):
