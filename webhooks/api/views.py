@@ -32,6 +32,13 @@ class EndpointViewSet(
     def get_queryset(self):
         return super().get_queryset().filter(user=self.request.user)
 
+    def get_throttles(self):
+        """Every change is audited, and a replay is a request to the endpoint: changes share
+        one rate (WEBHOOK_ACTION_THROTTLE_RATE)."""
+        if self.request.method in ("GET", "HEAD", "OPTIONS"):
+            return super().get_throttles()
+        return [*super().get_throttles(), WebhookActionThrottle()]
+
     @extend_schema(
         request=serializers.EndpointInputSerializer,
         responses={201: serializers.EndpointWithSecretSerializer, 409: CONFLICT},
@@ -65,7 +72,6 @@ class EndpointViewSet(
         detail=True,
         methods=["post"],
         url_path="rotate-secret",
-        throttle_classes=[WebhookActionThrottle],
     )
     def rotate_secret(self, request, pk=None):
         """A new secret, shown this once. The previous one keeps signing beside it (both
@@ -92,7 +98,6 @@ class EndpointViewSet(
         detail=True,
         methods=["post"],
         url_path=r"deliveries/(?P<delivery_id>[0-9]+)/replay",
-        throttle_classes=[WebhookActionThrottle],
     )
     def replay(self, request, pk=None, delivery_id=None):
         """Send a delivery's message again: a new delivery, with the same `webhook-id` and
