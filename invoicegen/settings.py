@@ -213,7 +213,7 @@ REST_FRAMEWORK = {
         "download": env.str("DOWNLOAD_THROTTLE_RATE", default="60/min"),
         "unsubscribe": env.str("UNSUBSCRIBE_THROTTLE_RATE", default="30/min"),
         "ws_ticket": env.str("WS_TICKET_THROTTLE_RATE", default="30/min"),
-        # Secret rotations and replays (each replay is a request to the endpoint).
+        # Changes to webhook endpoints, rotations and replays (a replay is a request out).
         "webhook_action": env.str("WEBHOOK_ACTION_THROTTLE_RATE", default="30/min"),
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
