@@ -9,6 +9,8 @@ Server to client (JSON):
 - `{"type": "ready", "unread_count": n}` once connected;
 - `{"type": "notification.created", "notification": {...}, "unread_count": n}`;
 - `{"type": "notification.read", "ids": [...] | null (all), "unread_count": n}`;
+- `{"type": "unread_count", "unread_count": n}` for a notification of a type the user does not
+  want pushed live (the `realtime` channel of their preferences off): in the feed, not shown;
 - `{"type": "resumed", "more": bool, "unread_count": n}` after what a `resume` missed, each as
   a `notification.created`;
 - `{"type": "pong"}`, and `{"type": "error", "detail": "..."}` for a frame it cannot take.
@@ -71,6 +73,9 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         notification = await self._notification(event["id"])
         if notification is not None:  # deleted since, or not in the feed
             await self._send("notification.created", **notification)
+
+    async def notification_counted(self, event):
+        await self._send("unread_count", unread_count=await self._unread())
 
     async def notification_read(self, event):
         await self._send("notification.read", ids=event["ids"], unread_count=await self._unread())

@@ -49,12 +49,15 @@ def critical_types() -> list[str]:
 
 
 def allowed(kind: types.NotificationType, channel: str) -> tuple[str, ...]:
-    """The frequencies a user may choose for a type on a channel."""
-    if kind.critical and channel in kind.channels:
+    """The frequencies a user may choose for a type on a channel. A critical type is about the
+    account's own safety: it goes at once where it is sent, and never to a webhook endpoint."""
+    if kind.critical and kind.sends_on(channel):
         return (types.IMMEDIATE,)
-    if channel == types.IN_APP:
-        return (types.IMMEDIATE, types.OFF)
-    return types.FREQUENCIES
+    if kind.critical and channel == types.WEBHOOK:
+        return (types.OFF,)
+    if channel == types.EMAIL:
+        return types.FREQUENCIES
+    return (types.IMMEDIATE, types.OFF)
 
 
 def refusals(wanted: dict[str, dict[str, str]]) -> dict[str, list[str]]:

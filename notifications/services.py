@@ -3,6 +3,9 @@ signals), and the reads of their owner. The unread count is a COUNT over a parti
 unread rows: always right, and as fast as a cache read (bench/bench_notifications.py), so
 nothing is cached."""
 
+from collections.abc import Callable
+
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.db.models.functions import Now
 from django.utils import translation
@@ -15,6 +18,17 @@ from notifications.models import Notification
 
 ADMIN_MESSAGE = "admin_message"
 
+# A channel another app sends (webhooks: types.WEBHOOK) -> how it sends a notification there.
+_senders: dict[str, Callable[[Notification], object]] = {}
+
+
+def register_sender(channel: str, send: Callable[[Notification], object]) -> None:
+    """`send(notification)` runs in notify's transaction for each recipient who has the
+    notification's type on `channel`. Called in the sending app's `ready()`."""
+    if channel not in types.CHANNELS or channel in _senders:
+        raise ImproperlyConfigured(f"Channel {channel!r} is unknown or has a sender already.")
+    _senders[channel] = send
+
 
 def notify(
     recipient,
@@ -26,18 +40,23 @@ def notify(
     channels: tuple[str, ...] | None = None,
     as_chosen: bool = True,
 ) -> Notification:
-    """Notify `recipient` of a registered type on its channels (or on `channels`, when given),
-    as often as the recipient chose (notifications/preferences.py; `as_chosen=False`: at once,
-    for what they asked for themselves): the notification row (type
-    and parameters; its text is rendered from them), in their feed unless they switched it off
-    there, and an email now, or later in their digest, all in the caller's transaction; the
-    emails leave once it commits. The row is kept even when no channel takes it: it records
-    what the recipient was told of. `resource`: a model instance or a (type, id) pair the
-    notification is about."""
+    """Notify `recipient` of a registered type on its channels (or on `channels`, when given;
+    and on the channels the user may opt into, such as webhooks), as often as the recipient
+    chose (notifications/preferences.py; `as_chosen=False`: at once, for what they asked for
+    themselves): the notification row (type and parameters; its text is rendered from them), in
+    their feed unless they switched it off there, an email now or later in their digest, and
+    what other apps' channels queue, all in the caller's transaction; the emails leave, and the
+    feed's open pages are told, once it commits. The row is kept even when no channel takes
+    it: it records what the recipient was told of. `resource`: a model instance or a (type, id)
+    pair the notification is about."""
     kind = types.get(notification_type)
-    asked = kind.channels if channels is None else channels
+    asked = kind.channels if channels is None else tuple(channels)
+    if types.IN_APP in asked:
+        asked += (types.REALTIME,)
     if as_chosen:
-        wanted = preferences.frequencies(recipient, kind, asked)
+        # And what the user may opt into; never for a critical type, which stays in the account.
+        reach = asked if kind.critical else asked + types.OPT_IN
+        wanted = preferences.frequencies(recipient, kind, reach)
     else:
         wanted = dict.fromkeys(asked, types.IMMEDIATE)
     email = wanted.get(types.EMAIL, types.OFF)
@@ -71,10 +90,14 @@ def notify(
                 resource=(resource_type, resource_id) if resource_type else None,
                 topic="" if kind.critical else kind.name,
             )
+        for channel, send in _senders.items():
+            if wanted.get(channel) == types.IMMEDIATE:
+                send(notification)
     if notification.in_app:
-        realtime.push_after_commit(
-            recipient.pk, {"type": "notification.created", "id": notification.pk}
-        )
+        # Pushed live, or (the live push switched off) only the new unread count.
+        live = wanted.get(types.REALTIME) == types.IMMEDIATE
+        message = {"type": "notification.created" if live else "notification.counted"}
+        realtime.push_after_commit(recipient.pk, {**message, "id": notification.pk})
     return notification
 
 

@@ -4,15 +4,22 @@ A type names its title and body as templates of its parameters, and the channels
 on by default. A notification stores its type and parameters only: the text is rendered when it
 is read, so that it can be rendered in the reader's language. Each user may choose how often each
 type reaches them on each channel (notifications/preferences.py), except that a critical type
-(the account's security, its verification) always reaches them, at once, where it is sent."""
+(the account's security, its verification) always reaches them, at once, where it is sent.
+
+The channels: the user's feed (`in_app`); the live push to their open pages (`realtime`, by
+default wherever the feed has it); email; and the user's webhook endpoints (`webhook`, sent by
+the webhooks app, off unless they turn it on)."""
 
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ImproperlyConfigured
 
 IN_APP = "in_app"
+REALTIME = "realtime"
 EMAIL = "email"
-CHANNELS = (IN_APP, EMAIL)
+WEBHOOK = "webhook"
+CHANNELS = (IN_APP, REALTIME, EMAIL, WEBHOOK)
+OPT_IN = (WEBHOOK,)  # open to every type, off until the user turns it on
 
 IMMEDIATE, DAILY, WEEKLY, OFF = "immediate", "daily", "weekly", "off"
 FREQUENCIES = (IMMEDIATE, DAILY, WEEKLY, OFF)
@@ -31,9 +38,13 @@ class NotificationType:
     # parameter -> its stored values' words in the reader's language ({"bounced": _("...")})
     terms: dict = field(default_factory=dict)
 
+    def sends_on(self, channel: str) -> bool:
+        """The channels it is registered with, and the live push wherever the feed has it."""
+        return channel in self.channels or (channel == REALTIME and IN_APP in self.channels)
+
     def default(self, channel: str) -> str:
-        """At once on the channels it is registered with, off on the others."""
-        return IMMEDIATE if channel in self.channels else OFF
+        """At once on the channels it is sent on, off on the others."""
+        return IMMEDIATE if self.sends_on(channel) else OFF
 
     def render(self, params: dict) -> tuple[str, str]:
         """(title, body). A notification stored before its type rendered its own text keeps

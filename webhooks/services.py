@@ -27,6 +27,7 @@ from django.utils import timezone
 from audit import services as audit
 from invoicegen.core.exceptions import ConflictError
 from invoicegen.core.outbox import Delivery, Outbox, jittered
+from notifications.api.serializers import NotificationSerializer
 from notifications.services import notify
 from webhooks import sending, signing, types
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -34,6 +35,7 @@ from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 logger = logging.getLogger(__name__)
 
 DISABLED_NOTIFICATION = "webhook_endpoint_disabled"
+NOTIFICATION_EVENT = "notification.created"
 
 
 class EndpointDisabled(Exception):
@@ -202,6 +204,13 @@ def send_event(user, event_type: str, data: dict) -> list[WebhookDelivery]:
         )
         for endpoint in endpoints
     ]
+
+
+def send_notification(notification) -> list[WebhookDelivery]:
+    """A notification its recipient chose to receive by webhook: `notification.created`, with
+    the notification as the API writes it, in the recipient's language."""
+    data = NotificationSerializer(notification, context={"reader": notification.user}).data
+    return send_event(notification.user, NOTIFICATION_EVENT, data)
 
 
 def new_message_id() -> str:

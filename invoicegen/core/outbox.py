@@ -15,7 +15,10 @@ Each outbox reads its settings by prefix: `<PREFIX>_SENDING_LEASE_SECONDS`,
 
 import contextlib
 import datetime
+import heapq
+import itertools
 import logging
+import os
 import random
 import socket
 import threading
@@ -399,17 +402,15 @@ class Deadline:
         self._socket = None
         self._over = False
         self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
 
     def __enter__(self):
-        self._timer.start()
+        _watch.add(self, time.monotonic() + self.seconds)
         return self
 
     def __exit__(self, *exc_info):
         with self._lock:
             self._over = True
-        self._timer.cancel()
+            self._socket = None
 
     def guard(self, sock: socket.socket | None) -> None:
         """Cut this socket at the deadline (one already connected raises at once if over)."""
@@ -418,14 +419,49 @@ class Deadline:
             if self.expired and sock is not None:
                 raise DeadlineExceeded(f"no answer within {self.seconds} s")
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
         with self._lock:
-            if self._over:  # the call ended as the timer fired: its connection lives on
+            if self._over:  # the call ended before: its connection lives on
                 return
             self.expired = True
             if self._socket is not None:
                 with contextlib.suppress(OSError):  # already closed
                     self._socket.shutdown(socket.SHUT_RDWR)
+
+
+class _Watch:
+    """The one thread of a process that expires its deadlines, soonest first (a timer thread
+    per call would start a thread for every send). Started on first use; a forked child starts
+    its own (a fork keeps no thread, and maybe a held lock: the child begins afresh)."""
+
+    def __init__(self):
+        self._due: list[tuple[float, int, Deadline]] = []  # a heap; ended calls wait their turn
+        self._order = itertools.count()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, deadline: Deadline, when: float) -> None:
+        with self._changed:
+            heapq.heappush(self._due, (when, next(self._order), deadline))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
+                self._thread.start()
+            elif self._due[0][2] is deadline:  # sooner than what the thread waits for
+                self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                left = self._due[0][0] - time.monotonic() if self._due else None
+                if left is None or left > 0:
+                    self._changed.wait(left)
+                    continue
+                deadline = heapq.heappop(self._due)[2]
+            deadline.expire()
+
+
+_watch = _Watch()
+os.register_at_fork(after_in_child=_watch.__init__)
 
 
 def _skip_locked_sql() -> str:

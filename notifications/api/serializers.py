@@ -96,8 +96,9 @@ class MatrixFieldExtension(OpenApiSerializerFieldExtension):
 
         matrix = obj({kind.name: row(kind) for kind in types.registered()})
         matrix["description"] = (
-            "type -> channel (`in_app`, `email`) -> `immediate`, `daily`, `weekly` (a digest: "
-            "emails only) or `off`."
+            "type -> channel (`in_app`: the feed; `realtime`: the live push to open pages; "
+            "`email`; `webhook`: a `notification.created` event to the account's webhook "
+            "endpoints) -> `immediate`, `daily`, `weekly` (a digest: emails only) or `off`."
         )
         return matrix
 

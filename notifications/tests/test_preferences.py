@@ -16,6 +16,7 @@ pytestmark = pytest.mark.django_db
 
 URL = "/api/notifications/preferences/"
 CRITICAL = ["account_activity", "email_verification", "password_reset_requested"]
+DEFAULTS = {"in_app": "immediate", "realtime": "immediate", "email": "immediate", "webhook": "off"}
 
 
 def put(api, matrix):
@@ -29,8 +30,12 @@ def test_the_matrix_covers_every_type_and_channel_with_the_types_defaults(api):
     body = answer.json()
     assert set(body["preferences"]) == {kind.name for kind in types.registered()}
     assert all(set(row) == set(types.CHANNELS) for row in body["preferences"].values())
-    assert body["preferences"]["invoice_paid"] == {"in_app": "immediate", "email": "immediate"}
-    assert body["preferences"]["invoice_viewed"] == {"in_app": "immediate", "email": "off"}
+    on, off = "immediate", "off"
+    # The live push goes where the feed does; webhooks wait for the user to turn them on.
+    paid = {"in_app": on, "realtime": on, "email": on, "webhook": off}
+    assert body["preferences"]["invoice_paid"] == paid
+    viewed = {"in_app": on, "realtime": on, "email": off, "webhook": off}
+    assert body["preferences"]["invoice_viewed"] == viewed
     assert body["critical_types"] == CRITICAL
 
 
@@ -41,8 +46,8 @@ def test_a_put_keeps_what_it_gives_and_sets_the_rest_back_to_its_defaults(api, u
 
     assert answer.status_code == 200
     matrix = answer.json()["preferences"]
-    assert matrix["invoice_paid"] == {"in_app": "immediate", "email": "daily"}
-    assert matrix["invoice_viewed"] == {"in_app": "off", "email": "off"}
+    assert matrix["invoice_paid"] == {**DEFAULTS, "email": "daily"}
+    assert matrix["invoice_viewed"] == {**DEFAULTS, "in_app": "off", "email": "off"}
     assert api.get(URL).json() == answer.json()
 
     assert put(api, {"invoice_paid": {"email": "weekly"}}).status_code == 200
@@ -86,11 +91,20 @@ def test_a_critical_type_may_be_asked_for_on_a_channel_it_is_not_sent_on(api):
     assert answer.status_code == 200
 
 
-def test_digests_are_emails_only(api):
-    answer = put(api, {"invoice_paid": {"in_app": "daily"}})
+@pytest.mark.parametrize("channel", ["in_app", "realtime", "webhook"])
+def test_digests_are_emails_only(api, channel):
+    answer = put(api, {"invoice_paid": {channel: "daily"}})
 
     assert answer.status_code == 400
     assert "digests are emails" in answer.json()["preferences"]["invoice_paid"][0]
+
+
+@pytest.mark.parametrize("name", CRITICAL)
+def test_a_critical_types_live_push_goes_with_its_feed(api, name):
+    answer = put(api, {name: {"realtime": "off"}})
+
+    assert answer.status_code == 400
+    assert "critical" in answer.json()["preferences"][name][0]
 
 
 @pytest.mark.parametrize(
@@ -144,7 +158,7 @@ def test_a_choice_put_again_is_not_rewritten(user):
 
     again = NotificationPreference.objects.get(pk=stored.pk)
     assert again.updated_at == stored.updated_at
-    assert preferences.matrix(user)["invoice_paid"] == {"in_app": "immediate", "email": "daily"}
+    assert preferences.matrix(user)["invoice_paid"] == {**DEFAULTS, "email": "daily"}
 
 
 def test_preferences_are_the_callers_own(api, user, client_for):

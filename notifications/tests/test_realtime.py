@@ -156,6 +156,22 @@ def test_a_notification_kept_out_of_the_feed_is_not_pushed():
     run(scenario)
 
 
+def test_with_the_live_push_off_only_the_new_unread_count_is_pushed():
+    owner = UserFactory()
+    preferences.set_matrix(owner, {"invoice_paid": {"realtime": "off"}})
+
+    async def scenario():
+        socket = await signed_in(owner)
+        await socket.receive()
+        await db(paid)(owner)
+        assert await socket.receive() == {"type": "unread_count", "unread_count": 1}
+        assert await socket.nothing_more()
+        await socket.close()
+
+    run(scenario)
+    assert services.unread_count(owner) == 1  # in the feed, only not shown live
+
+
 def test_a_client_that_reconnects_gets_what_it_missed_oldest_first():
     owner = UserFactory()
     seen, *missed = [paid(owner) for _ in range(3)]

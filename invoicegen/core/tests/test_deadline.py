@@ -1,0 +1,86 @@
+"""The hard deadline every send runs under: it cuts a connection that outlives it, leaves one
+that ended in time alone, and one thread of the process keeps every deadline (also in a child
+forked as Celery's pool forks its workers)."""
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from invoicegen.core.outbox import Deadline
+
+
+def watch_threads() -> int:
+    return sum(thread.name == "deadlines" for thread in threading.enumerate())
+
+
+def cut(seconds: float, *, held: float) -> tuple[bool, bytes]:
+    """(expired, what a read got) for a read held `held` seconds by a silent peer."""
+    ours, theirs = socket.socketpair()
+    try:
+        with Deadline(seconds) as deadline:
+            deadline.guard(ours)
+            ours.settimeout(held)
+            try:
+                got = ours.recv(1)
+            except TimeoutError:
+                got = b"timeout"
+        return deadline.expired, got
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_a_call_that_outlives_its_deadline_is_cut_at_once():
+    started = time.monotonic()
+
+    expired, got = cut(0.2, held=5)
+
+    assert (expired, got) == (True, b"")  # the shutdown ended the read
+    assert time.monotonic() - started < 2
+
+
+def test_a_call_that_ends_in_time_is_left_alone():
+    ours, theirs = socket.socketpair()
+    with Deadline(0.2) as deadline:
+        deadline.guard(ours)
+    time.sleep(0.4)
+
+    assert not deadline.expired
+    theirs.sendall(b"x")
+    assert ours.recv(1) == b"x"  # not shut down after the call
+    ours.close()
+    theirs.close()
+
+
+def test_deadlines_at_once_share_one_thread_and_each_keeps_its_own_time():
+    results = {}
+
+    def call(seconds):
+        results[seconds] = cut(seconds, held=3)[0]
+
+    callers = [threading.Thread(target=call, args=(s,)) for s in (0.1, 0.3, 0.2, 10)]
+    for caller in callers:
+        caller.start()
+    time.sleep(0.5)
+    assert watch_threads() == 1
+    for caller in callers:
+        caller.join()
+
+    assert results == {0.1: True, 0.2: True, 0.3: True, 10: False}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_has_deadlines_of_its_own():
+    cut(0.05, held=1)  # the parent's thread runs
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if its deadline cut its call
+        try:
+            os._exit(0 if cut(0.1, held=5) == (True, b"") else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+
+    assert os.waitstatus_to_exitcode(status) == 0
