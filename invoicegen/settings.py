@@ -337,6 +337,8 @@ WEBHOOK_SWEEP_INTERVAL_SECONDS = env.float("WEBHOOK_SWEEP_INTERVAL_SECONDS", def
 WEBHOOK_SEND_BATCH = env.int("WEBHOOK_SEND_BATCH", default=50)
 WEBHOOK_SEND_BATCH_SECONDS = env.float("WEBHOOK_SEND_BATCH_SECONDS", default=5)
 WEBHOOK_DISABLE_AFTER_DAYS = env.int("WEBHOOK_DISABLE_AFTER_DAYS", default=5)
+# Sent and failed deliveries (with their attempts) are deleted this long after they were made.
+WEBHOOK_DELIVERY_RETENTION_DAYS = env.int("WEBHOOK_DELIVERY_RETENTION_DAYS", default=30)
 WEBHOOK_SECRET_OVERLAP_HOURS = env.int("WEBHOOK_SECRET_OVERLAP_HOURS", default=24)
 WEBHOOK_MAX_ENDPOINTS = env.int("WEBHOOK_MAX_ENDPOINTS", default=20)
 WEBHOOK_MAX_PAYLOAD_BYTES = env.int("WEBHOOK_MAX_PAYLOAD_BYTES", default=256 * 1024)
@@ -405,6 +407,10 @@ CELERY_BEAT_SCHEDULE = {
     "redispatch-pending-webhooks": {
         "task": "webhooks.tasks.redispatch_pending_webhooks",
         "schedule": WEBHOOK_SWEEP_INTERVAL_SECONDS,
+    },
+    "purge-old-webhook-deliveries": {
+        "task": "webhooks.tasks.purge_old_webhook_deliveries",
+        "schedule": crontab(hour=4, minute=27),
     },
     "purge-expired-download-tokens": {
         "task": "downloads.tasks.purge_expired_tokens",

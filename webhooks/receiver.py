@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 MAX_BODY = 1024 * 1024
+SEEN_LIMIT = 100_000  # webhook-ids remembered to tell duplicates, the newest
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ class Received:
 class Receiver:
     """Serves on `url` in a thread while open (`with Receiver(secret=...) as receiver`).
     `answer(received) -> status` chooses each answer (204 by default); `received` lists every
-    request, in order; `on_receive` is called with each."""
+    request, in order (unless `keep=False`: a long-running receiver forgets them);
+    `on_receive` is called with each."""
 
     def __init__(
         self,
@@ -47,12 +49,14 @@ class Receiver:
         answer: Callable[[Received], int] | None = None,
         on_receive: Callable[[Received], None] | None = None,
         port: int = 0,
+        keep: bool = True,
     ):
         self.secret = secret
         self.answer = answer or (lambda received: 204)
         self.on_receive = on_receive
         self.received: list[Received] = []
-        self._seen: set[str] = set()
+        self.keep = keep
+        self._seen: dict[str, None] = {}  # in the order they came
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -86,9 +90,12 @@ class Receiver:
         verified = self._verified(body, headers)
         with self._lock:
             duplicate = webhook_id in self._seen
-            self._seen.add(webhook_id)
+            self._seen[webhook_id] = None
+            if len(self._seen) > SEEN_LIMIT:
+                del self._seen[next(iter(self._seen))]
             received = Received(webhook_id, headers, body, verified, duplicate)
-            self.received.append(received)
+            if self.keep:
+                self.received.append(received)
         if self.on_receive:
             self.on_receive(received)
         return self.answer(received)
@@ -144,7 +151,8 @@ def main(argv: list[str] | None = None) -> None:
         }
         print(json.dumps(line), flush=True)
 
-    with Receiver(secret=options.secret, on_receive=show, port=options.port) as receiver:
+    running = Receiver(secret=options.secret, on_receive=show, port=options.port, keep=False)
+    with running as receiver:
         print(f"listening on {receiver.url}", file=sys.stderr, flush=True)
         threading.Event().wait()
 

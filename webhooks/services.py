@@ -242,6 +242,28 @@ def replay_delivery(delivery: WebhookDelivery, *, actor) -> WebhookDelivery:
     return replay
 
 
+PURGE_BATCH = 1000
+
+
+def purge_old_deliveries(*, older_than_days: int | None = None) -> int:
+    """Delete the sent and failed deliveries made more than WEBHOOK_DELIVERY_RETENTION_DAYS
+    ago, with their attempts, oldest first, PURGE_BATCH at a time (each batch its own short
+    transaction); returns how many went. A replay whose original goes stays, unlinked."""
+    days = settings.WEBHOOK_DELIVERY_RETENTION_DAYS if older_than_days is None else older_than_days
+    ended = [WebhookDelivery.Status.SENT, WebhookDelivery.Status.FAILED]
+    old = WebhookDelivery.objects.filter(
+        created_at__lt=timezone.now() - datetime.timedelta(days=days), status__in=ended
+    ).order_by("pk")
+    purged = 0
+    while batch := list(old.values_list("pk", flat=True)[:PURGE_BATCH]):
+        with transaction.atomic():
+            WebhookDelivery.objects.filter(pk__in=batch).delete()
+        purged += len(batch)
+    if purged:
+        logger.info("Purged %s webhook deliveries older than %s days", purged, days)
+    return purged
+
+
 class WebhookOutbox(Outbox):
     def retry_delay(self, attempts: int) -> float:
         """The schedule's step for this attempt (its last step from there on), with jitter."""

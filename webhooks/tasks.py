@@ -19,3 +19,8 @@ def deliver_webhook(self, *, delivery_id: int) -> str | None:
 @shared_task(ignore_result=True)
 def redispatch_pending_webhooks() -> int:
     return services.redispatch_pending()
+
+
+@shared_task(ignore_result=True)
+def purge_old_webhook_deliveries() -> int:
+    return services.purge_old_deliveries()

@@ -17,6 +17,7 @@ from invoicegen.billing import services as billing
 from invoicegen.billing.models import Payment
 from invoicegen.billing.tests.factories import finalized_invoice
 from notifications.models import Notification
+from webhooks import receiver as receiver_module
 from webhooks import sending, services
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.receiver import Receiver
@@ -281,6 +282,21 @@ def test_the_receiver_logs_payloads_as_sent(user, endpoint, receiver):
     services.deliver_webhook(delivery.pk)
     assert receiver.received[0].payload["data"] == {"name": "Zoë ✓"}
     assert json.loads(WebhookDelivery.objects.get().payload)["data"]["name"] == "Zoë ✓"
+
+
+def test_a_long_running_receiver_keeps_a_bounded_memory(loopback, monkeypatch):
+    """As `python -m webhooks.receiver` runs: it forgets what it printed, and remembers the
+    newest SEEN_LIMIT webhook-ids to tell duplicates."""
+    monkeypatch.setattr(receiver_module, "SEEN_LIMIT", 2)
+    heard = []
+    with Receiver(keep=False, on_receive=heard.append) as receiver:
+        for webhook_id in ["msg_1", "msg_2", "msg_2", "msg_3", "msg_1"]:
+            sending.post(receiver.url, body=b"{}", headers={"webhook-id": webhook_id})
+
+    assert receiver.received == []
+    assert [(r.webhook_id, r.duplicate) for r in heard] == [
+        ("msg_1", False), ("msg_2", False), ("msg_2", True), ("msg_3", False), ("msg_1", False)
+    ]  # fmt: skip
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,14 +1,16 @@
+import datetime
 import ipaddress
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.utils import timezone
 
 from audit.models import AuditLog
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.core.exceptions import ConflictError
 from webhooks import sending, services, signing, types
-from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -196,3 +198,48 @@ def test_a_replay_is_audited_once(user):
     replay = services.replay_delivery(delivery, actor=user)
     [entry] = AuditLog.objects.filter(action="webhook_delivery.replayed")
     assert entry.metadata["replay_id"] == replay.pk and entry.user_id == user.pk
+
+
+# Retention
+
+
+def test_old_sent_and_failed_deliveries_go_with_their_attempts_and_the_rest_stays(
+    user, settings, monkeypatch
+):
+    settings.WEBHOOK_DELIVERY_RETENTION_DAYS = 30
+    monkeypatch.setattr(services, "PURGE_BATCH", 2)  # several batches
+    endpoint, _ = make(user)
+    sent, failed, queued = WebhookDelivery.Status.SENT, WebhookDelivery.Status.FAILED, "queued"
+
+    def delivery(days_ago, status, replay_of=None):
+        row = WebhookDelivery.objects.create(
+            endpoint=endpoint,
+            event_type="invoice.paid",
+            message_id=services.new_message_id(),
+            payload="{}",
+            status=status,
+            replay_of=replay_of,
+        )
+        made = timezone.now() - datetime.timedelta(days=days_ago)
+        WebhookDelivery.objects.filter(pk=row.pk).update(created_at=made)
+        WebhookAttempt.objects.create(delivery=row, status_code=204)
+        return row
+
+    old = [delivery(31, sent), delivery(40, failed), delivery(31, sent)]
+    kept = [delivery(31, queued), delivery(29, sent), delivery(1, sent, replay_of=old[0])]
+
+    assert services.purge_old_deliveries() == 3
+
+    remaining = set(WebhookDelivery.objects.values_list("pk", flat=True))
+    assert remaining == {row.pk for row in kept}
+    assert set(WebhookAttempt.objects.values_list("delivery_id", flat=True)) == remaining
+    kept[2].refresh_from_db()
+    assert kept[2].replay_of is None  # the replay stays, unlinked
+    assert services.purge_old_deliveries() == 0
+
+
+def test_the_purge_runs_daily_from_beat(settings):
+    from webhooks.tasks import purge_old_webhook_deliveries
+
+    tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert purge_old_webhook_deliveries.name in tasks
