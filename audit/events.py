@@ -36,6 +36,12 @@ BACKBONE_ACTIONS = [
     ),
     ("webhook_endpoint.disabled", "webhook", "Webhook endpoint {url} disabled: {reason}", False),
     ("webhook_delivery.replayed", "webhook", "{actor} replayed {event_type} ({target})", False),
+    (
+        "webhook_endpoint.recovered",
+        "webhook",
+        "{actor} sent {count} failed deliveries to {url} again",
+        False,
+    ),
     ("admin.bulk_action", "admin", "{actor} ran '{action_name}' on {count} object(s)", False),
     ("admin.audit_cleanup", "audit", "{actor} deleted {deleted} audit entries", True),
     ("admin.audit_export", "audit", "{actor} exported audit entries as {format}", True),

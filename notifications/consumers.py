@@ -15,7 +15,7 @@ Server to client (JSON):
   a `notification.created`;
 - `{"type": "pong"}`, and `{"type": "error", "detail": "..."}` for a frame it cannot take.
 Client to server: `{"type": "resume", "last_id": n}` (what came after the last notification it
-saw, oldest first, at most RESUME_LIMIT), `{"type": "ping"}`.
+saw, oldest first, at most RESUME_LIMIT, but for the types not pushed live), `{"type": "ping"}`.
 
 Each unread count is read from the database when the frame is sent: the last one a client gets
 is the count after the last change it was told of. WebSocket pings keep idle connections alive
@@ -27,7 +27,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from notifications import realtime, services
+from notifications import preferences, realtime, services, types
 from notifications.api.serializers import NotificationSerializer
 from notifications.models import Notification
 
@@ -122,7 +122,10 @@ class NotificationConsumer(AsyncWebsocketConsumer):
 
     @database_sync_to_async
     def _missed(self, last_id: int) -> tuple[list[dict], int]:
+        """What a push would have shown: not the types whose live push the user switched off
+        (they are in the feed, and counted)."""
         rows = Notification.objects.filter(user=self.user, in_app=True, pk__gt=last_id)
+        rows = rows.exclude(type__in=preferences.switched_off(self.user, types.REALTIME))
         rows = rows.order_by("id")[: RESUME_LIMIT + 1]
         context = {"reader": self.user}
         data = [NotificationSerializer(row, context=context).data for row in rows]

@@ -44,6 +44,15 @@ def frequencies(user, kind: types.NotificationType, channels: tuple[str, ...]) -
     return {channel: chosen.get(channel, kind.default(channel)) for channel in channels}
 
 
+def switched_off(user, channel: str) -> list[str]:
+    """The types the user switched off on a channel (none of them critical: those cannot be)."""
+    return list(
+        NotificationPreference.objects.filter(
+            user=user, channel=channel, frequency=types.OFF
+        ).values_list("type", flat=True)
+    )
+
+
 def critical_types() -> list[str]:
     return [kind.name for kind in types.registered() if kind.critical]
 

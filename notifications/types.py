@@ -39,7 +39,8 @@ class NotificationType:
     terms: dict = field(default_factory=dict)
 
     def sends_on(self, channel: str) -> bool:
-        """The channels it is registered with, and the live push wherever the feed has it."""
+        """The channels it is registered with (in_app, email), and the live push wherever the
+        feed has it."""
         return channel in self.channels or (channel == REALTIME and IN_APP in self.channels)
 
     def default(self, channel: str) -> str:
@@ -77,8 +78,11 @@ def register_type(
 ) -> NotificationType:
     if name in _types:
         raise ImproperlyConfigured(f"Notification type {name!r} is registered twice.")
-    if unknown := set(channels) - set(CHANNELS):
-        raise ImproperlyConfigured(f"Notification type {name!r}: unknown channels {unknown}.")
+    if unknown := set(channels) - {IN_APP, EMAIL}:
+        raise ImproperlyConfigured(
+            f"Notification type {name!r}: channels {unknown} are not a type's to choose "
+            f"(realtime follows in_app; webhook is the user's)."
+        )
     _types[name] = NotificationType(
         name,
         title,

@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -56,7 +57,7 @@ class Receiver:
         self.on_receive = on_receive
         self.received: list[Received] = []
         self.keep = keep
-        self._seen: dict[str, None] = {}  # in the order they came
+        self._seen: OrderedDict[str, None] = OrderedDict()  # the newest last
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -91,8 +92,9 @@ class Receiver:
         with self._lock:
             duplicate = webhook_id in self._seen
             self._seen[webhook_id] = None
+            self._seen.move_to_end(webhook_id)
             if len(self._seen) > SEEN_LIMIT:
-                del self._seen[next(iter(self._seen))]
+                self._seen.popitem(last=False)
             received = Received(webhook_id, headers, body, verified, duplicate)
             if self.keep:
                 self.received.append(received)

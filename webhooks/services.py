@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 DISABLED_NOTIFICATION = "webhook_endpoint_disabled"
 NOTIFICATION_EVENT = "notification.created"
+TEST_EVENT = "webhook.test"  # sent on request to one endpoint; no one subscribes to it
 
 
 class EndpointDisabled(Exception):
@@ -191,11 +192,7 @@ def send_event(user, event_type: str, data: dict) -> list[WebhookDelivery]:
     ]
     if not endpoints:
         return []
-    payload = {"type": event_type, "timestamp": timezone.now(), "data": data}
-    body = json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False)
-    if len(body.encode()) > settings.WEBHOOK_MAX_PAYLOAD_BYTES:
-        raise ValueError(f"The {event_type} payload exceeds WEBHOOK_MAX_PAYLOAD_BYTES.")
-    message_id = new_message_id()
+    body, message_id = _body(event_type, data), new_message_id()
     return [
         outbox.add(
             WebhookDelivery(
@@ -206,33 +203,69 @@ def send_event(user, event_type: str, data: dict) -> list[WebhookDelivery]:
     ]
 
 
+def _body(event_type: str, data: dict) -> str:
+    payload = {"type": event_type, "timestamp": timezone.now(), "data": data}
+    body = json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False)
+    if len(body.encode()) > settings.WEBHOOK_MAX_PAYLOAD_BYTES:
+        raise ValueError(f"The {event_type} payload exceeds WEBHOOK_MAX_PAYLOAD_BYTES.")
+    return body
+
+
 def send_notification(notification) -> list[WebhookDelivery]:
     """A notification its recipient chose to receive by webhook: `notification.created`, with
-    the notification as the API writes it, in the recipient's language."""
+    the notification as the API writes it, in the recipient's language. One too big to send
+    is left out (logged): it must not undo what notified them (a staff message to everyone)."""
     data = NotificationSerializer(notification, context={"reader": notification.user}).data
-    return send_event(notification.user, NOTIFICATION_EVENT, data)
+    try:
+        return send_event(notification.user, NOTIFICATION_EVENT, data)
+    except ValueError:
+        logger.warning("notification %s not sent by webhook: too big", notification.pk)
+        return []
 
 
 def new_message_id() -> str:
     return "msg_" + secrets.token_urlsafe(18)
 
 
-@transaction.atomic
-def replay_delivery(delivery: WebhookDelivery, *, actor) -> WebhookDelivery:
-    """Send the delivery's message again, as a new delivery with the same `webhook-id` and
-    body (a receiver that already has it may ignore it). 409 while its endpoint is disabled."""
-    endpoint = delivery.endpoint
+def _refuse_disabled(endpoint: WebhookEndpoint, doing: str) -> None:
     if not endpoint.enabled:
-        raise ConflictError("The endpoint is disabled: enable it to replay its deliveries.")
-    replay = outbox.add(
+        raise ConflictError(f"The endpoint is disabled: enable it to {doing}.")
+
+
+@transaction.atomic
+def send_test_event(endpoint: WebhookEndpoint) -> WebhookDelivery:
+    """A `webhook.test` event to this endpoint alone, whatever it subscribes to: its owner
+    sees that it receives and verifies deliveries. 409 while it is disabled."""
+    _refuse_disabled(endpoint, "test it")
+    data = {"endpoint_id": endpoint.pk, "message": "A test event: the endpoint works."}
+    return outbox.add(
         WebhookDelivery(
             endpoint=endpoint,
+            event_type=TEST_EVENT,
+            message_id=new_message_id(),
+            payload=_body(TEST_EVENT, data),
+        )
+    )
+
+
+def _replay(delivery: WebhookDelivery) -> WebhookDelivery:
+    return outbox.add(
+        WebhookDelivery(
+            endpoint_id=delivery.endpoint_id,
             event_type=delivery.event_type,
             message_id=delivery.message_id,
             payload=delivery.payload,
             replay_of=delivery,
         )
     )
+
+
+@transaction.atomic
+def replay_delivery(delivery: WebhookDelivery, *, actor) -> WebhookDelivery:
+    """Send the delivery's message again, as a new delivery with the same `webhook-id` and
+    body (a receiver that already has it may ignore it). 409 while its endpoint is disabled."""
+    _refuse_disabled(delivery.endpoint, "replay its deliveries")
+    replay = _replay(delivery)
     audit.log(
         "webhook_delivery.replayed",
         target=("webhook_delivery", delivery.pk),
@@ -242,23 +275,57 @@ def replay_delivery(delivery: WebhookDelivery, *, actor) -> WebhookDelivery:
     return replay
 
 
+RECOVER_LIMIT = 500
+
+
+@transaction.atomic
+def recover_failed(endpoint: WebhookEndpoint, *, since: datetime.datetime, actor) -> dict:
+    """Replay the endpoint's deliveries that failed (every attempt used up), made since
+    `since` and not replayed yet, oldest first: what an outage of the receiver lost. At most
+    RECOVER_LIMIT a call: `{"replayed", "more"}` (call again for the rest). 409 while the
+    endpoint is disabled; two at once take turns."""
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    _refuse_disabled(endpoint, "recover its deliveries")
+    failed = endpoint.deliveries.filter(
+        status=WebhookDelivery.Status.FAILED, created_at__gte=since, replays__isnull=True
+    ).order_by("pk")
+    found = list(failed[: RECOVER_LIMIT + 1])
+    for delivery in found[:RECOVER_LIMIT]:
+        _replay(delivery)
+    replayed = min(len(found), RECOVER_LIMIT)
+    if replayed:
+        _log(
+            "webhook_endpoint.recovered",
+            endpoint,
+            actor=actor,
+            since=since.isoformat(),
+            count=replayed,
+        )
+    return {"replayed": replayed, "more": len(found) > RECOVER_LIMIT}
+
+
 PURGE_BATCH = 1000
 
 
 def purge_old_deliveries(*, older_than_days: int | None = None) -> int:
     """Delete the sent and failed deliveries made more than WEBHOOK_DELIVERY_RETENTION_DAYS
     ago, with their attempts, oldest first, PURGE_BATCH at a time (each batch its own short
-    transaction); returns how many went. A replay whose original goes stays, unlinked."""
+    transaction); returns how many went. A replay whose original goes stays, unlinked.
+    Ids grow with time: the old rows are those below the first one made since the cutoff, and
+    the batches walk them once, by id."""
     days = settings.WEBHOOK_DELIVERY_RETENTION_DAYS if older_than_days is None else older_than_days
+    cutoff = timezone.now() - datetime.timedelta(days=days)
+    rows = WebhookDelivery.objects.order_by("pk")
+    bound = rows.filter(created_at__gte=cutoff).values_list("pk", flat=True).first()
     ended = [WebhookDelivery.Status.SENT, WebhookDelivery.Status.FAILED]
-    old = WebhookDelivery.objects.filter(
-        created_at__lt=timezone.now() - datetime.timedelta(days=days), status__in=ended
-    ).order_by("pk")
-    purged = 0
-    while batch := list(old.values_list("pk", flat=True)[:PURGE_BATCH]):
+    old = rows.filter(created_at__lt=cutoff, status__in=ended)
+    if bound is not None:
+        old = old.filter(pk__lt=bound)
+    purged, last = 0, 0
+    while batch := list(old.filter(pk__gt=last).values_list("pk", flat=True)[:PURGE_BATCH]):
         with transaction.atomic():
-            WebhookDelivery.objects.filter(pk__in=batch).delete()
-        purged += len(batch)
+            WebhookDelivery.objects.filter(pk__in=batch).only("pk").delete()
+        purged, last = purged + len(batch), batch[-1]
     if purged:
         logger.info("Purged %s webhook deliveries older than %s days", purged, days)
     return purged

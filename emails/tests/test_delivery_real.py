@@ -113,7 +113,8 @@ def start_worker(worker_broker, smtp, tmp_path):
     server; stopped before the test database is flushed."""
     processes = []
 
-    def start(*, pool: str = "solo", **env_overrides):
+    def start(*, pool: str = "solo", quiet: bool = True, **env_overrides):
+        """`quiet`: without the workers' gossip, mingle and heartbeat (production has them)."""
         env = {
             **os.environ,
             "DATABASE_URL": database_url_of(connection.settings_dict),
@@ -130,9 +131,11 @@ def start_worker(worker_broker, smtp, tmp_path):
         # fmt: off
         command = [
             sys.executable, "-m", "celery", "-A", "invoicegen", "worker", f"--pool={pool}",
-            "--concurrency=1", "--loglevel=INFO", "--without-gossip", "--without-mingle",
-            "--without-heartbeat", f"--hostname=emails-test-{os.getpid()}-{len(processes)}@%h",
+            "--concurrency=1", "--loglevel=INFO",
+            f"--hostname=emails-test-{os.getpid()}-{len(processes)}@%h",
         ]
+        if quiet:
+            command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
         # fmt: on
         with log_path.open("wb") as log:
             process = subprocess.Popen(
@@ -218,6 +221,45 @@ def test_email_of_a_worker_process_killed_mid_send_goes_out_once_when_its_lease_
     assert (row.status, row.attempts) == ("sent", 2)
     assert [message["Message-ID"] for message in smtp.messages] == [row.message_id]
     assert worker.poll() is None  # the worker itself went on
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_lives_through_its_broker_going_down_while_it_holds_a_retry(
+    smtp, start_worker, redis_server
+):
+    """Redis crashes while the worker holds a task it has not acknowledged (a retry waiting
+    for its time, as after a 4xx): once Redis is back the worker reconnects and takes new
+    tasks. It must not exit (celery 5.7.0's worker did: it closed the broken connection after
+    collecting it, and the close raised while giving the held task back)."""
+    broker = redis_server.url()
+    worker = start_worker(
+        pool="prefork",
+        quiet=False,  # gossip, mingle and heartbeat, as in production
+        CELERY_BROKER_URL=broker,
+        EMAIL_RETRY_BASE_SECONDS="30",
+        EMAIL_RETRY_MAX_SECONDS="30",
+    )
+    smtp.answer("451 4.3.0 Try again later", times=1)
+    with celery_publishing_to(broker):
+        services.queue_email("welcome", to="ada@example.com", context={"name": "Ada"})
+
+    def holds_a_retry():
+        return worker.log_path.read_text(errors="replace").count("] received") >= 2
+
+    assert wait_until(holds_a_retry, timeout=30), worker.log_path.read_text()[-3000:]
+    redis_server.kill()
+    time.sleep(3)  # the worker notices
+    redis_server.start()
+    with celery_publishing_to(broker):
+        second = services.queue_email("welcome", to="bob@example.com", context={"name": "Bob"})
+
+    def sent_or_worker_gone():
+        return worker.poll() is not None or EmailLog.objects.get(pk=second.pk).status == "sent"
+
+    wait_until(sent_or_worker_gone, timeout=60, interval=0.2)
+    log = worker.log_path.read_text(errors="replace")[-4000:]
+    assert worker.poll() is None, log
+    assert EmailLog.objects.get(pk=second.pk).status == "sent", log
 
 
 @pytest.mark.django_db(transaction=True)

@@ -457,7 +457,10 @@ class _Watch:
                     self._changed.wait(left)
                     continue
                 deadline = heapq.heappop(self._due)[2]
-            deadline.expire()
+            try:
+                deadline.expire()
+            except Exception:  # the thread must live on for the other deadlines
+                logger.exception("A deadline could not cut its call")
 
 
 _watch = _Watch()

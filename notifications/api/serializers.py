@@ -75,8 +75,8 @@ class MatrixField(serializers.DictField):
 
 class MatrixFieldExtension(OpenApiSerializerFieldExtension):
     """The matrix as the registered types make it: each type and channel named, with the
-    frequencies it may take (a critical type's own channels: immediate only; the app: no
-    digest). An answer gives all of it; a PUT any part."""
+    frequencies it may take (a critical type's own channels: immediate only, and its webhook
+    off only; digests: email only). An answer gives all of it; a PUT any part."""
 
     target_class = MatrixField
 

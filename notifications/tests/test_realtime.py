@@ -166,6 +166,8 @@ def test_with_the_live_push_off_only_the_new_unread_count_is_pushed():
         await db(paid)(owner)
         assert await socket.receive() == {"type": "unread_count", "unread_count": 1}
         assert await socket.nothing_more()
+        await socket.send({"type": "resume", "last_id": 0})  # not shown on a reconnect either
+        assert await socket.receive() == {"type": "resumed", "more": False, "unread_count": 1}
         await socket.close()
 
     run(scenario)

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from django.core import mail
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
@@ -84,6 +85,14 @@ def test_a_type_renders_the_text_of_rows_stored_before_it_rendered_its_own():
 def test_registering_a_type_twice_is_refused():
     with pytest.raises(Exception, match="registered twice"):
         types.register_type("admin_message", title="{title}")
+
+
+@pytest.mark.parametrize("channel", ["realtime", "webhook", "sms"])
+def test_a_type_chooses_only_its_feed_and_email_channels(channel):
+    """The live push follows the feed; a webhook is the user's choice, never a default."""
+    with pytest.raises(ImproperlyConfigured, match="not a type's to choose"):
+        types.register_type("new_kind", title="New", channels=(types.IN_APP, channel))
+    assert types.find("new_kind") is None
 
 
 def test_notify_queues_no_email_when_asked_for_the_app_only(user):

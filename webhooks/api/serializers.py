@@ -1,5 +1,6 @@
 import json
 
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -110,3 +111,19 @@ class DeliverySerializer(serializers.ModelSerializer):
 class EventTypeSerializer(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField()
+
+
+class RecoverSerializer(serializers.Serializer):
+    since = serializers.DateTimeField(
+        help_text="From when: the deliveries made since then are sent again."
+    )
+
+    def validate_since(self, since):
+        if since > timezone.now():
+            raise serializers.ValidationError("since is in the future.")
+        return since
+
+
+class RecoveredSerializer(serializers.Serializer):
+    replayed = serializers.IntegerField(help_text="Deliveries queued again.")
+    more = serializers.BooleanField(help_text="More are left: call again with the same `since`.")

@@ -81,6 +81,29 @@ class EndpointViewSet(
         endpoint.refresh_from_db()
         return Response(_with_secret(endpoint, secret))
 
+    @extend_schema(request=None, responses={201: serializers.DeliverySerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def test(self, request, pk=None):
+        """Send a `webhook.test` event to this endpoint alone, whatever it subscribes to; its
+        delivery is answered, and its attempts show in `deliveries/`."""
+        delivery = services.send_test_event(self.get_object())
+        return Response(serializers.DeliverySerializer(delivery).data, status=201)
+
+    @extend_schema(
+        request=serializers.RecoverSerializer,
+        responses={200: serializers.RecoveredSerializer, 409: CONFLICT},
+    )
+    @action(detail=True, methods=["post"])
+    def recover(self, request, pk=None):
+        """Send again the deliveries that failed (every attempt used up) since `since` and
+        were not replayed yet, oldest first, each as a replay (same `webhook-id` and body): what
+        an outage of the receiver lost. At most 500 a call; `more` says to call again."""
+        endpoint = self.get_object()
+        data = serializers.RecoverSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        since = data.validated_data["since"]
+        return Response(services.recover_failed(endpoint, since=since, actor=request.user))
+
     @extend_schema(responses={200: serializers.DeliverySerializer(many=True)})
     @action(detail=True, pagination_class=NewestFirstCursor)
     def deliveries(self, request, pk=None):

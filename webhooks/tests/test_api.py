@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from django.utils import timezone
 from rest_framework.throttling import SimpleRateThrottle
@@ -83,6 +85,8 @@ def test_someone_elses_endpoint_is_not_found(api, client_for):
         ("post", f"{ENDPOINTS}{theirs}/rotate-secret/"),
         ("get", f"{ENDPOINTS}{theirs}/deliveries/"),
         ("post", f"{ENDPOINTS}{theirs}/deliveries/1/replay/"),
+        ("post", f"{ENDPOINTS}{theirs}/test/"),
+        ("post", f"{ENDPOINTS}{theirs}/recover/"),
     ]:
         assert getattr(api, method)(path, {}, format="json").status_code == 404, path
     assert api.get(ENDPOINTS).json()["results"] == []
@@ -158,6 +162,93 @@ def test_a_delivery_is_replayed_and_a_disabled_endpoints_is_a_409(api, user):
     api.patch(f"{ENDPOINTS}{endpoint['id']}/", {"enabled": False}, format="json")
     assert api.post(path).status_code == 409
     assert WebhookDelivery.objects.count() == 2
+
+
+def test_a_test_event_goes_to_that_endpoint_alone_whatever_it_subscribes_to(api, user):
+    mine = create(api).json()
+    create(api, event_types=["*"])
+
+    response = api.post(f"{ENDPOINTS}{mine['id']}/test/")
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["event_type"] == "webhook.test" and body["status"] == "queued"
+    assert body["payload"]["data"]["endpoint_id"] == mine["id"]
+    # Not to the other endpoint, which takes every event.
+    assert [d.endpoint_id for d in WebhookDelivery.objects.all()] == [mine["id"]]
+    api.patch(f"{ENDPOINTS}{mine['id']}/", {"enabled": False}, format="json")
+    assert api.post(f"{ENDPOINTS}{mine['id']}/test/").status_code == 409
+
+
+def failed_deliveries(user, count: int, *, days_ago: float = 1) -> list[WebhookDelivery]:
+    made = timezone.now() - timezone.timedelta(days=days_ago)
+    rows = [services.send_event(user, "invoice.paid", {"n": n})[0] for n in range(count)]
+    WebhookDelivery.objects.filter(pk__in=[r.pk for r in rows]).update(
+        status=WebhookDelivery.Status.FAILED, created_at=made
+    )
+    return rows
+
+
+def test_recover_sends_again_what_failed_since_then_once_and_audits_it(api, user):
+    endpoint = create(api).json()
+    path = f"{ENDPOINTS}{endpoint['id']}/recover/"
+    old = failed_deliveries(user, 1, days_ago=3)
+    lost = failed_deliveries(user, 2)
+    sent = services.send_event(user, "invoice.paid", {})[0]
+    WebhookDelivery.objects.filter(pk=sent.pk).update(status=WebhookDelivery.Status.SENT)
+    since = (timezone.now() - timezone.timedelta(days=2)).isoformat()
+
+    response = api.post(path, {"since": since}, format="json")
+
+    assert response.status_code == 200
+    assert response.json() == {"replayed": 2, "more": False}
+    replays = WebhookDelivery.objects.filter(replay_of__isnull=False)
+    assert sorted(r.replay_of_id for r in replays) == [row.pk for row in lost]
+    assert {r.message_id for r in replays} == {row.message_id for row in lost}
+    assert not WebhookDelivery.objects.filter(replay_of=old[0]).exists()
+    entry = AuditLog.objects.get(action="webhook_endpoint.recovered")
+    assert entry.metadata["count"] == 2 and entry.user_id == user.pk
+    # Sent again once: a second call finds nothing new.
+    assert api.post(path, {"since": since}, format="json").json() == {"replayed": 0, "more": False}
+    assert AuditLog.objects.filter(action="webhook_endpoint.recovered").count() == 1
+
+
+def test_recover_goes_a_batch_at_a_time(api, user, monkeypatch):
+    monkeypatch.setattr(services, "RECOVER_LIMIT", 2)
+    endpoint = create(api).json()
+    failed_deliveries(user, 3)
+    path, since = f"{ENDPOINTS}{endpoint['id']}/recover/", "2000-01-01T00:00:00Z"
+
+    assert api.post(path, {"since": since}, format="json").json() == {"replayed": 2, "more": True}
+    assert api.post(path, {"since": since}, format="json").json() == {"replayed": 1, "more": False}
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{}', '{"since": "yesterday"}', '{"since": 12}', '{"since": {"a": 1}}',
+     '{"since": "\\ud800"}', '{"since": "2999-01-01T00:00:00Z"}', '{"since": null}', '[]'],
+)  # fmt: skip
+def test_recover_without_a_past_since_is_a_400_naming_it(api, body):
+    endpoint = create(api).json()
+
+    path = f"{ENDPOINTS}{endpoint['id']}/recover/"
+    response = api.post(path, body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert "since" in json.dumps(response.json()) or body == "[]"  # a field, or the parse
+
+
+def test_recover_on_a_disabled_endpoint_is_a_409(api, user):
+    endpoint = create(api).json()
+    failed_deliveries(user, 1)
+    api.patch(f"{ENDPOINTS}{endpoint['id']}/", {"enabled": False}, format="json")
+
+    response = api.post(
+        f"{ENDPOINTS}{endpoint['id']}/recover/", {"since": "2000-01-01T00:00:00Z"}, format="json"
+    )
+
+    assert response.status_code == 409
+    assert not WebhookDelivery.objects.filter(replay_of__isnull=False).exists()
 
 
 def test_event_types_are_listed(api):

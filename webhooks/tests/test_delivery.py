@@ -284,6 +284,18 @@ def test_the_receiver_logs_payloads_as_sent(user, endpoint, receiver):
     assert json.loads(WebhookDelivery.objects.get().payload)["data"]["name"] == "Zoë ✓"
 
 
+def test_a_test_event_reaches_the_endpoint_signed(
+    endpoint, receiver, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        delivery = services.send_test_event(endpoint)
+
+    [received] = receiver.received
+    assert received.verified and received.webhook_id == delivery.message_id
+    assert received.payload["type"] == "webhook.test"
+    assert received.payload["data"]["endpoint_id"] == endpoint.pk
+
+
 def test_a_long_running_receiver_keeps_a_bounded_memory(loopback, monkeypatch):
     """As `python -m webhooks.receiver` runs: it forgets what it printed, and remembers the
     newest SEEN_LIMIT webhook-ids to tell duplicates."""

@@ -9,6 +9,7 @@ from invoicegen.billing.models import Payment
 from invoicegen.billing.tests.factories import finalized_invoice
 from notifications import preferences
 from notifications.models import Notification
+from notifications.services import send_admin_message
 from webhooks.models import WebhookDelivery
 
 pytestmark = pytest.mark.django_db
@@ -85,3 +86,22 @@ def test_a_critical_type_never_goes_by_webhook(api, user, endpoint, receiver):
     assert answer.status_code == 400
     assert "critical" in answer.json()["preferences"]["account_activity"][0]
     assert preferences.matrix(user)["account_activity"]["webhook"] == "off"
+
+
+def test_it_goes_apart_from_the_feed(user, endpoint, receiver, django_capture_on_commit_callbacks):
+    preferences.set_matrix(user, {"invoice_paid": {"webhook": "immediate", "in_app": "off"}})
+
+    pay(user, django_capture_on_commit_callbacks)
+
+    [event] = notification_events(receiver)
+    assert event.payload["data"]["type"] == "invoice_paid"
+
+
+def test_one_too_big_is_left_out_and_undoes_nothing(user, endpoint, settings):
+    settings.WEBHOOK_MAX_PAYLOAD_BYTES = 2000
+    preferences.set_matrix(user, {"admin_message": {"webhook": "immediate"}})
+
+    [sent] = send_admin_message([user], title="Downtime", message="x" * 3000)
+
+    assert Notification.objects.filter(pk=sent.pk).exists()
+    assert not WebhookDelivery.objects.filter(event_type="notification.created").exists()

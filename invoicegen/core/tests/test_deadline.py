@@ -73,14 +73,36 @@ def test_deadlines_at_once_share_one_thread_and_each_keeps_its_own_time():
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_forked_child_has_deadlines_of_its_own():
-    cut(0.05, held=1)  # the parent's thread runs
-    pid = os.fork()
-    if pid == 0:  # the child: exit 0 only if its deadline cut its call
-        try:
-            os._exit(0 if cut(0.1, held=5) == (True, b"") else 1)
-        except BaseException:
-            os._exit(2)
-    _, status = os.waitpid(pid, 0)
+def test_a_forked_child_keeps_deadlines_of_its_own_and_never_the_parents():
+    """The child starts afresh: were it to keep the parent's pending deadlines, its thread
+    would shut down the connections it shares with the parent when their time came."""
+    ours, theirs = socket.socketpair()
+    with Deadline(0.4) as deadline:
+        deadline.guard(ours)
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 if its own deadline cut its call
+            try:
+                own = cut(0.1, held=5) == (True, b"")
+                time.sleep(0.6)  # past the parent's deadline
+                os._exit(0 if own else 1)
+            except BaseException:
+                os._exit(2)
+    _, status = os.waitpid(pid, 0)  # the parent's call ended in time; the child lived on
 
     assert os.waitstatus_to_exitcode(status) == 0
+    assert not deadline.expired
+    theirs.sendall(b"x")
+    assert ours.recv(1) == b"x"  # the shared connection was not shut down by the child
+    ours.close()
+    theirs.close()
+
+
+def test_a_deadline_that_fails_to_cut_leaves_the_others_running():
+    class Broken(Deadline):
+        def expire(self):
+            raise RuntimeError("broken")
+
+    with Broken(0.05):
+        time.sleep(0.1)
+
+    assert cut(0.1, held=3) == (True, b"")
