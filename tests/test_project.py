@@ -1,6 +1,8 @@
+import configparser
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -140,3 +142,18 @@ def test_every_model_change_has_its_migration(settings_module, needs):
         text=True,
     )
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_the_test_command_collects_every_apps_tests():
+    """`make test` runs pytest's testpaths: an app whose tests are outside them is never run."""
+    root = Path(settings.BASE_DIR)
+    config = configparser.ConfigParser()
+    config.read(root / "pytest.ini")
+    collected = [root / path for path in config["pytest"]["testpaths"].split()]
+    suites = [path.parent for path in root.glob("**/tests/test_*.py") if ".venv" not in path.parts]
+    missing = {
+        str(suite.relative_to(root))
+        for suite in suites
+        if not any(suite == path or path in suite.parents for path in collected)
+    }
+    assert not missing
