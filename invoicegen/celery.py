@@ -1,5 +1,6 @@
 """The Celery application: settings come from Django's (CELERY_* names), tasks from each app."""
 
+import functools
 import os
 
 from celery import Celery
@@ -21,6 +22,7 @@ def _forget_collected_channel(collect):
     back. What it held is the broker's to give back, and the outbox's sweeper sends its rows.
     emails/tests/test_delivery_real.py shows the exit without this."""
 
+    @functools.wraps(collect)
     def collect_and_forget(self, *args, **kwargs):
         try:
             return collect(self, *args, **kwargs)

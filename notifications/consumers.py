@@ -27,7 +27,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from notifications import preferences, realtime, services, types
+from notifications import preferences, realtime, services
 from notifications.api.serializers import NotificationSerializer
 from notifications.models import Notification
 
@@ -125,7 +125,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         """What a push would have shown: not the types whose live push the user switched off
         (they are in the feed, and counted)."""
         rows = Notification.objects.filter(user=self.user, in_app=True, pk__gt=last_id)
-        rows = rows.exclude(type__in=preferences.switched_off(self.user, types.REALTIME))
+        rows = rows.exclude(type__in=preferences.not_live(self.user))
         rows = rows.order_by("id")[: RESUME_LIMIT + 1]
         context = {"reader": self.user}
         data = [NotificationSerializer(row, context=context).data for row in rows]

@@ -44,13 +44,14 @@ def frequencies(user, kind: types.NotificationType, channels: tuple[str, ...]) -
     return {channel: chosen.get(channel, kind.default(channel)) for channel in channels}
 
 
-def switched_off(user, channel: str) -> list[str]:
-    """The types the user switched off on a channel (none of them critical: those cannot be)."""
-    return list(
-        NotificationPreference.objects.filter(
-            user=user, channel=channel, frequency=types.OFF
-        ).values_list("type", flat=True)
-    )
+def not_live(user) -> list[str]:
+    """The types whose notifications are not pushed live to the user, as notify() decides
+    (the matrix's `realtime`; a critical type always is)."""
+    return [
+        name
+        for name, row in matrix(user).items()
+        if row[types.REALTIME] == types.OFF and not types.get(name).critical
+    ]
 
 
 def critical_types() -> list[str]:

@@ -80,8 +80,8 @@ def register_type(
         raise ImproperlyConfigured(f"Notification type {name!r} is registered twice.")
     if unknown := set(channels) - {IN_APP, EMAIL}:
         raise ImproperlyConfigured(
-            f"Notification type {name!r}: channels {unknown} are not a type's to choose "
-            f"(realtime follows in_app; webhook is the user's)."
+            f"Notification type {name!r}: channels {unknown} are not a type's to choose: a "
+            f"type names in_app and email (realtime follows in_app; webhook is the user's)."
         )
     _types[name] = NotificationType(
         name,

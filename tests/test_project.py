@@ -150,7 +150,8 @@ def test_the_test_command_collects_every_apps_tests():
     config = configparser.ConfigParser()
     config.read(root / "pytest.ini")
     collected = [root / path for path in config["pytest"]["testpaths"].split()]
-    suites = [path.parent for path in root.glob("**/tests/test_*.py") if ".venv" not in path.parts]
+    found = [*root.glob("*/tests/test_*.py"), *root.glob("*/*/tests/test_*.py")]
+    suites = [path.parent for path in found if not path.parts[len(root.parts)].startswith(".")]
     missing = {
         str(suite.relative_to(root))
         for suite in suites

@@ -61,6 +61,12 @@ class WebhookDelivery(OutboxRow):
                 name="webhook_pending",
             ),
             models.Index(fields=["message_id"], name="webhook_message_id"),
+            # A recovery's question: what failed, of one endpoint, since when?
+            models.Index(
+                fields=["endpoint", "id"],
+                condition=Q(status="failed"),
+                name="webhook_delivery_failed",
+            ),
         ]
 
     def __str__(self):

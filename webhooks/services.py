@@ -264,7 +264,8 @@ def _replay(delivery: WebhookDelivery) -> WebhookDelivery:
 def replay_delivery(delivery: WebhookDelivery, *, actor) -> WebhookDelivery:
     """Send the delivery's message again, as a new delivery with the same `webhook-id` and
     body (a receiver that already has it may ignore it). 409 while its endpoint is disabled."""
-    _refuse_disabled(delivery.endpoint, "replay its deliveries")
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
+    _refuse_disabled(endpoint, "replay its deliveries")  # a recovery meanwhile waits
     replay = _replay(delivery)
     audit.log(
         "webhook_delivery.replayed",
@@ -280,20 +281,30 @@ RECOVER_LIMIT = 500
 
 @transaction.atomic
 def recover_failed(endpoint: WebhookEndpoint, *, since: datetime.datetime, actor) -> dict:
-    """Replay the endpoint's deliveries that failed (every attempt used up), made since
-    `since` and not replayed yet, oldest first: what an outage of the receiver lost. At most
-    RECOVER_LIMIT a call: `{"replayed", "more"}` (call again for the rest). 409 while the
-    endpoint is disabled; two at once take turns."""
+    """Replay the endpoint's deliveries that failed (no attempt left, or refused for good),
+    made since `since` (at most WEBHOOK_DELIVERY_RETENTION_DAYS ago: older ones are purged)
+    and not replayed yet, oldest first: what an outage of the receiver lost. Test events are
+    left out. At most RECOVER_LIMIT a call: `{"replayed", "more"}` (call again for the rest).
+    409 while the endpoint is disabled; two at once, or a replay meanwhile, take turns."""
     endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
     _refuse_disabled(endpoint, "recover its deliveries")
-    failed = endpoint.deliveries.filter(
-        status=WebhookDelivery.Status.FAILED, created_at__gte=since, replays__isnull=True
-    ).order_by("pk")
-    found = list(failed[: RECOVER_LIMIT + 1])
-    for delivery in found[:RECOVER_LIMIT]:
-        _replay(delivery)
-    replayed = min(len(found), RECOVER_LIMIT)
-    if replayed:
+    kept = timezone.now() - datetime.timedelta(days=settings.WEBHOOK_DELIVERY_RETENTION_DAYS)
+    failed = (
+        endpoint.deliveries.filter(
+            status=WebhookDelivery.Status.FAILED,
+            created_at__gte=max(since, kept),
+            replays__isnull=True,
+        )
+        .exclude(event_type=TEST_EVENT)
+        .order_by("pk")
+    )
+    ids = list(failed.values_list("pk", flat=True)[:RECOVER_LIMIT])
+    for start in range(0, len(ids), 50):  # their payloads may be large: 50 at a time
+        for delivery in WebhookDelivery.objects.filter(pk__in=ids[start : start + 50]).order_by(
+            "pk"
+        ):
+            _replay(delivery)
+    if replayed := len(ids):
         _log(
             "webhook_endpoint.recovered",
             endpoint,
@@ -301,7 +312,7 @@ def recover_failed(endpoint: WebhookEndpoint, *, since: datetime.datetime, actor
             since=since.isoformat(),
             count=replayed,
         )
-    return {"replayed": replayed, "more": len(found) > RECOVER_LIMIT}
+    return {"replayed": replayed, "more": replayed == RECOVER_LIMIT and failed.exists()}
 
 
 PURGE_BATCH = 1000

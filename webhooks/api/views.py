@@ -33,8 +33,8 @@ class EndpointViewSet(
         return super().get_queryset().filter(user=self.request.user)
 
     def get_throttles(self):
-        """Every change is audited, and a replay is a request to the endpoint: changes share
-        one rate (WEBHOOK_ACTION_THROTTLE_RATE)."""
+        """Every change is audited, and a replay, a recovery or a test event makes requests
+        to the endpoint: they share one rate (WEBHOOK_ACTION_THROTTLE_RATE)."""
         if self.request.method in ("GET", "HEAD", "OPTIONS"):
             return super().get_throttles()
         return [*super().get_throttles(), WebhookActionThrottle()]

@@ -213,6 +213,23 @@ def test_recover_sends_again_what_failed_since_then_once_and_audits_it(api, user
     assert AuditLog.objects.filter(action="webhook_endpoint.recovered").count() == 1
 
 
+def test_recover_leaves_out_test_events_and_what_is_past_retention(api, user, settings):
+    settings.WEBHOOK_DELIVERY_RETENTION_DAYS = 30
+    endpoint = create(api).json()
+    test_event = services.send_test_event(WebhookEndpoint.objects.get())
+    WebhookDelivery.objects.filter(pk=test_event.pk).update(status=WebhookDelivery.Status.FAILED)
+    failed_deliveries(user, 1, days_ago=31)  # a purge may take it any moment
+    [lost] = failed_deliveries(user, 1)
+
+    path = f"{ENDPOINTS}{endpoint['id']}/recover/"
+    response = api.post(path, {"since": "2000-01-01T00:00:00Z"}, format="json")
+
+    assert response.json() == {"replayed": 1, "more": False}
+    assert [r.replay_of_id for r in WebhookDelivery.objects.filter(replay_of__isnull=False)] == [
+        lost.pk
+    ]
+
+
 def test_recover_goes_a_batch_at_a_time(api, user, monkeypatch):
     monkeypatch.setattr(services, "RECOVER_LIMIT", 2)
     endpoint = create(api).json()

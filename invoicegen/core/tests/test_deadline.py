@@ -102,7 +102,5 @@ def test_a_deadline_that_fails_to_cut_leaves_the_others_running():
         def expire(self):
             raise RuntimeError("broken")
 
-    with Broken(0.05):
-        time.sleep(0.1)
-
-    assert cut(0.1, held=3) == (True, b"")
+    with Broken(0.05):  # fails while the other waits: no new deadline wakes the thread again
+        assert cut(0.3, held=3) == (True, b"")
