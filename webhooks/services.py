@@ -368,8 +368,7 @@ def deliver_webhook(delivery_id: int, *, batch: int | None = None) -> Delivery:
         delivery_id,
         send=partial(_send, endpoints=endpoints),
         is_permanent=is_permanent,
-        on_failed=_failed,
-        batch=batch or settings.WEBHOOK_SEND_BATCH,
+        batch=batch or settings.WEBHOOK_SEND_BATCH,  # a failure's why is in its attempts' log
     )
 
 
@@ -377,10 +376,6 @@ def is_permanent(error: Exception) -> bool:
     """A disabled endpoint, or an address webhooks may not reach; every other failure (no
     answer, any answer but a 2xx) is retried on the schedule."""
     return isinstance(error, EndpointDisabled | sending.AddressRefused)
-
-
-def _failed(delivery: WebhookDelivery, reason: str) -> None:
-    """Nothing more to record: its attempts are in its log."""
 
 
 def _send(delivery: WebhookDelivery, *, endpoints: dict[int, WebhookEndpoint]) -> None:

@@ -143,7 +143,8 @@ class Outbox:
             self.dispatch(row.pk)
             return row
         savepoints = set(connection.savepoint_ids)
-        for registered_in, callback, _ in connection.run_on_commit:
+        # The newest first: a transaction adding many rows finds its hand-over at once.
+        for registered_in, callback, _ in reversed(connection.run_on_commit):
             if (
                 isinstance(callback, _Dispatch)
                 and callback.outbox is self
@@ -196,13 +197,13 @@ class Outbox:
         *,
         send: Callable[[OutboxRow], None],
         is_permanent: Callable[[Exception], bool],
-        on_failed: Callable[[OutboxRow, str], None],
+        on_failed: Callable[[OutboxRow, str], None] | None = None,
         batch: int = 1,
     ) -> Delivery:
         """Send the row, and up to `batch - 1` more that are due and no other worker holds, at
         most once each where that can be known; answer for the row. `send` raises on failure;
-        `is_permanent` tells a final refusal from a temporary one; `on_failed` runs in the
-        transaction that marks a row failed (to record why). The batch shares one claim and
+        `is_permanent` tells a final refusal from a temporary one; `on_failed`, if given, runs
+        in the transaction that marks a row failed (to record why). The batch shares one claim and
         one "sent" statement (a commit each, not two per row); each row's acceptance is
         remembered as it goes. No send of the batch starts that could end past the task's
         time limit: what is left is handed back, due at once."""
@@ -333,7 +334,8 @@ class Outbox:
             with transaction.atomic():
                 if not self._held(row).update(status=OutboxRow.Status.FAILED, last_error=reason):
                     return self._let_go(row)
-                on_failed(row, reason)
+                if on_failed:
+                    on_failed(row, reason)
             return Delivery(OutboxRow.Status.FAILED)
         delay = self.retry_delay(row.attempts)
         queued = self._held(row).update(
