@@ -37,10 +37,17 @@ def _flush_passes_the_audit_triggers():
 
 
 @pytest.fixture(autouse=True)
-def _isolated_run(settings):
-    """Each test starts with empty throttle counters and runs Celery tasks in process; tests
-    that need a real worker start one themselves."""
+def _isolated_run(settings, tmp_path):
+    """Each test starts with empty throttle counters, runs Celery tasks in process (tests that
+    need a real worker start one themselves) and archives the trail to a folder of its own."""
     cache.clear()
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "audit_archive": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": tmp_path / "audit-archive"},
+        },
+    }
     celery_app.conf.task_always_eager = True
     # Real hashing costs ~0.2 s a user; the hasher is not what these tests are about.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -8,7 +8,8 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
-from django.http import StreamingHttpResponse
+from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -16,9 +17,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from audit import context as audit_context
-from audit import export, registry, services
-from audit.models import AdminAction, AuditLog
-from invoicegen.core.admin import ReadOnlyAdmin
+from audit import export, holds, registry, retention, services
+from audit.models import AdminAction, AuditLog, LegalHold
+from invoicegen.core.admin import ReadOnlyAdmin, ServiceOnlyAdmin
 
 # The start of an IPv4 address with at least its first dot (10.0.), or of an IPv6 one with at
 # least two groups (2001:db8:); a term with one colon is a resource (user:7).
@@ -187,7 +188,7 @@ class AuditLogAdmin(ReadOnlyAdmin):
             days = form.cleaned_data["days"]
             confirmed = "confirm" in request.POST
             try:
-                result = services.cleanup_audit_logs(
+                result = retention.cleanup_audit_logs(
                     days=days, dry_run=not confirmed, via=AdminAction.Kind.TOOL
                 )
             except ValidationError as error:
@@ -197,7 +198,13 @@ class AuditLogAdmin(ReadOnlyAdmin):
                     self.message_user(
                         request,
                         f"Deleted {result.deleted} audit entries older than "
-                        f"{result.cutoff:%Y-%m-%d %H:%M} UTC.",
+                        f"{result.cutoff:%Y-%m-%d %H:%M} UTC."
+                        + (f" Kept {result.held} for legal holds." if result.held else "")
+                        + (
+                            f" Kept {result.unarchived} until their month is archived."
+                            if result.unarchived
+                            else ""
+                        ),
                         messages.SUCCESS,
                     )
                     form = CleanupForm()
@@ -305,3 +312,87 @@ def _record_admin_change(kind: str, obj, verb: str, message) -> None:
     services.record_admin_action(
         kind, action=f"admin.{_label(obj)}_{verb}", target=obj, details={"message": message}
     )
+
+
+class PlaceHoldForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
+    user_id = forms.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
+    resource_type = forms.CharField(max_length=50, required=False)
+    resource_id = forms.CharField(max_length=64, required=False)
+    category = forms.ChoiceField(required=False)
+    starts_at = forms.DateTimeField(required=False, help_text="YYYY-MM-DD HH:MM, UTC")
+    ends_at = forms.DateTimeField(required=False, help_text="YYYY-MM-DD HH:MM, UTC")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["category"].choices = [("", "any")] + [(c, c) for c in registry.categories()]
+
+
+class ReleaseHoldForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
+
+
+@admin.register(LegalHold)
+class LegalHoldAdmin(ServiceOnlyAdmin):
+    """Holds are placed and released through their services (audit/holds.py), each with its
+    reason; a hold is never edited or deleted."""
+
+    list_display = ["id", "placed_at", "reason", "criteria", "placed_by_email", "released_at"]
+    list_filter = [("released_at", admin.EmptyFieldListFilter)]
+    readonly_fields = [field.name for field in LegalHold._meta.fields]
+
+    @admin.display(description="holds")
+    def criteria(self, hold):
+        return ", ".join(f"{k}={v}" for k, v in holds.criteria_of(hold).items()) or "everything"
+
+    def has_add_permission(self, request):
+        return request.user.has_perm("audit.add_legalhold")
+
+    def get_urls(self):
+        release = self.admin_site.admin_view(self.release_view)
+        return [
+            path("<int:hold_id>/release/", release, name="audit_legalhold_release"),
+            *super().get_urls(),
+        ]
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = PlaceHoldForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            given = {k: v for k, v in form.cleaned_data.items() if v not in (None, "")}
+            try:
+                hold = holds.place_legal_hold(**given, via=AdminAction.Kind.TOOL)
+            except ValidationError as error:
+                for field, problems in error.message_dict.items():
+                    form.add_error(field if field in form.fields else None, problems)
+            else:
+                self.message_user(request, f"Legal hold #{hold.pk} placed.", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:audit_legalhold_change", args=[hold.pk]))
+        return self._form_page(request, form, "Place a legal hold")
+
+    def release_view(self, request, hold_id: int):
+        if not request.user.has_perm("audit.change_legalhold"):
+            raise PermissionDenied
+        hold = get_object_or_404(LegalHold, pk=hold_id)
+        form = ReleaseHoldForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                holds.release_legal_hold(
+                    hold, reason=form.cleaned_data["reason"], via=AdminAction.Kind.TOOL
+                )
+            except ValidationError as error:
+                form.add_error(None, error.messages)
+            else:
+                self.message_user(request, f"Legal hold #{hold.pk} released.", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:audit_legalhold_change", args=[hold.pk]))
+        return self._form_page(request, form, f"Release legal hold #{hold.pk}")
+
+    def _form_page(self, request, form, title: str):
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": title,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/audit/legalhold/form.html", context)

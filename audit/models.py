@@ -5,7 +5,7 @@ RetentionGrant. Each AuditLog row carries an HMAC of its content; Checkpoints ch
 from django.conf import settings
 from django.contrib.postgres.indexes import OpClass
 from django.db import models
-from django.db.models import Func, Q, TextField
+from django.db.models import F, Func, Q, TextField
 from django.db.models.functions import Now, Upper
 
 
@@ -202,3 +202,81 @@ class RetentionGrant(models.Model):
 
     def __str__(self):
         return f"retention grant {self.transaction_id}"
+
+
+class Archive(models.Model):
+    """A month of entries written to the archive storage (audit/archive.py), read back and
+    verified before it was recorded: what the retention cleanup requires before any of the
+    month's entries leave the database."""
+
+    month = models.DateField(unique=True)  # its first day
+    first_id = models.BigIntegerField()
+    last_id = models.BigIntegerField()
+    row_count = models.BigIntegerField()
+    manifest = models.CharField(max_length=200)  # its name in the archive storage
+    manifest_sha256 = models.CharField(max_length=64)  # the next month's manifest chains to it
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["month"]
+
+    def __str__(self):
+        return f"audit archive {self.month:%Y-%m}"
+
+
+class LegalHold(models.Model):
+    """Entries kept whatever their retention, and never erased: those that match every
+    criterion the hold names (a user, a resource, a category, a time range; none names the
+    whole trail). Released holds stay, as the record of what was held and why."""
+
+    reason = models.TextField()
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,  # a hold outlives the account it is about
+        related_name="+",
+    )
+    resource_type = models.CharField(max_length=50, blank=True)
+    resource_id = models.CharField(max_length=64, blank=True)
+    category = models.CharField(max_length=32, blank=True)
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    placed_by_email = models.CharField(max_length=254)
+    placed_at = models.DateTimeField(db_default=Now())
+    released_by_email = models.CharField(max_length=254, blank=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+    release_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["-id"], condition=Q(released_at=None), name="legalhold_active")
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(starts_at=None) | Q(ends_at=None) | Q(ends_at__gt=F("starts_at")),
+                name="legalhold_range_forward",
+            ),
+            models.CheckConstraint(
+                condition=Q(resource_id="") | ~Q(resource_type=""),
+                name="legalhold_resource_has_type",
+            ),
+        ]
+
+    def __str__(self):
+        return f"legal hold #{self.pk}"
+
+    def entries(self) -> Q:
+        """The entries it holds."""
+        criteria = {
+            "user_id": self.user_id,
+            "resource_type": self.resource_type,
+            "resource_id": self.resource_id,
+            "category": self.category,
+            "created_at__gte": self.starts_at,
+            "created_at__lt": self.ends_at,
+        }
+        given = {field: value for field, value in criteria.items() if value not in (None, "")}
+        return Q(**given) if given else Q(pk__isnull=False)  # Q() would vanish in an OR

@@ -29,8 +29,8 @@ from contextlib import contextmanager
 from django.conf import settings
 from django.db import connections
 
-from audit import integrity, triggers
-from audit.models import AdminAction, AuditLog, Checkpoint, RetentionGrant
+from audit import integrity, partitions, triggers
+from audit.models import AdminAction, Archive, AuditLog, Checkpoint, RetentionGrant
 
 # SQLSTATEs of the functions' refusals (class "AU", the project's own).
 NOT_SEALED = "AU001"
@@ -43,6 +43,7 @@ FUNCTIONS = (
     "audit_purge(bigint)",
     "audit_seal_boundary()",
     "audit_add_checkpoint(bigint, bigint, integer, text, text, text)",
+    partitions.FUNCTION,
 )
 
 _CREDENTIALS = ("USER", "PASSWORD", "HOST", "PORT")
@@ -144,6 +145,7 @@ def functions_sql(schema: str, min_retention_days: int) -> list[str]:
             RETURN added;
         END $$
         """,  # noqa: S608
+        partitions.function_sql(schema),
         f"REVOKE ALL ON FUNCTION {', '.join(FUNCTIONS)} FROM PUBLIC",
     ]
 
@@ -160,8 +162,18 @@ def grant_sql(schema: str, role: str) -> list[str]:
         f"REVOKE ALL ON {append_only} FROM {role}",
         f"GRANT SELECT ON {append_only} TO {role}",
         f"GRANT INSERT ON {schema}.{AdminAction._meta.db_table} TO {role}",
+        f"GRANT INSERT ON {schema}.{Archive._meta.db_table} TO {role}",
         f"GRANT INSERT ({entry_columns}) ON {entries} TO {role}",
         f"REVOKE ALL ON {schema}.{RetentionGrant._meta.db_table} FROM {role}",
+        # The partitions (audit/partitions.py): only through the partitioned table.
+        f"""
+        DO $$ DECLARE part regclass; BEGIN
+            FOR part IN SELECT inhrelid FROM pg_inherits WHERE inhparent = '{entries}'::regclass
+            LOOP
+                EXECUTE format('REVOKE ALL ON %s FROM {role}', part);
+            END LOOP;
+        END $$
+        """,  # noqa: S608
         f"GRANT EXECUTE ON FUNCTION {', '.join(FUNCTIONS)} TO {role}",
     ]
 
@@ -182,6 +194,7 @@ def set_up(connection, *, app_role: str | None) -> None:
             statements += grant_sql(quote(schema), quote(app_role))
         for sql in statements:
             cursor.execute(sql)
+    partitions.add_partitions()
 
 
 @contextmanager

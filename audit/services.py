@@ -6,11 +6,8 @@ import datetime
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
 from functools import lru_cache, partial
 
-from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import (
     DatabaseError,
     IntegrityError,
@@ -19,14 +16,14 @@ from django.db import (
     models,
     transaction,
 )
-from django.db.models import Max, Min
+from django.db.models import Max
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from audit import context as audit_context
 from audit import export, integrity, registry, roles, sink
 from audit.integrity import normalize_json, row_digest
-from audit.models import AdminAction, AuditLog, Checkpoint, RetentionGrant
+from audit.models import AdminAction, AuditLog, Checkpoint
 from invoicegen.core import events as domain_events
 
 logger = logging.getLogger(__name__)
@@ -324,95 +321,6 @@ def check_audit_log(*, progress=None, copies: list[dict] | None = None) -> integ
             success=False,
         )
         logger.error("audit trail verification failed at id %s", result.first_bad_id)
-    return result
-
-
-@dataclass(frozen=True)
-class Cleanup:
-    cutoff: datetime.datetime
-    deleted: int
-    purged_through_id: int | None
-    dry_run: bool
-
-
-def _purge_boundary(cutoff: datetime.datetime) -> int | None:
-    """The last id that may go: the end of the newest sealed range below every entry younger
-    than the cutoff, so that no young entry is purged and the chain stays verifiable."""
-    first_young = AuditLog.objects.filter(created_at__gte=cutoff).aggregate(first=Min("id"))
-    checkpoints = Checkpoint.objects.order_by("-last_id")
-    if first_young["first"] is not None:
-        checkpoints = checkpoints.filter(last_id__lt=first_young["first"])
-    return checkpoints.values_list("last_id", flat=True).first()
-
-
-@transaction.atomic
-def _purge_batch(through_id: int, batch_size: int) -> int:
-    """Delete the oldest `batch_size` rows up to `through_id` in one short transaction."""
-    nth = AuditLog.objects.filter(id__lte=through_id).order_by("id").values_list("id", flat=True)
-    upper = next(iter(nth[batch_size - 1 : batch_size]), through_id)
-    deleted = _delete_through(upper)
-    if deleted:
-        log("audit.purged", metadata={"purged_through_id": upper, "deleted": deleted})
-    return deleted
-
-
-def _delete_through(upper: int) -> int:
-    """On PostgreSQL only the owner's audit_purge() may delete, and it checks for itself that
-    every row is sealed and past the minimum retention (audit/roles.py). SQLite has no roles:
-    a grant row, which the trigger looks for, lets this transaction delete."""
-    if connection.vendor != "postgresql":
-        grant = RetentionGrant.objects.create()
-        deleted, _ = AuditLog.objects.filter(id__lte=upper).delete()
-        grant.delete()
-        return deleted
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT audit_purge(%s)", [upper])
-            return cursor.fetchone()[0]
-    except DatabaseError as error:
-        if getattr(error.__cause__, "sqlstate", None) not in (roles.NOT_SEALED, roles.TOO_YOUNG):
-            raise
-        raise ValidationError({"days": [str(error.__cause__.diag.message_primary)]}) from error
-
-
-def cleanup_audit_logs(
-    *,
-    days: int,
-    dry_run: bool = False,
-    batch_size: int | None = None,
-    progress=None,
-    via: str | None = None,
-) -> Cleanup:
-    """Delete entries older than `days` days (never fewer than AUDIT_MIN_RETENTION_DAYS), in
-    batches of short transactions: inserts keep flowing, and an interrupted run can simply
-    be run again. The run is itself audited as `admin.audit_cleanup`."""
-    minimum = settings.AUDIT_MIN_RETENTION_DAYS
-    if days < minimum:
-        raise ValidationError(
-            {"days": [f"Audit entries must be kept at least {minimum} days; got {days}."]}
-        )
-    batch_size = batch_size or settings.AUDIT_CLEANUP_BATCH_SIZE
-    if batch_size < 1:
-        raise ValidationError({"batch_size": ["Must be at least 1."]})
-    cutoff = timezone.now() - datetime.timedelta(days=days)
-    through_id = _purge_boundary(cutoff)
-    due = AuditLog.objects.filter(id__lte=through_id).count() if through_id else 0
-    deleted = 0
-    if not dry_run and through_id:
-        while batch := _purge_batch(through_id, batch_size):
-            deleted += batch
-            if progress:
-                progress(deleted, due)
-    result = Cleanup(
-        cutoff=cutoff,
-        deleted=due if dry_run else deleted,
-        purged_through_id=through_id,
-        dry_run=dry_run,
-    )
-    details = {"days": days, "dry_run": dry_run, "deleted": result.deleted, "cutoff": cutoff}
-    log("admin.audit_cleanup", metadata={**details, "purged_through_id": through_id})
-    if via:
-        record_admin_action(via, action="admin.audit_cleanup", details=details)
     return result
 
 

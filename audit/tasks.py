@@ -1,7 +1,7 @@
 from celery import shared_task
 from django.conf import settings
 
-from audit import services
+from audit import archive, partitions, retention, services
 
 
 @shared_task(soft_time_limit=60, time_limit=90)  # a hanging checkpoint sink included
@@ -14,9 +14,19 @@ def seal_audit_log() -> int:
 
 @shared_task
 def cleanup_audit_logs() -> int:
-    return services.cleanup_audit_logs(days=settings.AUDIT_RETENTION_DAYS).deleted
+    return retention.cleanup_audit_logs(days=settings.AUDIT_RETENTION_DAYS).deleted
 
 
 @shared_task
 def verify_audit_log() -> bool:
     return services.check_audit_log().ok
+
+
+@shared_task
+def add_audit_partitions() -> int:
+    return partitions.add_partitions()[0]
+
+
+@shared_task(soft_time_limit=6 * 3600, time_limit=6 * 3600 + 300)  # a month of a large trail
+def archive_audit_log() -> int:
+    return len(archive.archive_ended_months())

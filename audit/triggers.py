@@ -6,9 +6,9 @@ PostgreSQL uses statement-level triggers, so a large cleanup pays for one check 
 not one per row; SQLite has only row-level triggers.
 """
 
-TABLES = ("audit_auditlog", "audit_adminaction", "audit_checkpoint")
+TABLES = ("audit_auditlog", "audit_adminaction", "audit_checkpoint", "audit_archive")
 
-_POSTGRES_FUNCTION = """
+_POSTGRES_FUNCTIONS = """
 CREATE OR REPLACE FUNCTION audit_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' AND EXISTS (
@@ -20,7 +20,29 @@ BEGIN
         USING ERRCODE = 'insufficient_privilege';
 END
 $$;
+CREATE OR REPLACE FUNCTION audit_protect(tbl regclass) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    name text := (SELECT relname FROM pg_class WHERE oid = tbl);
+BEGIN
+    EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON %s FOR EACH STATEMENT '
+        'EXECUTE FUNCTION audit_refuse_change()', name || '_append_only', tbl);
+    EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %s FOR EACH STATEMENT '
+        'EXECUTE FUNCTION audit_refuse_change()', name || '_no_truncate', tbl);
+END
+$$;
 """
+
+
+def _protect_postgres(tables) -> str:
+    """A statement fires the statement-level triggers of the table it names only: each
+    partition of the entries (audit/partitions.py) is protected as well as the partitioned
+    table. A table a migration has not made yet is left out."""
+    names = ", ".join(f"'{table}'" for table in tables)
+    return f"""
+    SELECT audit_protect(c.oid) FROM pg_class c
+    WHERE c.oid IN (SELECT to_regclass(name) FROM unnest(ARRAY[{names}]) AS name)
+        OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = '{TABLES[0]}'::regclass)
+    """
 
 
 def _refuse_sqlite(operation: str, table: str) -> str:
@@ -29,22 +51,14 @@ def _refuse_sqlite(operation: str, table: str) -> str:
     )
 
 
-def install_sql(vendor: str) -> list[str]:
+def install_sql(vendor: str, tables=TABLES) -> list[str]:
+    """The triggers on `tables` (those a migration has made so far, when it is one)."""
     if vendor == "postgresql":
-        return [_POSTGRES_FUNCTION] + [
-            sql
-            for table in TABLES
-            for sql in (
-                f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                "FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();",
-                f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-                "FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();",
-            )
-        ]
+        return [_POSTGRES_FUNCTIONS, _protect_postgres(tables)]
     if vendor == "sqlite":
         return [
             sql
-            for table in TABLES
+            for table in tables
             for sql in (
                 f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} "
                 f"BEGIN {_refuse_sqlite('UPDATE', table)} END;",
@@ -58,10 +72,10 @@ def install_sql(vendor: str) -> list[str]:
 
 def uninstall_sql(vendor: str) -> list[str]:
     if vendor == "postgresql":
+        # Every trigger that calls the function goes with it, the partitions' included.
         return [
-            *(f"DROP TRIGGER IF EXISTS {t}_append_only ON {t};" for t in TABLES),
-            *(f"DROP TRIGGER IF EXISTS {t}_no_truncate ON {t};" for t in TABLES),
-            "DROP FUNCTION IF EXISTS audit_refuse_change();",
+            "DROP FUNCTION IF EXISTS audit_refuse_change() CASCADE;",
+            "DROP FUNCTION IF EXISTS audit_protect(regclass);",
         ]
     return [
         *(f"DROP TRIGGER IF EXISTS {t}_no_update;" for t in TABLES),
@@ -72,6 +86,13 @@ def uninstall_sql(vendor: str) -> list[str]:
 def reinstall(apps, schema_editor):
     """For migrations that change an audit table: SQLite does so by making the table anew,
     which drops its triggers."""
-    vendor = schema_editor.connection.vendor
-    for sql in [*uninstall_sql(vendor), *install_sql(vendor)]:
+    for sql in [
+        *uninstall_sql(vendor := schema_editor.connection.vendor),
+        *install_sql(vendor, existing_tables(schema_editor.connection)),
+    ]:
         schema_editor.execute(sql, params=None)
+
+
+def existing_tables(connection) -> list[str]:
+    made = set(connection.introspection.table_names())
+    return [table for table in TABLES if table in made]

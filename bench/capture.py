@@ -44,10 +44,12 @@ from django.test.utils import override_settings
 
 # Application internals the benchmarks use. -------------------------------------------------
 from audit import context as audit_context
+from audit import partitions
 from audit.api.filters import AuditLogFilter
 from audit.api.views import NewestFirstCursor
 from audit.models import AuditLog
-from audit.services import cleanup_audit_logs, seal_audit_log
+from audit.retention import cleanup_audit_logs
+from audit.services import seal_audit_log
 from emails.models import EmailLog
 from emails.services import queue_email
 from invoicegen.accounts.models import User
@@ -71,6 +73,7 @@ __all__ = [
     "create_auth_token",
     "create_invoice",
     "notifications",
+    "partitions",
     "queue_email",
     "seal_audit_log",
 ]

@@ -5,6 +5,8 @@ Celery tasks run in process after commit. Production sets DEBUG=False, SECRET_KE
 REDIS_URL and SMTP_HOST; nothing else in the code changes.
 """
 
+import base64
+import hashlib
 import re
 from email.utils import parseaddr
 from pathlib import Path
@@ -365,6 +367,49 @@ AUDIT_SEAL_INTERVAL_SECONDS = env.float("AUDIT_SEAL_INTERVAL_SECONDS", default=3
 AUDIT_CHECKPOINT_SINK = env.str("AUDIT_CHECKPOINT_SINK", default="")
 AUDIT_CHECKPOINT_SINK_TIMEOUT = env.float("AUDIT_CHECKPOINT_SINK_TIMEOUT", default=5)
 AUDIT_CLEANUP_BATCH_SIZE = env.int("AUDIT_CLEANUP_BATCH_SIZE", default=10000)
+# PostgreSQL: monthly partitions of the entries made this far ahead (audit/partitions.py).
+AUDIT_PARTITION_MONTHS_AHEAD = env.int("AUDIT_PARTITION_MONTHS_AHEAD", default=3)
+# The archive of ended months (audit/archive.py): signed with an Ed25519 key given as its
+# 32-byte seed in base64 (`manage.py audit_archive_key --new` makes one and prints its public
+# key). Set it in production and keep it apart from the database; the default derived from
+# SECRET_KEY suits a laptop only. The archive goes to a folder, or to an S3-compatible bucket
+# when one is named (credentials as boto3 finds them: AWS_ACCESS_KEY_ID, a role, ...).
+AUDIT_ARCHIVE_SIGNING_KEY = (
+    env.str("AUDIT_ARCHIVE_SIGNING_KEY", default="")
+    or base64.b64encode(hashlib.sha256(f"audit-archive:{SECRET_KEY}".encode()).digest()).decode()
+)
+AUDIT_ARCHIVE_ROWS_PER_FILE = env.int("AUDIT_ARCHIVE_ROWS_PER_FILE", default=1_000_000)
+AUDIT_ARCHIVE_DIR = env.path("AUDIT_ARCHIVE_DIR", default=BASE_DIR / "var" / "audit-archive")
+AUDIT_ARCHIVE_S3_BUCKET = env.str("AUDIT_ARCHIVE_S3_BUCKET", default="")
+AUDIT_ARCHIVE_S3_PREFIX = env.str("AUDIT_ARCHIVE_S3_PREFIX", default="audit-archive")
+AUDIT_ARCHIVE_S3_ENDPOINT_URL = env.str("AUDIT_ARCHIVE_S3_ENDPOINT_URL", default="") or None
+AUDIT_ARCHIVE_S3_REGION = env.str("AUDIT_ARCHIVE_S3_REGION", default="") or None
+# Each call to the bucket ends within this many seconds (connect and each read).
+AUDIT_ARCHIVE_S3_TIMEOUT = env.float("AUDIT_ARCHIVE_S3_TIMEOUT", default=30)
+# Where the bucket has Object Lock, each archive file is locked this long (in its default
+# retention's mode, or COMPLIANCE): nobody, the bucket's owner included, can delete it sooner.
+AUDIT_ARCHIVE_LOCK_DAYS = env.int("AUDIT_ARCHIVE_LOCK_DAYS", default=3650)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "audit_archive": (
+        {
+            "BACKEND": "audit.archive_storage.ArchiveS3Storage",
+            "OPTIONS": {
+                "bucket_name": AUDIT_ARCHIVE_S3_BUCKET,
+                "location": AUDIT_ARCHIVE_S3_PREFIX,
+                "endpoint_url": AUDIT_ARCHIVE_S3_ENDPOINT_URL,
+                "region_name": AUDIT_ARCHIVE_S3_REGION,
+                "file_overwrite": False,
+            },
+        }
+        if AUDIT_ARCHIVE_S3_BUCKET
+        else {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": AUDIT_ARCHIVE_DIR},
+        }
+    ),
+}
 AUDIT_BRUTE_FORCE_WINDOW_SECONDS = env.int("AUDIT_BRUTE_FORCE_WINDOW_SECONDS", default=900)
 AUDIT_BRUTE_FORCE_ACCOUNT_THRESHOLD = env.int("AUDIT_BRUTE_FORCE_ACCOUNT_THRESHOLD", default=5)
 AUDIT_BRUTE_FORCE_IP_THRESHOLD = env.int("AUDIT_BRUTE_FORCE_IP_THRESHOLD", default=20)
@@ -421,6 +466,14 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": AUDIT_SEAL_INTERVAL_SECONDS,
     },
     "verify-audit-log": {"task": "audit.tasks.verify_audit_log", "schedule": crontab(minute=41)},
+    "add-audit-partitions": {
+        "task": "audit.tasks.add_audit_partitions",
+        "schedule": crontab(hour=2, minute=53),
+    },
+    "archive-audit-log": {
+        "task": "audit.tasks.archive_audit_log",
+        "schedule": crontab(hour=2, minute=13),
+    },
     "cleanup-audit-logs": {
         "task": "audit.tasks.cleanup_audit_logs",
         "schedule": crontab(hour=3, minute=17),

@@ -1,7 +1,7 @@
 from django.conf import settings
 from rest_framework import serializers
 
-from audit.models import AdminAction, AuditLog
+from audit.models import AdminAction, AuditLog, LegalHold
 from invoicegen.core.api import TrueFalseQueryField, datetime_text
 
 
@@ -70,6 +70,10 @@ class CleanupResultSerializer(serializers.Serializer):
     deleted = serializers.IntegerField()
     cutoff = serializers.DateTimeField()
     dry_run = serializers.BooleanField()
+    held = serializers.IntegerField(help_text="Entries past the cutoff a legal hold kept.")
+    unarchived = serializers.IntegerField(
+        help_text="Entries past the cutoff kept until their month is archived."
+    )
 
 
 class VerificationSerializer(serializers.Serializer):
@@ -80,3 +84,30 @@ class VerificationSerializer(serializers.Serializer):
 
 class ExportQuerySerializer(serializers.Serializer):
     format = serializers.ChoiceField(choices=["csv", "jsonl"], default="csv")
+
+
+class LegalHoldSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = LegalHold
+        fields = [
+            "id", "reason", "user", "resource_type", "resource_id", "category", "starts_at",
+            "ends_at", "placed_by_email", "placed_at", "released_by_email", "released_at",
+            "release_reason",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class PlaceLegalHoldSerializer(serializers.Serializer):
+    """What a hold keeps: the entries that match every criterion given (none: all of them)."""
+
+    reason = serializers.CharField(max_length=2000)
+    user_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
+    resource_type = serializers.CharField(max_length=50, required=False, default="")
+    resource_id = serializers.CharField(max_length=64, required=False, default="")
+    category = serializers.CharField(max_length=32, required=False, default="")
+    starts_at = serializers.DateTimeField(required=False)
+    ends_at = serializers.DateTimeField(required=False)
+
+
+class ReleaseLegalHoldSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000)

@@ -1,6 +1,6 @@
 from django.urls import re_path
 
-from audit.api.views import AdminActionViewSet, AuditLogViewSet
+from audit.api.views import AdminActionViewSet, AuditLogViewSet, LegalHoldViewSet
 
 app_name = "audit"
 
@@ -24,5 +24,20 @@ urlpatterns = [
     re_path(r"^verify/?$", AuditLogViewSet.as_view({"get": "verify"}), name="verify"),
     re_path(
         r"^admin-actions/?$", AdminActionViewSet.as_view({"get": "list"}), name="admin-actions"
+    ),
+    re_path(
+        r"^holds/?$",
+        LegalHoldViewSet.as_view({"get": "list", "post": "create"}),
+        name="holds",
+    ),
+    re_path(
+        r"^holds/(?P<pk>[0-9]+)/?$",
+        LegalHoldViewSet.as_view({"get": "retrieve"}),
+        name="hold",
+    ),
+    re_path(
+        r"^holds/(?P<pk>[0-9]+)/release/?$",
+        LegalHoldViewSet.as_view({"post": "release"}),
+        name="hold-release",
     ),
 ]

@@ -6,13 +6,13 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, pagination, viewsets
 from rest_framework.exceptions import NotFound
-from rest_framework.permissions import IsAdminUser
+from rest_framework.permissions import BasePermission, IsAdminUser
 from rest_framework.response import Response
 
-from audit import export, registry, services
+from audit import export, holds, registry, retention, services
 from audit.api import serializers
 from audit.api.filters import AuditLogFilter
-from audit.models import AdminAction, AuditLog
+from audit.models import AdminAction, AuditLog, LegalHold
 from invoicegen.core.api import BoundedPageSize
 
 ID = re.compile("[0-9]+")
@@ -96,7 +96,7 @@ class AuditLogViewSet(mixins.ListModelMixin, StaffOnly):
     def cleanup(self, request):
         query = serializers.CleanupQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        result = services.cleanup_audit_logs(**query.validated_data, via=AdminAction.Kind.API)
+        result = retention.cleanup_audit_logs(**query.validated_data, via=AdminAction.Kind.API)
         return Response(serializers.CleanupResultSerializer(result).data)
 
     @extend_schema(responses=serializers.VerificationSerializer)
@@ -107,3 +107,44 @@ class AuditLogViewSet(mixins.ListModelMixin, StaffOnly):
 class AdminActionViewSet(mixins.ListModelMixin, StaffOnly):
     queryset = AdminAction.objects.all()
     serializer_class = serializers.AdminActionSerializer
+
+
+class MayHold(BasePermission):
+    """Staff read holds; placing one takes `audit.add_legalhold`, releasing
+    `audit.change_legalhold`."""
+
+    needs = {"create": "audit.add_legalhold", "release": "audit.change_legalhold"}
+
+    def has_permission(self, request, view):
+        needed = self.needs.get(view.action)
+        return needed is None or request.user.has_perm(needed)
+
+
+class LegalHoldViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffOnly):
+    """Legal holds, newest first: the entries they match are never deleted or erased."""
+
+    queryset = LegalHold.objects.all()
+    serializer_class = serializers.LegalHoldSerializer
+    permission_classes = [IsAdminUser, MayHold]
+
+    @extend_schema(
+        request=serializers.PlaceLegalHoldSerializer,
+        responses={201: serializers.LegalHoldSerializer},
+    )
+    def create(self, request):
+        given = serializers.PlaceLegalHoldSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        hold = holds.place_legal_hold(**given.validated_data, via=AdminAction.Kind.API)
+        return Response(self.get_serializer(hold).data, status=201)
+
+    @extend_schema(
+        request=serializers.ReleaseLegalHoldSerializer,
+        responses={200: serializers.LegalHoldSerializer},
+    )
+    def release(self, request, pk=None):
+        given = serializers.ReleaseLegalHoldSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        hold = holds.release_legal_hold(
+            self.get_object(), reason=given.validated_data["reason"], via=AdminAction.Kind.API
+        )
+        return Response(self.get_serializer(hold).data)

@@ -4,7 +4,8 @@ from audit import triggers
 
 
 def install(apps, schema_editor):
-    for sql in triggers.install_sql(schema_editor.connection.vendor):
+    connection = schema_editor.connection
+    for sql in triggers.install_sql(connection.vendor, triggers.existing_tables(connection)):
         schema_editor.execute(sql, params=None)
 
 

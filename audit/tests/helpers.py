@@ -68,21 +68,35 @@ def triggers_lifted():
         install_triggers()
 
 
+def indexes_in(plan: str) -> set[str]:
+    """The indexes a PostgreSQL plan reads, each also by the name of the partitioned index it
+    is a partition's part of (audit/partitions.py)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT i.relname, coalesce(p.relname, i.relname) FROM pg_class i"
+            " LEFT JOIN pg_inherits h ON h.inhrelid = i.oid"
+            " LEFT JOIN pg_class p ON p.oid = h.inhparent WHERE i.relkind = 'i'"
+        )
+        names = cursor.fetchall()
+    return {name for pair in names if f" {pair[0]} " in f" {plan} " for name in pair}
+
+
 def db_value(moment: datetime.datetime):
     return connection.ops.adapt_datetimefield_value(moment)
 
 
 def age_entries(
-    *, days: float = 0, minutes: float = 0, through_id: int | None = None
+    *, days: float = 0, minutes: float = 0, through_id: int | None = None, after_id: int = 0
 ) -> datetime.datetime:
-    """Backdate entries (all, or those up to `through_id`) to that long ago: `created_at` is set
-    by the database, so time travel needs the triggers lifted. Do it before sealing them."""
+    """Backdate entries (all, or those after `after_id` up to `through_id`) to that long ago:
+    `created_at` is set by the database, so time travel needs the triggers lifted. Do it before
+    sealing them: a sealed entry moved in time breaks its checkpoint."""
     moment = timezone.now() - datetime.timedelta(days=days, minutes=minutes)
     through_id = through_id if through_id is not None else last_entry_id()
     with triggers_lifted():
         run_sql(
-            "UPDATE audit_auditlog SET created_at = %s WHERE id <= %s",
-            params=[db_value(moment), through_id],
+            "UPDATE audit_auditlog SET created_at = %s WHERE id > %s AND id <= %s",
+            params=[db_value(moment), after_id, through_id],
         )
     return moment
 

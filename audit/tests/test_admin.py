@@ -24,6 +24,7 @@ from audit.tests.helpers import (
     actions_after,
     age_entries,
     entries_after,
+    indexes_in,
     last_entry_id,
     only_entry,
 )
@@ -265,7 +266,7 @@ def test_a_search_by_a_prefix_is_served_by_its_index(admin, rf, term, index):
         cursor.execute(f"EXPLAIN {sql}", params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
 
-    assert index in plan
+    assert index in indexes_in(plan)
 
 
 def test_a_search_reads_no_date_bounds_of_what_it_matches(admin):

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, transaction
 
-from audit import services
+from audit import retention, services
 from audit import tasks as audit_tasks
 from audit.integrity import verify_audit_log
 from audit.models import AuditLog, Checkpoint, RetentionGrant
@@ -21,9 +21,10 @@ OLD = 400  # days: past the default retention (365)
 
 
 def old_sealed_range(count: int) -> Checkpoint:
-    """`count` more entries; everything so far backdated OLD days, then sealed."""
+    """`count` more entries backdated OLD days, then sealed with what was not sealed yet."""
+    mark = last_entry_id()
     AuditLogFactory.create_batch(count)
-    age_entries(days=OLD)
+    age_entries(days=OLD, after_id=mark)
     return services.seal_audit_log()
 
 
@@ -37,7 +38,7 @@ def test_cleanup_deletes_sealed_entries_older_than_the_cutoff():
     young = young_sealed_range(2)
     kept = list(AuditLog.objects.filter(id__gt=old.last_id).values_list("id", flat=True))
 
-    result = services.cleanup_audit_logs(days=365)
+    result = retention.cleanup_audit_logs(days=365)
 
     assert result.deleted == old.row_count
     assert not AuditLog.objects.filter(id__lte=old.last_id).exists()
@@ -49,11 +50,11 @@ def test_cleanup_deletes_whole_sealed_ranges_only():
     """A range holding one entry younger than the cutoff is kept whole, old rows included."""
     old = old_sealed_range(2)
     AuditLogFactory.create_batch(2)
-    age_entries(days=OLD)
+    age_entries(days=OLD, after_id=old.last_id)
     AuditLogFactory()  # young, sealed in the same range as the two old ones
     mixed = services.seal_audit_log()
 
-    result = services.cleanup_audit_logs(days=365)
+    result = retention.cleanup_audit_logs(days=365)
 
     assert result.deleted == old.row_count
     assert result.purged_through_id == old.last_id
@@ -65,7 +66,7 @@ def test_old_entries_not_sealed_yet_are_kept():
     age_entries(days=OLD)
     count = AuditLog.objects.count()
 
-    result = services.cleanup_audit_logs(days=365)
+    result = retention.cleanup_audit_logs(days=365)
 
     assert result.deleted == 0
     assert AuditLog.objects.filter(action="admin.audit_cleanup").count() == 1
@@ -76,7 +77,7 @@ def test_cleanup_deletes_in_batches_each_recorded_as_audit_purged():
     old = old_sealed_range(5)
     mark = last_entry_id()
 
-    result = services.cleanup_audit_logs(days=365, batch_size=2)
+    result = retention.cleanup_audit_logs(days=365, batch_size=2)
 
     purged = list(entries_after(mark, action="audit.purged"))
     assert result.deleted == old.row_count == 5
@@ -92,7 +93,7 @@ def test_cleanup_below_the_minimum_retention_is_refused(settings):
     count = AuditLog.objects.count()
 
     with pytest.raises(ValidationError) as refusal:
-        services.cleanup_audit_logs(days=30)
+        retention.cleanup_audit_logs(days=30)
 
     assert list(refusal.value.message_dict) == ["days"]
     assert "at least 365 days" in refusal.value.message_dict["days"][0]
@@ -104,7 +105,7 @@ def test_a_dry_run_deletes_nothing_and_reports_the_count():
     count = AuditLog.objects.count()
     mark = last_entry_id()
 
-    result = services.cleanup_audit_logs(days=365, dry_run=True)
+    result = retention.cleanup_audit_logs(days=365, dry_run=True)
 
     assert (result.deleted, result.dry_run) == (old.row_count, True)
     assert AuditLog.objects.count() == count + 1
@@ -117,7 +118,7 @@ def test_cleanup_is_recorded_as_admin_audit_cleanup():
     old = old_sealed_range(2)
     mark = last_entry_id()
 
-    result = services.cleanup_audit_logs(days=365)
+    result = retention.cleanup_audit_logs(days=365)
 
     entry = only_entry(mark, "admin.audit_cleanup")
     assert entry.category == "audit"
@@ -133,7 +134,7 @@ def test_the_trail_still_verifies_after_a_cleanup():
     young_sealed_range(2)
     AuditLogFactory()
 
-    services.cleanup_audit_logs(days=365, batch_size=2)
+    retention.cleanup_audit_logs(days=365, batch_size=2)
 
     assert verify_audit_log().ok
     assert services.seal_audit_log() is not None
@@ -142,10 +143,10 @@ def test_the_trail_still_verifies_after_a_cleanup():
 
 def test_a_cleanup_can_be_run_again():
     old_sealed_range(3)
-    services.cleanup_audit_logs(days=365)
+    retention.cleanup_audit_logs(days=365)
     count = AuditLog.objects.count()
 
-    again = services.cleanup_audit_logs(days=365)
+    again = retention.cleanup_audit_logs(days=365)
 
     assert again.deleted == 0
     assert AuditLog.objects.count() == count + 1
@@ -163,18 +164,18 @@ def test_an_interrupted_cleanup_leaves_a_verifiable_trail_and_resumes():
         raise Interrupted
 
     with pytest.raises(Interrupted):
-        services.cleanup_audit_logs(days=365, batch_size=2, progress=stop_after_first_batch)
+        retention.cleanup_audit_logs(days=365, batch_size=2, progress=stop_after_first_batch)
 
     assert AuditLog.objects.filter(id__lte=old.last_id).count() == 3
     assert verify_audit_log().ok
-    assert services.cleanup_audit_logs(days=365, batch_size=2).deleted == 3
+    assert retention.cleanup_audit_logs(days=365, batch_size=2).deleted == 3
     assert verify_audit_log().ok
 
 
 def test_after_a_cleanup_deletes_are_refused_again():
     old_sealed_range(2)
 
-    services.cleanup_audit_logs(days=365)
+    retention.cleanup_audit_logs(days=365)
 
     assert not RetentionGrant.objects.exists()
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():

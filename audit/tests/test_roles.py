@@ -7,8 +7,9 @@ import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 from django.test import override_settings
+from django.utils import timezone
 
-from audit import services
+from audit import partitions, retention, services
 from audit.apps import check_app_role_cannot_rewrite_the_trail
 from audit.models import AuditLog
 from audit.roles import reconnected
@@ -55,6 +56,16 @@ def app_role(django_db_setup, django_db_blocker):
         "DROP TABLE audit_auditlog",
         "CREATE OR REPLACE FUNCTION audit_refuse_change() RETURNS trigger "
         "LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
+        # Each partition (audit/partitions.py), the default one and those made later.
+        "UPDATE audit_auditlog_default SET action = 'forged'",
+        "SELECT * FROM audit_auditlog_default",
+        "INSERT INTO audit_auditlog_default (action) VALUES ('forged')",
+        "DELETE FROM audit_auditlog_p{next_month}",
+        "TRUNCATE audit_auditlog_p{next_month}",
+        "ALTER TABLE audit_auditlog DETACH PARTITION audit_auditlog_default",
+        "DROP TABLE audit_auditlog_p{next_month}",
+        "CREATE TABLE audit_auditlog_p2001_01 PARTITION OF audit_auditlog"
+        " FOR VALUES FROM ('2001-01-01') TO ('2001-02-01')",
         "INSERT INTO audit_auditlog (id) VALUES (1)",  # ids come from the database
         "INSERT INTO audit_auditlog (created_at) VALUES (now() - interval '400 days')",
         "INSERT INTO audit_checkpoint (first_id, last_id, row_count, rows_hash, previous_digest,"
@@ -62,12 +73,13 @@ def app_role(django_db_setup, django_db_blocker):
     ],
 )
 def test_the_app_role_cannot_rewrite_the_trail(app_role, sql):
+    sql = sql.format(next_month=f"{partitions.month_after(timezone.now().date(), 1):%Y_%m}")
     AuditLogFactory.create_batch(3)
     count = AuditLog.objects.count()
 
     with (
         logged_in_as(app_role),
-        pytest.raises(DatabaseError, match=r"permission denied|must be owner"),
+        pytest.raises(DatabaseError, match=r"permission denied|must be owner|owner of table"),
         transaction.atomic(),
     ):
         run_sql(sql)
@@ -88,6 +100,18 @@ def test_the_app_role_runs_the_product_and_appends_to_the_trail(app_role):
     assert services.check_audit_log().ok
 
 
+def test_the_app_role_adds_partitions_through_the_owners_function(app_role, settings):
+    settings.AUDIT_PARTITION_MONTHS_AHEAD = 6
+
+    far = partitions.month_after(timezone.now().date(), 6)
+    with logged_in_as(app_role):
+        partitions.add_partitions()
+
+    run_sql(f"SELECT count(*) FROM audit_auditlog_p{far:%Y_%m}")  # noqa: S608 (there, as the owner sees)
+    with logged_in_as(app_role), pytest.raises(DatabaseError, match="permission denied"):
+        run_sql(f"SELECT count(*) FROM audit_auditlog_p{far:%Y_%m}")  # noqa: S608
+
+
 def test_the_app_role_purges_old_sealed_entries_through_the_owners_function(app_role):
     AuditLogFactory.create_batch(3)
     age_entries(days=400)
@@ -95,7 +119,7 @@ def test_the_app_role_purges_old_sealed_entries_through_the_owners_function(app_
     young = AuditLogFactory()
 
     with logged_in_as(app_role):
-        result = services.cleanup_audit_logs(days=365)
+        result = retention.cleanup_audit_logs(days=365)
 
     assert result.deleted == 3
     assert AuditLog.objects.filter(pk=young.pk).exists()

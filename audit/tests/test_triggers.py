@@ -4,7 +4,7 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 
 from audit import services, triggers
-from audit.models import AdminAction, AuditLog, Checkpoint, RetentionGrant
+from audit.models import AdminAction, Archive, AuditLog, Checkpoint, RetentionGrant
 from audit.tests import helpers
 from audit.tests.factories import AuditLogFactory
 
@@ -29,6 +29,9 @@ def rows_in_every_table():
     AuditLogFactory.create_batch(2)
     services.record_admin_action(AdminAction.Kind.TOOL, action="admin.audit_cleanup")
     services.seal_audit_log()
+    Archive.objects.create(
+        month="2026-01-01", first_id=1, last_id=1, row_count=1, manifest="m", manifest_sha256="0"
+    )
     assert AuditLog.objects.exists()
     assert AdminAction.objects.exists()
     assert Checkpoint.objects.exists()
@@ -45,7 +48,12 @@ def test_triggers_are_installed_by_the_migrations():
 
 @pytest.mark.parametrize("table", triggers.TABLES)
 def test_raw_update_is_refused(rows_in_every_table, table):
-    column = {"audit_auditlog": "action", "audit_adminaction": "action"}.get(table, "rows_hash")
+    column = {
+        "audit_auditlog": "action",
+        "audit_adminaction": "action",
+        "audit_archive": "manifest",
+    }
+    column = column.get(table, "rows_hash")
 
     refused(f"UPDATE {table} SET {column} = 'forged'")  # noqa: S608
 

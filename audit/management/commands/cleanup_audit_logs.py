@@ -2,14 +2,14 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.services import cleanup_audit_logs
+from audit.retention import cleanup_audit_logs
 
 
 class Command(BaseCommand):
     help = (
-        "Delete audit entries older than the retention period, in batches of short "
-        "transactions (safe to interrupt and re-run). Refuses to go below "
-        "AUDIT_MIN_RETENTION_DAYS."
+        "Delete audit entries older than the retention period, once their month is archived "
+        "and unless a legal hold keeps them, in batches of short transactions (safe to "
+        "interrupt and re-run). Refuses to go below AUDIT_MIN_RETENTION_DAYS."
     )
 
     def add_arguments(self, parser):
@@ -40,6 +40,10 @@ class Command(BaseCommand):
         except ValidationError as error:
             raise CommandError(" ".join(error.messages)) from error
         verb = "would delete" if dry_run else "deleted"
+        if result.held:
+            self.stdout.write(f"  kept {result.held:,} entries for legal holds")
+        if result.unarchived:
+            self.stdout.write(f"  kept {result.unarchived:,} entries until their month is archived")
         self.stdout.write(
             self.style.SUCCESS(
                 f"{verb} {result.deleted:,} entries older than {result.cutoff:%Y-%m-%d %H:%M} UTC"

@@ -6,6 +6,7 @@ import pytest
 from django.contrib import admin as django_admin
 from django.urls import reverse
 
+from audit import holds
 from audit.models import AdminAction, AuditLog
 from downloads import services as downloads
 from emails import delivery
@@ -48,6 +49,7 @@ def rows(user) -> dict:
         ),
         "webhooks.webhookendpoint": endpoint,
         "webhooks.webhookdelivery": webhooks.send_event(user, "invoice.paid", {"id": 1})[0],
+        "audit.legalhold": holds.place_legal_hold(reason="a case", via="admin"),
     }
 
 
@@ -74,6 +76,7 @@ def test_every_service_only_page_is_covered(user):
         "emails.emailoptout",
         "webhooks.webhookendpoint",
         "webhooks.webhookdelivery",
+        "audit.legalhold",
     ],
 )
 def test_a_service_only_page_has_nothing_to_save_and_a_post_changes_nothing(admin, user, label):

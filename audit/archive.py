@@ -1,0 +1,261 @@
+"""Writing a month of the trail to the archive storage (format and offline verification:
+audit/archive_format.py), reading it back, and recording it once it verified.
+
+Months are archived in order, once they have ended and every entry of theirs is sealed, by a
+daily beat task (so the signed copy outside the database exists long before any retention), and
+the retention cleanup removes nothing of a month without its recorded archive. The storage is
+Django's `storages["audit_archive"]`: a local folder by default, S3-compatible storage in
+production (audit/archive_storage.py). A file already there from an interrupted run is kept
+when it holds the same bytes (the gzip stream has no time in it) and refused otherwise.
+"""
+
+import bisect
+import datetime
+import gzip
+import hashlib
+import json
+import tempfile
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import storages
+from django.db import transaction
+from django.db.models import Max, Min
+from django.utils import timezone
+
+from audit import archive_format as fmt
+from audit import services
+from audit.integrity import GENESIS, row_line
+from audit.models import Archive, AuditLog, Checkpoint
+from audit.partitions import month_after
+
+_LINE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+class ArchiveError(Exception):
+    """The month cannot be archived (yet), or what the storage holds is not what was written."""
+
+
+def storage():
+    return storages["audit_archive"]
+
+
+def signing_key():
+    return fmt.private_key(settings.AUDIT_ARCHIVE_SIGNING_KEY)
+
+
+def month_bounds(month: datetime.date) -> tuple[datetime.datetime, datetime.datetime]:
+    lower = datetime.datetime(month.year, month.month, 1, tzinfo=datetime.UTC)
+    upper = datetime.datetime.combine(month_after(month, 1), datetime.time(), datetime.UTC)
+    return lower, upper
+
+
+class StorageFiles:
+    """An archive as fmt.Files, read from the storage it was written to."""
+
+    def __init__(self, store, folders: list[str]):
+        self.store, self.folders = store, folders
+
+    def names(self) -> list[str]:
+        return [
+            f"{folder}/{name}" for folder in self.folders for name in self.store.listdir(folder)[1]
+        ]
+
+    def open(self, name: str):
+        return self.store.open(name, "rb")
+
+
+def _put(store, name: str, spool) -> dict:
+    """Save a spooled file under `name` (one already there must hold the same bytes); its
+    manifest entry."""
+    size = spool.tell()
+    spool.seek(0)
+    digest = hashlib.file_digest(spool, "sha256").hexdigest()
+    if store.exists(name):
+        with store.open(name, "rb") as stored:
+            if hashlib.file_digest(stored, "sha256").hexdigest() != digest:
+                raise ArchiveError(f"{name} is already in the archive with other content")
+    else:
+        spool.seek(0)
+        if store.save(name, File(spool)) != name:
+            raise ArchiveError(f"the archive storage saved {name} under another name")
+    return {"name": name.rsplit("/", 1)[1], "bytes": size, "sha256": digest}
+
+
+def _put_lines(store, name: str, lines) -> dict:
+    """Gzipped lines (no time in the gzip header: the same lines make the same bytes)."""
+    with tempfile.SpooledTemporaryFile(max_size=64 << 20) as spool:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=spool, mtime=0) as packer:
+            for line in lines:
+                packer.write(line)
+        return _put(store, name, spool)
+
+
+class _Rows:
+    """The month's entries read in id order, as archive lines, counted by checkpoint."""
+
+    def __init__(self, queryset, checkpoints: list[Checkpoint]):
+        self.rows = iter(queryset.iterator(chunk_size=5000))
+        self.next = next(self.rows, None)
+        self.ends = [c.last_id for c in checkpoints]
+        self.here = [0] * len(checkpoints)
+        self.lines_hash = hashlib.sha256()
+        self.count = 0
+
+    def lines(self, limit: int, file: dict):
+        """Up to `limit` lines; `file` gets their count and first and last ids."""
+        file.update(rows=0, first_id=self.next[0])
+        while self.next is not None and file["rows"] < limit:
+            row = dict(zip(fmt.COLUMNS, self.next, strict=True))
+            created_at = row["created_at"].astimezone(datetime.UTC)
+            row["created_at"] = created_at.isoformat()
+            self.lines_hash.update(row_line(row["id"], created_at, row["digest"]))
+            self.here[bisect.bisect_left(self.ends, row["id"])] += 1
+            file.update(rows=file["rows"] + 1, last_id=row["id"])
+            self.count += 1
+            yield _LINE.encode(row).encode() + b"\n"
+            self.next = next(self.rows, None)
+
+
+def _write_entries(store, folder: str, rows: _Rows, progress) -> list[dict]:
+    """The entries' files, AUDIT_ARCHIVE_ROWS_PER_FILE rows each."""
+    files = []
+    while rows.next is not None:
+        file = {}
+        lines = rows.lines(settings.AUDIT_ARCHIVE_ROWS_PER_FILE, file)
+        entry = _put_lines(store, f"{folder}/entries-{len(files):04d}.jsonl.gz", lines)
+        files.append({**entry, **file})
+        if progress:
+            progress(rows.count)
+    return files
+
+
+def archive_month(month: datetime.date, *, progress=None) -> Archive | None:
+    """Archive a month that has ended and is sealed, after every earlier month with entries;
+    None when it has no entries."""
+    month = month.replace(day=1)
+    lower, upper = month_bounds(month)
+    if upper > timezone.now():
+        raise ArchiveError(f"{month:%Y-%m} has not ended")
+    done = Archive.objects.filter(month=month).first()
+    if done:
+        return done
+    previous = Archive.objects.order_by("-month").first()
+    if previous and previous.month > month:
+        raise ArchiveError(f"{previous.month:%Y-%m} is archived already: months go in order")
+    entries = AuditLog.objects.filter(created_at__gte=lower, created_at__lt=upper)
+    earlier = AuditLog.objects.filter(created_at__lt=lower)
+    if previous:
+        earlier = earlier.filter(created_at__gte=month_bounds(previous.month)[1])
+    if earlier.exists():
+        raise ArchiveError(f"entries before {month:%Y-%m} are not archived yet")
+    span = entries.aggregate(first=Min("id"), last=Max("id"))
+    if span["first"] is None:
+        return None
+    head = Checkpoint.objects.order_by("-id").first()
+    if head is None or head.last_id < span["last"]:
+        raise ArchiveError(f"{month:%Y-%m} is not sealed yet")
+
+    store, folder = storage(), fmt.month_folder(month)
+    checkpoints = list(
+        Checkpoint.objects.filter(last_id__gte=span["first"], first_id__lte=span["last"])
+    )
+    rows = _Rows(entries.order_by("id").values_list(*fmt.COLUMNS), checkpoints)
+    files = _write_entries(store, folder, rows, progress)
+    listing = _put_lines(
+        store,
+        f"{folder}/checkpoints.jsonl.gz",
+        (
+            _LINE.encode({**_fields(checkpoint), "rows_here": here}).encode() + b"\n"
+            for checkpoint, here in zip(checkpoints, rows.here, strict=True)
+            if here
+        ),
+    )
+    key = signing_key()
+    manifest = {
+        "format": fmt.FORMAT,
+        "month": folder,
+        "from": lower.isoformat(),
+        "to": upper.isoformat(),
+        "row_count": rows.count,
+        "first_id": span["first"],
+        "last_id": span["last"],
+        "files": files,
+        "checkpoints": listing,
+        "chain_head": {"last_id": head.last_id, "digest": head.digest},
+        "previous_manifest": previous.manifest_sha256 if previous else GENESIS,
+        "public_key": fmt.public_key_text(key),
+    }
+    name = f"{folder}/{fmt.MANIFEST}"
+    with tempfile.SpooledTemporaryFile() as spool:
+        spool.write(fmt.signed_manifest(manifest, key))
+        manifest_sha256 = _put(store, name, spool)["sha256"]
+    _read_back(store, folder, key, rows.lines_hash.hexdigest())
+    with transaction.atomic():
+        archive = Archive.objects.create(
+            month=month,
+            first_id=manifest["first_id"],
+            last_id=manifest["last_id"],
+            row_count=manifest["row_count"],
+            manifest=name,
+            manifest_sha256=manifest_sha256,
+        )
+        services.log(
+            "audit.archived",
+            metadata={
+                "month": folder,
+                "rows": archive.row_count,
+                "manifest_sha256": manifest_sha256,
+            },
+        )
+    return archive
+
+
+def _fields(checkpoint: Checkpoint) -> dict:
+    return {field: getattr(checkpoint, field) for field in fmt.CHECKPOINT_FIELDS}
+
+
+def _read_back(store, folder: str, key, lines_hash: str) -> None:
+    """What the storage now holds for the month verifies, and its rows are those read from
+    the database."""
+    report = fmt.verify_archive(StorageFiles(store, [folder]), key.public_key())
+    if report.problems:
+        raise ArchiveError(f"the archive of {folder} does not verify: {'; '.join(report.problems)}")
+    if report.lines_hash.get(folder) != lines_hash:
+        raise ArchiveError(f"the archive of {folder} does not hold the entries read")
+
+
+def verify_stored(archive: Archive) -> None:
+    """Read a recorded archive back again (before its entries leave the database)."""
+    key = signing_key()
+    folder = fmt.month_folder(archive.month)
+    report = fmt.verify_archive(StorageFiles(storage(), [folder]), key.public_key())
+    if report.problems:
+        raise ArchiveError(f"the archive of {folder} does not verify: {'; '.join(report.problems)}")
+    with storage().open(archive.manifest, "rb") as stored:
+        if hashlib.file_digest(stored, "sha256").hexdigest() != archive.manifest_sha256:
+            raise ArchiveError(f"the manifest of {folder} is not the one recorded")
+
+
+def archive_ended_months(*, progress=None) -> list[Archive]:
+    """Every month after the last archived one that has ended and is sealed, in order; stops at
+    the first that is not sealed yet."""
+    last = Archive.objects.order_by("-month").first()
+    start = AuditLog.objects.filter(
+        **({"created_at__gte": month_bounds(last.month)[1]} if last else {})
+    ).aggregate(oldest=Min("created_at"))["oldest"]
+    archived = []
+    if start is None:
+        return archived
+    month = start.astimezone(datetime.UTC).date().replace(day=1)
+    while month_bounds(month)[1] <= timezone.now():
+        try:
+            archive = archive_month(month, progress=progress)
+        except ArchiveError as error:
+            if "not sealed" in str(error):
+                break
+            raise
+        if archive:
+            archived.append(archive)
+        month = month_after(month, 1)
+    return archived
