@@ -311,10 +311,13 @@ def _seal_boundary() -> int | None:
 
 
 def check_audit_log(*, progress=None, copies: list[dict] | None = None) -> integrity.Verification:
-    """Verify the trail (against checkpoint copies from outside the database, if given); a
-    failure is itself recorded, as a security event."""
+    """Verify the trail (against checkpoint copies from outside the database, if given); the
+    outcome is itself recorded: a success as `audit.verified` (the dashboard shows the last
+    one), a failure as a security event."""
     result = integrity.verify_audit_log(progress=progress, copies=copies)
-    if not result.ok:
+    if result.ok:
+        log("audit.verified", metadata={"checked": result.checked})
+    else:
         log(
             "audit.tamper_detected",
             metadata={"first_bad_id": result.first_bad_id, "checked": result.checked},
@@ -322,6 +325,11 @@ def check_audit_log(*, progress=None, copies: list[dict] | None = None) -> integ
         )
         logger.error("audit trail verification failed at id %s", result.first_bad_id)
     return result
+
+
+def last_verification() -> AuditLog | None:
+    """The newest successful verification's entry (through the action's index)."""
+    return AuditLog.objects.filter(action="audit.verified").order_by("-id").first()
 
 
 def export_audit_logs(queryset, *, file_format: str, filters: dict, via: str):

@@ -10,6 +10,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from audit import services as audit_services
+from audit.models import Archive
 from invoicegen.accounts import services
 from invoicegen.accounts.throttles import login_wait
 from invoicegen.core.exceptions import LockedOut
@@ -70,6 +72,8 @@ class AdminSite(admin.AdminSite):
             "title": "Dashboard",
             "activity": activity,
             "charts": dashboard_charts(activity),
+            "verified": audit_services.last_verification(),
+            "archived": Archive.objects.order_by("-month").first(),
         }
         return TemplateResponse(request, "admin/dashboard.html", context)
 

@@ -17,7 +17,7 @@ from audit import tasks as audit_tasks
 from audit.integrity import Verification, verify_audit_log
 from audit.models import AuditLog, Checkpoint
 from audit.tests.factories import AuditLogFactory, request_context
-from audit.tests.helpers import db_value, run_sql
+from audit.tests.helpers import db_value, last_entry_id, only_entry, run_sql
 from invoicegen.accounts.tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -167,23 +167,21 @@ def test_an_empty_trail_verifies():
 def test_the_verify_command_reports_an_intact_trail():
     sealed_entries(3)
     out = io.StringIO()
+    count = AuditLog.objects.count()
 
     call_command("verify_audit_log", stdout=out)
 
-    assert f"audit trail OK: {AuditLog.objects.count()} entries" in out.getvalue()
+    assert f"audit trail OK: {count} entries" in out.getvalue()
 
 
 def test_the_verify_endpoint_reports_an_intact_trail(staff_api):
     sealed_entries(3)
+    count = AuditLog.objects.count()
 
     response = staff_api.get(VERIFY)
 
     assert response.status_code == 200
-    assert response.json() == {
-        "ok": True,
-        "checked": AuditLog.objects.count(),
-        "first_bad_id": None,
-    }
+    assert response.json() == {"ok": True, "checked": count, "first_bad_id": None}
 
 
 # Tampering
@@ -371,11 +369,17 @@ def test_a_failed_verification_is_recorded_as_a_tamper_alarm(db_superuser, staff
     assert alarm.id in [entry["id"] for entry in listed]
 
 
-def test_an_intact_trail_raises_no_alarm():
+def test_an_intact_trail_raises_no_alarm_and_its_verification_is_recorded():
     sealed_entries(2)
+    mark = last_entry_id()
 
-    assert services.check_audit_log().ok
+    result = services.check_audit_log()
+
+    assert result.ok
     assert not AuditLog.objects.filter(action="audit.tamper_detected").exists()
+    recorded = only_entry(mark, "audit.verified")
+    assert recorded.metadata == {"checked": result.checked}
+    assert services.last_verification() == recorded
 
 
 # The origin column

@@ -81,3 +81,24 @@ def test_the_admin_index_links_to_the_dashboard(client):
     response = client.get("/admin/")
 
     assert f'<a href="{URL}">Dashboard</a>' in response.content.decode()
+
+
+def test_staff_see_when_the_trail_was_last_verified_and_how_far_it_is_archived(client):
+    from audit import services
+    from audit.models import Archive
+
+    client.force_login(staff_who_may_read_the_trail_outbox_and_links())
+    before = client.get(URL).content.decode()
+    AuditLogFactory.create_batch(2)
+    services.seal_audit_log()
+    result = services.check_audit_log()
+    Archive.objects.create(
+        month="2026-10-01", first_id=1, last_id=1, row_count=1, manifest="m", manifest_sha256="0"
+    )
+
+    after = client.get(URL).content.decode()
+
+    assert "has not been verified yet" in before and "No month is archived yet" in before
+    assert f"({result.checked} entries)" in after
+    assert "The audit trail was last verified" in after
+    assert "Archived through October 2026." in after
