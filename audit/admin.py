@@ -16,8 +16,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
+from audit import archive, export, holds, registry, retention, services
 from audit import context as audit_context
-from audit import export, holds, registry, retention, services
 from audit.models import AdminAction, AuditLog, LegalHold
 from invoicegen.core.admin import ReadOnlyAdmin, ServiceOnlyAdmin
 
@@ -193,6 +193,8 @@ class AuditLogAdmin(ReadOnlyAdmin):
                 )
             except ValidationError as error:
                 form.add_error("days", error.message_dict.get("days", error.messages))
+            except archive.ArchiveError as error:
+                form.add_error(None, str(error))
             else:
                 if confirmed:
                     self.message_user(

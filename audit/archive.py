@@ -15,11 +15,12 @@ import gzip
 import hashlib
 import json
 import tempfile
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import storages
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max, Min
 from django.utils import timezone
 
@@ -28,12 +29,39 @@ from audit import services
 from audit.integrity import GENESIS, row_line
 from audit.models import Archive, AuditLog, Checkpoint
 from audit.partitions import month_after
+from invoicegen.core.exceptions import ConflictError
 
 _LINE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-class ArchiveError(Exception):
-    """The month cannot be archived (yet), or what the storage holds is not what was written."""
+class ArchiveError(ConflictError):
+    """The month cannot be archived, or what the storage holds is not what was written (the
+    API answers 409)."""
+
+
+class NotReady(ArchiveError):
+    """Not yet: the month has not ended or is not sealed, or another run is archiving."""
+
+
+# Two runs (the beat task's, a cleanup's) writing one month at once could each record a
+# manifest the other replaced.
+LOCK_KEY = int.from_bytes(hashlib.sha256(b"audit.archive").digest()[:8], "big", signed=True)
+
+
+@contextmanager
+def _one_run():
+    if connection.vendor != "postgresql":  # SQLite has one writer at a time
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY])
+        if not cursor.fetchone()[0]:
+            raise NotReady("another run is archiving the trail")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
 
 
 def storage():
@@ -133,10 +161,16 @@ def _write_entries(store, folder: str, rows: _Rows, progress) -> list[dict]:
 def archive_month(month: datetime.date, *, progress=None) -> Archive | None:
     """Archive a month that has ended and is sealed, after every earlier month with entries;
     None when it has no entries."""
-    month = month.replace(day=1)
+    if settings.AUDIT_ARCHIVE_ROWS_PER_FILE < 1:
+        raise ArchiveError("AUDIT_ARCHIVE_ROWS_PER_FILE must be at least 1")
+    with _one_run():
+        return _archive_month(month.replace(day=1), progress)
+
+
+def _archive_month(month: datetime.date, progress) -> Archive | None:
     lower, upper = month_bounds(month)
     if upper > timezone.now():
-        raise ArchiveError(f"{month:%Y-%m} has not ended")
+        raise NotReady(f"{month:%Y-%m} has not ended")
     done = Archive.objects.filter(month=month).first()
     if done:
         return done
@@ -152,9 +186,11 @@ def archive_month(month: datetime.date, *, progress=None) -> Archive | None:
     span = entries.aggregate(first=Min("id"), last=Max("id"))
     if span["first"] is None:
         return None
-    head = Checkpoint.objects.order_by("-id").first()
-    if head is None or head.last_id < span["last"]:
-        raise ArchiveError(f"{month:%Y-%m} is not sealed yet")
+    # The chain's head as the month ended: the checkpoint over its last entry. Every id up to
+    # it is final (the seal's boundary), and a run again writes the same manifest.
+    head = Checkpoint.objects.filter(last_id__gte=span["last"]).order_by("last_id").first()
+    if head is None:
+        raise NotReady(f"{month:%Y-%m} is not sealed yet")
 
     store, folder = storage(), fmt.month_folder(month)
     checkpoints = list(
@@ -251,10 +287,8 @@ def archive_ended_months(*, progress=None) -> list[Archive]:
     while month_bounds(month)[1] <= timezone.now():
         try:
             archive = archive_month(month, progress=progress)
-        except ArchiveError as error:
-            if "not sealed" in str(error):
-                break
-            raise
+        except NotReady:
+            break
         if archive:
             archived.append(archive)
         month = month_after(month, 1)

@@ -36,6 +36,8 @@ MANIFEST = "manifest.json"
 COLUMNS = ("id", "created_at", *DIGEST_FIELDS, "digest")
 CHECKPOINT_FIELDS = ("first_id", "last_id", "row_count", "rows_hash", "previous_digest", "digest")
 CHUNK = 1 << 20
+MAX_LINE = 16 << 20  # far more than an entry can hold
+MAX_MANIFEST = 64 << 20
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
@@ -116,13 +118,15 @@ class Report:
 
 def _read_manifest(files: Files, name: str, key: Ed25519PublicKey, report: Report):
     """The manifest and its bytes, or None (reported) when it cannot be trusted."""
-    with files.open(name) as handle:
-        data = handle.read()
     try:
+        with files.open(name) as handle:
+            data = handle.read(MAX_MANIFEST + 1)
+        if len(data) > MAX_MANIFEST:
+            raise ValueError("too large")
         document = json.loads(data)
         signature = base64.b64decode(document.pop("signature"), validate=True)
         key.verify(signature, canonical(document))
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         report.problems.append(f"{name}: not a manifest")
         return None
     except InvalidSignature:
@@ -131,7 +135,47 @@ def _read_manifest(files: Files, name: str, key: Ed25519PublicKey, report: Repor
     if document.get("format") != FORMAT:
         report.problems.append(f"{name}: unknown format {document.get('format')!r}")
         return None
+    if not _well_formed(document):
+        report.problems.append(f"{name}: signed, but not shaped as a manifest of this format")
+        return None
     return document, data
+
+
+def _is(value, kind) -> bool:
+    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+
+
+def _well_formed(manifest: dict) -> bool:
+    """What the verifier reads from a manifest is there, of its type (a manifest is signed by
+    the writer, but a verifier must not fall over whatever it is given)."""
+    if not _is(manifest.get("files"), list):
+        return False
+    listed = [*manifest["files"], manifest.get("checkpoints")]
+    try:
+        bounds = [datetime.datetime.fromisoformat(manifest[k]) for k in ("from", "to")]
+    except (KeyError, TypeError, ValueError):
+        return False
+    return (
+        all(bound.tzinfo is not None for bound in bounds)
+        and all(_is(manifest.get(k), str) for k in ("month", "from", "to", "previous_manifest"))
+        and all(_is(manifest.get(k), int) for k in ("row_count", "first_id", "last_id"))
+        and all(
+            _is(entry, dict)
+            and _is(entry.get("name"), str)
+            and "/" not in entry["name"]
+            and _is(entry.get("sha256"), str)
+            and all(_is(entry.get(k, 0), int) for k in ("rows", "first_id", "last_id"))
+            for entry in listed
+        )
+    )
+
+
+def _checkpoint_ok(listed) -> bool:
+    return (
+        _is(listed, dict)
+        and all(_is(listed.get(k), int) for k in ("first_id", "last_id", "row_count", "rows_here"))
+        and all(_is(listed.get(k), str) for k in ("rows_hash", "previous_digest", "digest"))
+    )
 
 
 def _lines(handle: BinaryIO, hasher) -> Iterator[bytes]:
@@ -140,9 +184,17 @@ def _lines(handle: BinaryIO, hasher) -> Iterator[bytes]:
     pending = b""
     while chunk := handle.read(CHUNK):
         hasher.update(chunk)
-        pending += inflate.decompress(chunk)
+        pending += inflate.decompress(chunk, MAX_LINE)
+        while inflate.unconsumed_tail:  # a chunk that inflates far: a line at a time
+            *lines, pending = pending.split(b"\n")
+            yield from lines
+            if len(pending) > MAX_LINE:
+                raise ValueError("a line longer than any entry")
+            pending += inflate.decompress(inflate.unconsumed_tail, MAX_LINE)
         *lines, pending = pending.split(b"\n")
         yield from lines
+        if len(pending) > MAX_LINE:
+            raise ValueError("a line longer than any entry")
     pending += inflate.flush()
     if not inflate.eof:
         raise ValueError("the file ends before its gzip stream does")
@@ -166,7 +218,10 @@ class Checkpoints:
         self.starts: list[int] = []
         self.ends: list[int] = []
 
-    def add(self, listed: dict, month: str) -> None:
+    def add(self, listed, month: str) -> None:
+        if not _checkpoint_ok(listed):
+            self.report.problems.append(f"{month}: a listed checkpoint is not one")
+            return
         checkpoint = {field: listed[field] for field in CHECKPOINT_FIELDS}
         known = self.by_last_id.setdefault(checkpoint["last_id"], checkpoint)
         if known != checkpoint:
@@ -241,7 +296,7 @@ def _read_lines(files: Files, name: str, entry: dict, report: Report) -> Iterato
         with files.open(name) as handle:
             for raw in _lines(handle, hasher):
                 yield json.loads(raw)
-    except (OSError, ValueError, zlib.error) as error:
+    except (OSError, ValueError, zlib.error, RecursionError) as error:
         report.problems.append(f"{name}: unreadable ({error})")
         return
     if hasher.hexdigest() != entry["sha256"]:
@@ -268,7 +323,7 @@ def _check_rows(files, folder, manifest, report, checkpoints) -> int:
                 line = row_line(row_id, created_at.astimezone(datetime.UTC), row["digest"])
                 lines_hash.update(line)
                 checkpoints.add_row(row_id, line, folder)
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as error:
             report.problems.append(f"{name}: not an entry ({error!r})")
         if (count, first_id, last_id) != (entry["rows"], entry["first_id"], entry["last_id"]):
             report.problems.append(f"{name}: its rows are not those the manifest lists")

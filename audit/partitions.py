@@ -23,9 +23,10 @@ import datetime
 import logging
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
+from audit import triggers
 from audit.models import AuditLog, RetentionGrant
 
 logger = logging.getLogger(__name__)
@@ -34,9 +35,11 @@ ENTRIES = AuditLog._meta.db_table
 BEFORE = f"{ENTRIES}_before"
 DEFAULT = f"{ENTRIES}_default"
 FUNCTION = "audit_add_partitions(date, date)"
-# Making a partition locks the entries table for a moment: a beat round that cannot have the
-# lock soon gives up (writers queue behind a waiting lock), and the next day's round adds it.
+# Making a partition locks the entries table for a moment: a call that cannot have the lock
+# soon gives up (writers queue behind a waiting lock), and the next day's round adds it.
 LOCK_WAIT = "2s"
+MAX_MONTHS_AHEAD = 24
+MAX_MONTHS_A_CALL = 36
 
 
 def function_sql(schema: str) -> str:
@@ -46,7 +49,8 @@ def function_sql(schema: str) -> str:
     return f"""
     CREATE OR REPLACE FUNCTION {schema}.audit_add_partitions(first_day date, last_day date)
     RETURNS TABLE (added integer, outside bigint)
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, {schema}, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, {schema}, pg_temp
+    SET lock_timeout = '{LOCK_WAIT}' SET TimeZone = 'UTC' AS $$
     DECLARE
         month date := date_trunc('month', first_day)::date;
         lower timestamptz;
@@ -54,6 +58,12 @@ def function_sql(schema: str) -> str:
         part text;
         make text;
     BEGIN
+        -- A caller may not hold the trail's lock for long, nor leave it months to plan.
+        IF last_day > now() + interval '{MAX_MONTHS_AHEAD} months'
+            OR last_day - first_day > {MAX_MONTHS_A_CALL * 31} THEN
+            RAISE EXCEPTION 'audit partitions: % to % is too far', first_day, last_day
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
         added := 0;
         WHILE month <= last_day LOOP
             part := '{ENTRIES}_p' || to_char(month, 'YYYY_MM');
@@ -65,7 +75,8 @@ def function_sql(schema: str) -> str:
                 BEGIN
                     EXECUTE make;
                 EXCEPTION
-                    WHEN invalid_object_definition THEN  -- an older partition holds the month
+                    -- An older partition holds the month, or another call just made it.
+                    WHEN invalid_object_definition OR duplicate_table THEN
                         make := NULL;
                     WHEN check_violation THEN  -- rows of the month wait in the default partition
                         ALTER TABLE {entries} DETACH PARTITION {default};
@@ -91,10 +102,10 @@ def function_sql(schema: str) -> str:
     """  # noqa: S608
 
 
-def is_partitioned() -> bool:
-    if connection.vendor != "postgresql":
+def is_partitioned(using: str = "default") -> bool:
+    if connections[using].vendor != "postgresql":
         return False
-    with connection.cursor() as cursor:
+    with connections[using].cursor() as cursor:
         cursor.execute("SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass(%s)", [ENTRIES])
         row = cursor.fetchone()
     return bool(row and row[0])
@@ -105,15 +116,14 @@ def month_after(day: datetime.date, months: int) -> datetime.date:
     return datetime.date(index // 12, index % 12 + 1, 1)
 
 
-def add_partitions(*, months_ahead: int | None = None) -> tuple[int, int]:
+def add_partitions(*, months_ahead: int | None = None, using: str = "default") -> tuple[int, int]:
     """Make the partitions of this month and the next `months_ahead` that are missing; return
     how many were made and how many entries still lie outside every month."""
-    if not is_partitioned():
+    if not is_partitioned(using):
         return 0, 0
     ahead = settings.AUDIT_PARTITION_MONTHS_AHEAD if months_ahead is None else months_ahead
     today = timezone.now().astimezone(datetime.UTC).date()
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'")
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
         cursor.execute(
             "SELECT * FROM audit_add_partitions(%s, %s)", [today, month_after(today, ahead)]
         )
@@ -196,6 +206,8 @@ def partition(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
     execute = _executor(schema_editor)
+    # A database migrated before audit_protect() existed has only the trigger function.
+    execute(triggers.POSTGRES_FUNCTIONS)
     execute(f"LOCK TABLE {ENTRIES} IN ACCESS EXCLUSIVE MODE")
     next_id = _rename_out_of_the_way(schema_editor, ENTRIES, BEFORE)
     execute(

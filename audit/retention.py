@@ -55,6 +55,27 @@ def _archived_until(*, dry_run: bool) -> datetime.datetime | None:
     return max(until, archived) if archived else until
 
 
+def _unarchived(*, dry_run: bool) -> list:
+    """The entries no archive holds, as querysets: those after the archive's end, those
+    before its first month, and in each archived month those with an id past its archive's
+    (written into the month after it was archived: a clock gone back). Every id up to an
+    archive's last was final when it was written (its month was sealed)."""
+    archives = list(Archive.objects.order_by("month"))
+    until = _archived_until(dry_run=dry_run)
+    parts = [AuditLog.objects.filter(created_at__gte=until) if until else AuditLog.objects.all()]
+    if archives:
+        first = archive.month_bounds(archives[0].month)[0]
+        parts.append(AuditLog.objects.filter(created_at__lt=first))
+    for done in archives:
+        lower, upper = archive.month_bounds(done.month)
+        parts.append(
+            AuditLog.objects.filter(
+                created_at__gte=lower, created_at__lt=upper, id__gt=done.last_id
+            )
+        )
+    return parts
+
+
 def _boundary(before_id: int | None) -> int | None:
     """The end of the newest sealed range below an id (below every id if None)."""
     checkpoints = Checkpoint.objects.order_by("-last_id")
@@ -123,11 +144,8 @@ def cleanup_audit_logs(
     if not dry_run:
         archive.archive_ended_months()
     young = _first_id(AuditLog.objects.filter(created_at__gte=cutoff))
-    archived_until = _archived_until(dry_run=dry_run)
-    unarchived = AuditLog.objects.all()
-    if archived_until is not None:
-        unarchived = unarchived.filter(created_at__gte=archived_until)
-    keep = [first for first in (young, _first_id(unarchived)) if first is not None]
+    unarchived = _unarchived(dry_run=dry_run)
+    keep = [first for first in (young, *map(_first_id, unarchived)) if first is not None]
     due_by_age = _boundary(min(keep, default=None))
     active = holds.active_holds()
     held_q = holds.held_by(active)
@@ -139,7 +157,7 @@ def cleanup_audit_logs(
     held = 0
     if first_held:
         held = AuditLog.objects.filter(id__gt=through_id or 0, id__lte=due_by_age).count()
-    waiting = unarchived.filter(created_at__lt=cutoff).count()
+    waiting = sum(part.filter(created_at__lt=cutoff).count() for part in unarchived)
     deleted = 0
     if not dry_run and through_id:
         _verify_archives(through_id)

@@ -194,7 +194,7 @@ def set_up(connection, *, app_role: str | None) -> None:
             statements += grant_sql(quote(schema), quote(app_role))
         for sql in statements:
             cursor.execute(sql)
-    partitions.add_partitions()
+    partitions.add_partitions(using=connection.alias)
 
 
 @contextmanager

@@ -328,8 +328,12 @@ def check_audit_log(*, progress=None, copies: list[dict] | None = None) -> integ
 
 
 def last_verification() -> AuditLog | None:
-    """The newest successful verification's entry (through the action's index)."""
-    return AuditLog.objects.filter(action="audit.verified").order_by("-id").first()
+    """The newest verification's entry, `audit.verified` or `audit.tamper_detected`."""
+    found = [
+        AuditLog.objects.filter(action=action).order_by("-id").first()  # the action's index
+        for action in ("audit.verified", "audit.tamper_detected")
+    ]
+    return max((entry for entry in found if entry), key=lambda entry: entry.id, default=None)
 
 
 def export_audit_logs(queryset, *, file_format: str, filters: dict, via: str):

@@ -8,7 +8,7 @@ not one per row; SQLite has only row-level triggers.
 
 TABLES = ("audit_auditlog", "audit_adminaction", "audit_checkpoint", "audit_archive")
 
-_POSTGRES_FUNCTIONS = """
+POSTGRES_FUNCTIONS = """
 CREATE OR REPLACE FUNCTION audit_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' AND EXISTS (
@@ -54,7 +54,7 @@ def _refuse_sqlite(operation: str, table: str) -> str:
 def install_sql(vendor: str, tables=TABLES) -> list[str]:
     """The triggers on `tables` (those a migration has made so far, when it is one)."""
     if vendor == "postgresql":
-        return [_POSTGRES_FUNCTIONS, _protect_postgres(tables)]
+        return [POSTGRES_FUNCTIONS, _protect_postgres(tables)]
     if vendor == "sqlite":
         return [
             sql

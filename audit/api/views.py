@@ -14,6 +14,7 @@ from audit.api import serializers
 from audit.api.filters import AuditLogFilter
 from audit.models import AdminAction, AuditLog, LegalHold
 from invoicegen.core.api import BoundedPageSize
+from invoicegen.core.schema import CONFLICT
 
 ID = re.compile("[0-9]+")
 
@@ -91,7 +92,8 @@ class AuditLogViewSet(mixins.ListModelMixin, StaffOnly):
 
     @extend_schema(
         parameters=[serializers.CleanupQuerySerializer],
-        responses={200: serializers.CleanupResultSerializer},
+        responses={200: serializers.CleanupResultSerializer, 409: CONFLICT},
+        description="409: a month's archive could not be written, or does not verify.",
     )
     def cleanup(self, request):
         query = serializers.CleanupQuerySerializer(data=request.query_params)

@@ -16,6 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection, connections
 from django.utils import timezone
 
 from audit import archive, archive_format, services
@@ -164,6 +165,8 @@ def test_an_interrupted_run_goes_on_with_the_files_it_left(folder, monkeypatch, 
         archive.archive_month(month)
     assert (folder / f"{month:%Y-%m}/manifest.json").exists()
     monkeypatch.setattr(archive, "_read_back", read_back)
+    AuditLogFactory()  # the chain grows meanwhile: the manifest does not change for it
+    services.seal_audit_log()
 
     done = archive.archive_month(month)
 
@@ -256,6 +259,58 @@ def test_offline_verification_finds_each_change(three_months, folder, public_key
         call_command(
             "verify_audit_archive", folder, "--public-key", public_key, stderr=io.StringIO()
         )
+
+
+def gzip_lines(*lines: bytes) -> bytes:
+    return gzip.compress(b"".join(line + b"\n" for line in lines))
+
+
+def resign(root: Path, folder: str, **changes) -> None:
+    """A manifest changed and signed again with the archive's own key (as by its holder)."""
+    path = root / folder / "manifest.json"
+    manifest = json.loads(path.read_bytes())
+    manifest.pop("signature")
+    path.write_bytes(archive_format.signed_manifest({**manifest, **changes}, archive.signing_key()))
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    [
+        lambda root, m: (root / m[1] / "entries-0000.jsonl.gz").write_bytes(
+            (root / m[1] / "entries-0000.jsonl.gz").read_bytes()[:-9]
+        ),
+        lambda root, m: (root / m[1] / "checkpoints.jsonl.gz").write_bytes(gzip_lines(b"{}")),
+        lambda root, m: (root / m[1] / "checkpoints.jsonl.gz").write_bytes(
+            gzip_lines(b'{"first_id": "1", "last_id": [], "row_count": 1}')
+        ),
+        lambda root, m: (root / m[1] / "entries-0000.jsonl.gz").write_bytes(gzip_lines(b"[1,2]")),
+        lambda root, m: (root / m[1] / "entries-0000.jsonl.gz").write_bytes(
+            gzip_lines(b'{"id": "x", "created_at": 5, "digest": null}', b"[" * 100_000)
+        ),
+        lambda root, m: (root / m[1] / "entries-0000.jsonl.gz").write_bytes(b"not gzip"),
+        lambda root, m: (root / m[1] / "entries-0000.jsonl.gz").write_bytes(
+            gzip.compress(b"x" * (20 << 20))
+        ),
+        lambda root, m: (root / m[1] / "manifest.json").write_bytes(b"[" * 100_000),
+        lambda root, m: resign(root, m[1], files=5),
+        lambda root, m: resign(root, m[1], files=[{"name": "../../etc/passwd", "sha256": "0"}]),
+        lambda root, m: resign(root, m[1], **{"from": "yesterday"}),
+        lambda root, m: resign(root, m[1], month=m[0]),
+        lambda root, m: resign(root, m[1], row_count=True),
+    ],
+    ids=[
+        "truncated gzip", "checkpoint line {}", "checkpoint of wrong types", "entry a list",
+        "entry of wrong types", "not gzip", "a line of 20 MB", "deeply nested manifest",
+        "files not a list", "a file outside its month", "bounds not times",
+        "another month's manifest", "a count that is a boolean",
+    ],
+)  # fmt: skip
+def test_a_malformed_archive_is_reported_not_a_crash(three_months, folder, public_key, malformed):
+    malformed(folder, three_months)
+
+    report = verify(folder, public_key)
+
+    assert not report.ok
 
 
 def test_an_archive_signed_by_another_key_does_not_verify(three_months, folder):
@@ -399,3 +454,27 @@ def test_an_archive_in_an_s3_bucket_is_locked_and_verifies_offline(
     report = verify(tmp_path / "copy", public_key)
     assert report.ok, report.problems
     assert report.rows == 4
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite has one writer")
+def test_one_run_archives_at_a_time(folder):
+    entries_in(months_ago(2), 1)
+    services.seal_audit_log()
+    other = connections.create_connection("default")
+    with other.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [archive.LOCK_KEY])
+    try:
+        with pytest.raises(archive.NotReady, match="another run"):
+            archive.archive_month(months_ago(2))
+        assert archive.archive_ended_months() == []
+    finally:
+        other.close()
+
+    assert len(archive.archive_ended_months()) == 1
+
+
+def test_a_file_size_below_one_row_is_refused(settings):
+    settings.AUDIT_ARCHIVE_ROWS_PER_FILE = 0
+
+    with pytest.raises(archive.ArchiveError, match="at least 1"):
+        archive.archive_month(months_ago(2))

@@ -128,6 +128,12 @@ def test_an_entry_no_month_takes_waits_in_the_default_partition_until_its_month_
         run_sql(f"DELETE FROM {month_name(moment.astimezone(datetime.UTC))}")  # noqa: S608
 
 
+def test_the_function_refuses_to_make_months_far_ahead_or_many_at_once():
+    for first, last in [("2026-01-01", "2099-01-01"), ("1990-01-01", "2000-01-01")]:
+        with pytest.raises(DatabaseError, match="too far"), transaction.atomic():
+            run_sql("SELECT * FROM audit_add_partitions(%s, %s)", params=[first, last])
+
+
 def test_a_month_covered_by_an_older_partition_is_not_made_again():
     run_sql(
         "CREATE TABLE audit_auditlog_older PARTITION OF audit_auditlog"
@@ -148,6 +154,7 @@ def test_the_migration_partitions_a_trail_in_place():
     age_entries(days=40, through_id=written[0].id)
     services.seal_audit_log()
     rows = list(AuditLog.objects.order_by("id").values_list("id", "created_at", "digest"))
+    run_sql("DROP FUNCTION audit_protect(regclass)")  # as in a database migrated before it
 
     executor.loader.build_graph()
     executor.migrate([after])

@@ -2,16 +2,17 @@
 never below AUDIT_MIN_RETENTION_DAYS, audited, re-runnable; the service, command and task."""
 
 import io
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, transaction
 
-from audit import retention, services
+from audit import archive, retention, services
 from audit import tasks as audit_tasks
 from audit.integrity import verify_audit_log
-from audit.models import AuditLog, Checkpoint, RetentionGrant
+from audit.models import Archive, AuditLog, Checkpoint, RetentionGrant
 from audit.tests.factories import AuditLogFactory
 from audit.tests.helpers import age_entries, entries_after, last_entry_id, only_entry, run_sql
 
@@ -237,3 +238,58 @@ def test_the_scheduled_cleanup_task_uses_the_configured_retention(settings):
     assert deleted == old.row_count
     entry = AuditLog.objects.filter(action="admin.audit_cleanup").get()
     assert entry.metadata["days"] == 380
+
+
+def test_entries_of_a_month_not_archived_are_kept_and_counted(monkeypatch):
+    old_sealed_range(3)
+    monkeypatch.setattr("audit.archive.archive_ended_months", lambda **kwargs: [])
+    count = AuditLog.objects.count()
+
+    result = retention.cleanup_audit_logs(days=365)
+
+    assert (result.deleted, result.unarchived) == (0, count)
+    assert AuditLog.objects.filter(created_at__lt=result.cutoff).count() == count
+
+
+def test_a_dry_run_counts_what_a_run_archives_first():
+    old_sealed_range(3)
+    young_sealed_range(2)
+
+    preview = retention.cleanup_audit_logs(days=365, dry_run=True)
+    result = retention.cleanup_audit_logs(days=365)
+
+    assert Archive.objects.count() == 1
+    assert preview.deleted == result.deleted > 0
+    assert preview.unarchived == result.unarchived == 0
+
+
+def test_an_archive_changed_in_storage_stops_the_cleanup(settings):
+    old_sealed_range(3)
+    retention.cleanup_audit_logs(days=400 * 2)  # archives the month, deletes nothing
+    done = Archive.objects.get()
+    location = Path(settings.STORAGES["audit_archive"]["OPTIONS"]["location"])
+    (location / f"{done.month:%Y-%m}" / "entries-0000.jsonl.gz").write_bytes(b"changed")
+    count = AuditLog.objects.count()
+
+    with pytest.raises(archive.ArchiveError, match="does not verify"):
+        retention.cleanup_audit_logs(days=365)
+    with pytest.raises(CommandError, match="does not verify"):
+        call_command("cleanup_audit_logs", "--days=365", stdout=io.StringIO())
+
+    assert AuditLog.objects.count() == count
+
+
+def test_an_entry_written_into_an_archived_month_afterwards_is_kept():
+    old = old_sealed_range(3)
+    retention.cleanup_audit_logs(days=400 * 2)  # archives the month, deletes nothing
+    done = Archive.objects.get()
+    late = AuditLogFactory()
+    age_entries(days=OLD, after_id=late.id - 1, through_id=late.id)  # a clock gone back
+    services.seal_audit_log()
+
+    result = retention.cleanup_audit_logs(days=365)
+
+    assert AuditLog.objects.filter(id=late.id).exists()
+    assert result.purged_through_id < late.id
+    assert result.unarchived == 1
+    assert done.last_id < late.id and old.last_id <= done.last_id

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.archive import ArchiveError
 from audit.retention import cleanup_audit_logs
 
 
@@ -39,6 +40,8 @@ class Command(BaseCommand):
             )
         except ValidationError as error:
             raise CommandError(" ".join(error.messages)) from error
+        except ArchiveError as error:
+            raise CommandError(str(error)) from error
         verb = "would delete" if dry_run else "deleted"
         if result.held:
             self.stdout.write(f"  kept {result.held:,} entries for legal holds")

@@ -102,3 +102,18 @@ def test_staff_see_when_the_trail_was_last_verified_and_how_far_it_is_archived(c
     assert f"({result.checked} entries)" in after
     assert "The audit trail was last verified" in after
     assert "Archived through October 2026." in after
+
+
+def test_a_failed_verification_after_the_last_good_one_shows_on_the_dashboard(client):
+    from audit import services
+
+    client.force_login(staff_who_may_read_the_trail_outbox_and_links())
+    services.check_audit_log()
+    services.log(
+        "audit.tamper_detected", metadata={"first_bad_id": 42, "checked": 9}, success=False
+    )
+
+    page = client.get(URL).content.decode()
+
+    assert "FAILED at entry #42" in page
+    assert "was last verified" not in page
