@@ -110,6 +110,9 @@ class Report:
     # SHA-256 over each row's checkpoint line (integrity.row_line), month by month: what the
     # writer compares with the rows it read from the database.
     lines_hash: dict[str, str] = field(default_factory=dict)
+    # The newest month read and its manifest's SHA-256: an archive cut short at its end still
+    # verifies, so an auditor compares these with the trail's record (`audit.archived`).
+    newest: tuple[str, str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -363,6 +366,7 @@ def verify_archive(
         elif previous is not None and manifest["previous_manifest"] != sha256(previous):
             report.problems.append(f"{folder}: the manifest chain is broken before this month")
         previous = data
+        report.newest = (folder, sha256(data))
         listing = manifest["checkpoints"]
         for checkpoint in _read_lines(files, f"{folder}/{listing['name']}", listing, report):
             checkpoints.add(checkpoint, folder)

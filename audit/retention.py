@@ -21,6 +21,7 @@ from django.utils import timezone
 from audit import archive, holds, roles
 from audit.models import Archive, AuditLog, Checkpoint, RetentionGrant
 from audit.services import log, record_admin_action
+from invoicegen.core.exceptions import ConflictError
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,8 @@ def _purge_batch(through_id: int, batch_size: int) -> int:
 
 def _delete_through(upper: int) -> int:
     """On PostgreSQL only the owner's audit_purge() may delete, and it checks for itself that
-    every row is sealed and past the minimum retention (audit/roles.py). SQLite has no roles:
+    every row is sealed, archived, held by no legal hold and past the minimum retention
+    (audit/roles.py). SQLite has no roles:
     a grant row, which the trigger looks for, lets this transaction delete."""
     if connection.vendor != "postgresql":
         grant = RetentionGrant.objects.create()
@@ -109,7 +111,10 @@ def _delete_through(upper: int) -> int:
             cursor.execute("SELECT audit_purge(%s)", [upper])
             return cursor.fetchone()[0]
     except DatabaseError as error:
-        if getattr(error.__cause__, "sqlstate", None) not in (roles.NOT_SEALED, roles.TOO_YOUNG):
+        sqlstate = getattr(error.__cause__, "sqlstate", None)
+        if sqlstate in (roles.NOT_ARCHIVED, roles.HELD):  # since the run began (a new hold)
+            raise ConflictError(str(error.__cause__.diag.message_primary)) from error
+        if sqlstate not in (roles.NOT_SEALED, roles.TOO_YOUNG):
             raise
         raise ValidationError({"days": [str(error.__cause__.diag.message_primary)]}) from error
 

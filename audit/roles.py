@@ -8,7 +8,11 @@ or alter, disable or drop their triggers (only an owner can). What it needs beyo
 through SECURITY DEFINER functions of the owner, which check their own conditions:
 
 - `audit_purge(through_id)` deletes the entries up to an id for the retention cleanup, and
-  refuses if any of them is younger than AUDIT_MIN_RETENTION_DAYS or not sealed yet;
+  refuses if any of them is younger than AUDIT_MIN_RETENTION_DAYS, not sealed yet, in no
+  recorded archive, or kept by a legal hold;
+- `audit_record_archive(...)` records a month written to the archive (audit/archive.py) only
+  for a month that has ended and whose entries up to the archive's last id are as many, and
+  from the first id, as it says: a made-up record cannot let unarchived entries go;
 - `audit_seal_boundary()` waits (SHARE lock) until no transaction that wrote an entry is still
   open, and returns the highest id then committed: every id below it is final, so the seal
   never has to guess how long a transaction may stay open;
@@ -30,13 +34,16 @@ from django.conf import settings
 from django.db import connections
 
 from audit import integrity, partitions, triggers
-from audit.models import AdminAction, Archive, AuditLog, Checkpoint, RetentionGrant
+from audit.models import AdminAction, Archive, AuditLog, Checkpoint, LegalHold, RetentionGrant
 
 # SQLSTATEs of the functions' refusals (class "AU", the project's own).
 NOT_SEALED = "AU001"
 TOO_YOUNG = "AU002"
 NOT_NEXT = "AU003"
+NOT_ARCHIVED = "AU004"
+HELD = "AU005"
 ENTRY_COLUMNS = (*integrity.DIGEST_FIELDS, "digest")  # what the application writes
+HOLD_RELEASE = ("released_at", "released_by_email", "release_reason")
 CHECKPOINT_FIELDS = ("first_id", "last_id", "row_count", "rows_hash", "previous_digest")
 FUNCTIONS = (
     "audit_append(json, json)",
@@ -44,6 +51,7 @@ FUNCTIONS = (
     "audit_seal_boundary()",
     "audit_add_checkpoint(bigint, bigint, integer, text, text, text)",
     partitions.FUNCTION,
+    "audit_record_archive(date, bigint, bigint, bigint, text, text)",
 )
 
 _CREDENTIALS = ("USER", "PASSWORD", "HOST", "PORT")
@@ -53,6 +61,8 @@ def functions_sql(schema: str, min_retention_days: int) -> list[str]:
     entries = f"{schema}.{AuditLog._meta.db_table}"
     checkpoints = f"{schema}.{Checkpoint._meta.db_table}"
     grants = f"{schema}.{RetentionGrant._meta.db_table}"
+    archives = f"{schema}.{Archive._meta.db_table}"
+    holds = f"{schema}.{LegalHold._meta.db_table}"
     days = int(min_retention_days)
     # A SECURITY DEFINER function runs with the owner's rights: it names its tables in full and
     # searches pg_catalog first and pg_temp last, so that no object a caller can create is
@@ -81,20 +91,46 @@ def functions_sql(schema: str, min_retention_days: int) -> list[str]:
         {header} AS $$
         DECLARE
             deleted bigint;
-            newest timestamptz;
         BEGIN
             IF through_id > (SELECT coalesce(max(last_id), 0) FROM {checkpoints}) THEN
                 RAISE EXCEPTION 'audit entries through id % are not all sealed', through_id
                     USING ERRCODE = '{NOT_SEALED}';
             END IF;
-            INSERT INTO {grants} (transaction_id) VALUES (txid_current());
-            WITH gone AS (DELETE FROM {entries} WHERE id <= through_id RETURNING created_at)
-            SELECT count(*), max(created_at) INTO deleted, newest FROM gone;
-            DELETE FROM {grants} WHERE transaction_id = txid_current();
-            IF newest > now() - interval '{days} days' THEN
+            IF (SELECT max(e.created_at) FROM {entries} e WHERE e.id <= through_id)
+                    > now() - interval '{days} days' THEN
                 RAISE EXCEPTION 'audit entries younger than {days} days are kept'
                     USING ERRCODE = '{TOO_YOUNG}';
             END IF;
+            -- Only what an archive holds (audit/archive.py), and nothing a legal hold keeps.
+            IF EXISTS (
+                SELECT FROM {entries} e WHERE e.id <= through_id AND NOT EXISTS (
+                    SELECT FROM {archives} a
+                    WHERE e.created_at >= a.month::timestamp AT TIME ZONE 'UTC'
+                        AND e.created_at < (a.month + 1 * interval '1 month')::timestamp
+                            AT TIME ZONE 'UTC'
+                        AND e.id <= a.last_id
+                )
+            ) THEN
+                RAISE EXCEPTION 'audit entries through id % are not all archived', through_id
+                    USING ERRCODE = '{NOT_ARCHIVED}';
+            END IF;
+            IF EXISTS (
+                SELECT FROM {entries} e JOIN {holds} h ON h.released_at IS NULL
+                    AND (h.user_id IS NULL OR e.user_id = h.user_id)
+                    AND (h.resource_type = '' OR e.resource_type = h.resource_type)
+                    AND (h.resource_id = '' OR e.resource_id = h.resource_id)
+                    AND (h.category = '' OR e.category = h.category)
+                    AND (h.starts_at IS NULL OR e.created_at >= h.starts_at)
+                    AND (h.ends_at IS NULL OR e.created_at < h.ends_at)
+                WHERE e.id <= through_id
+            ) THEN
+                RAISE EXCEPTION 'a legal hold keeps audit entries through id %', through_id
+                    USING ERRCODE = '{HELD}';
+            END IF;
+            INSERT INTO {grants} (transaction_id) VALUES (txid_current());
+            DELETE FROM {entries} WHERE id <= through_id;  -- every one final: all sealed
+            GET DIAGNOSTICS deleted = ROW_COUNT;
+            DELETE FROM {grants} WHERE transaction_id = txid_current();
             RETURN deleted;
         END $$
         """,  # noqa: S608
@@ -146,12 +182,41 @@ def functions_sql(schema: str, min_retention_days: int) -> list[str]:
         END $$
         """,  # noqa: S608
         partitions.function_sql(schema),
+        f"""
+        CREATE OR REPLACE FUNCTION {schema}.audit_record_archive(
+            month date, first_id bigint, last_id bigint, row_count bigint, manifest text,
+            manifest_sha256 text
+        ) RETURNS bigint {header} AS $$
+        DECLARE
+            lower timestamptz := month::timestamp AT TIME ZONE 'UTC';
+            upper timestamptz := (month + interval '1 month')::timestamp AT TIME ZONE 'UTC';
+            found record;
+            added bigint;
+        BEGIN
+            SELECT count(*) AS n, min(e.id) AS first INTO found FROM {entries} e
+                WHERE e.created_at >= lower AND e.created_at < upper AND e.id <= last_id;
+            IF date_trunc('month', month) <> month OR upper > now()
+                OR found.n <> row_count OR found.first <> first_id
+                OR NOT EXISTS (SELECT FROM {entries} e WHERE e.id = last_id
+                    AND e.created_at >= lower AND e.created_at < upper)
+            THEN
+                RAISE EXCEPTION 'the archive of % does not match its entries', month
+                    USING ERRCODE = '{NOT_ARCHIVED}';
+            END IF;
+            INSERT INTO {archives} (month, first_id, last_id, row_count, manifest,
+                manifest_sha256)
+            VALUES (month, first_id, last_id, row_count, manifest, manifest_sha256)
+            RETURNING id INTO added;
+            RETURN added;
+        END $$
+        """,  # noqa: S608
         f"REVOKE ALL ON FUNCTION {', '.join(FUNCTIONS)} FROM PUBLIC",
     ]
 
 
 def grant_sql(schema: str, role: str) -> list[str]:
     append_only = ", ".join(f"{schema}.{table}" for table in triggers.TABLES)
+    holds = f"{schema}.{LegalHold._meta.db_table}"
     entries = f"{schema}.{AuditLog._meta.db_table}"
     # Entries take their id and time from the database, never from the application.
     entry_columns = ", ".join(ENTRY_COLUMNS)
@@ -162,9 +227,12 @@ def grant_sql(schema: str, role: str) -> list[str]:
         f"REVOKE ALL ON {append_only} FROM {role}",
         f"GRANT SELECT ON {append_only} TO {role}",
         f"GRANT INSERT ON {schema}.{AdminAction._meta.db_table} TO {role}",
-        f"GRANT INSERT ON {schema}.{Archive._meta.db_table} TO {role}",
         f"GRANT INSERT ({entry_columns}) ON {entries} TO {role}",
         f"REVOKE ALL ON {schema}.{RetentionGrant._meta.db_table} FROM {role}",
+        # A hold is placed, and released once: never deleted, nor its terms rewritten.
+        f"REVOKE ALL ON {holds} FROM {role}",
+        f"GRANT SELECT, INSERT ON {holds} TO {role}",
+        f"GRANT UPDATE ({', '.join(HOLD_RELEASE)}) ON {holds} TO {role}",
         # The partitions (audit/partitions.py): only through the partitioned table.
         f"""
         DO $$ DECLARE part regclass; BEGIN

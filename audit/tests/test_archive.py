@@ -351,6 +351,10 @@ def test_the_command_verifies_with_no_database_and_no_hmac_key(three_months, fol
 
     assert good.returncode == 0, good.stderr
     assert "audit archive OK: 3 month(s), 9 entries, 1 checkpoint(s) recomputed" in good.stdout
+    newest = Archive.objects.order_by("-month").first()
+    assert f"newest month {three_months[2]}, manifest SHA-256 {newest.manifest_sha256}" in (
+        good.stdout
+    )
     assert bad.returncode == 1
     assert "entries-0000.jsonl.gz" in bad.stderr and "FAILED" in bad.stderr
 

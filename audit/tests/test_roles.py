@@ -9,9 +9,9 @@ from django.db import DatabaseError, connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from audit import partitions, retention, services
+from audit import archive, holds, partitions, retention, services
 from audit.apps import check_app_role_cannot_rewrite_the_trail
-from audit.models import AuditLog
+from audit.models import Archive, AuditLog, LegalHold
 from audit.roles import reconnected
 from audit.tests.factories import AuditLogFactory
 from audit.tests.helpers import age_entries, run_sql
@@ -66,6 +66,11 @@ def app_role(django_db_setup, django_db_blocker):
         "DROP TABLE audit_auditlog_p{next_month}",
         "CREATE TABLE audit_auditlog_p2001_01 PARTITION OF audit_auditlog"
         " FOR VALUES FROM ('2001-01-01') TO ('2001-02-01')",
+        "DELETE FROM audit_legalhold",
+        "UPDATE audit_legalhold SET reason = 'rewritten'",
+        "UPDATE audit_legalhold SET category = 'auth'",
+        "INSERT INTO audit_archive (month, first_id, last_id, row_count, manifest,"
+        " manifest_sha256) VALUES ('2099-12-01', 1, 1, 1, 'm', 's')",
         "INSERT INTO audit_auditlog (id) VALUES (1)",  # ids come from the database
         "INSERT INTO audit_auditlog (created_at) VALUES (now() - interval '400 days')",
         "INSERT INTO audit_checkpoint (first_id, last_id, row_count, rows_hash, previous_digest,"
@@ -142,6 +147,41 @@ def test_the_owners_purge_refuses_young_or_unsealed_entries(app_role, aged):
     assert AuditLog.objects.count() == count
 
 
+@pytest.mark.parametrize("why", ["not archived", "held"])
+def test_the_owners_purge_refuses_entries_not_archived_or_held(app_role, why):
+    AuditLogFactory.create_batch(2)
+    age_entries(days=400)
+    checkpoint = services.seal_audit_log()
+    if why == "held":
+        archive.archive_ended_months()
+        LegalHold.objects.create(reason="case", placed_by_email="x@example.com")
+    count = AuditLog.objects.count()
+
+    expected = "not all archived" if why == "not archived" else "a legal hold keeps"
+    with logged_in_as(app_role), pytest.raises(DatabaseError, match=expected):
+        run_sql("SELECT audit_purge(%s)", params=[checkpoint.last_id])
+
+    assert AuditLog.objects.count() == count
+
+
+def test_the_owners_archive_record_must_match_the_entries(app_role):
+    AuditLogFactory.create_batch(2)
+    moment = age_entries(days=400)
+    checkpoint = services.seal_audit_log()
+    month = moment.date().replace(day=1)
+    record = "SELECT audit_record_archive(%s, %s, %s, %s, 'm', 's')"
+
+    with logged_in_as(app_role), pytest.raises(DatabaseError, match="does not match"):
+        run_sql(record, params=[month, checkpoint.first_id, checkpoint.last_id, 5])
+    with logged_in_as(app_role), pytest.raises(DatabaseError, match="does not match"):
+        run_sql(record, params=["2099-01-01", checkpoint.first_id, checkpoint.last_id, 2])
+
+    assert not Archive.objects.exists()
+    with logged_in_as(app_role):
+        run_sql(record, params=[month, checkpoint.first_id, checkpoint.last_id, 2])
+    assert Archive.objects.get().row_count == 2
+
+
 @pytest.mark.parametrize(
     "forgery",
     ["a range past the last entry", "a range that skips entries", "a fork of the chain"],
@@ -186,3 +226,12 @@ def test_deploy_check_warns_when_the_application_may_rewrite_the_trail():
 def test_deploy_check_is_quiet_for_an_application_role_of_its_own(app_role):
     with logged_in_as(app_role):
         assert check_app_role_cannot_rewrite_the_trail(None, databases=["default"]) == []
+
+
+def test_the_app_role_places_and_releases_holds_through_their_services(app_role):
+    with logged_in_as(app_role):
+        hold = holds.place_legal_hold(reason="a case", category="auth", via="api")
+        released = holds.release_legal_hold(hold, reason="closed", via="api")
+
+    assert released.released_at is not None
+    assert LegalHold.objects.get().release_reason == "closed"

@@ -40,7 +40,13 @@ class Socket:
         self.communicator = WebsocketCommunicator(application, path, headers=list(headers))
 
     async def connect(self):
-        return await self.communicator.connect(timeout=5)
+        connected, code = await self.communicator.connect(timeout=5)
+        if not connected:
+            # A refused consumer lives on until its client disconnects: end it here, as a
+            # client would. Left to be cancelled when the test's event loop closed, it once
+            # hung a whole run.
+            await self.communicator.disconnect()
+        return connected, code
 
     async def receive(self, timeout=5) -> dict:
         return json.loads(await self.communicator.receive_from(timeout))

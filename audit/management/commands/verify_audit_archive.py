@@ -30,6 +30,12 @@ class Command(BaseCommand):
         )
         for note in report.notes:
             self.stdout.write(f"  note: {note}")
+        if report.newest:
+            month, digest = report.newest
+            self.stdout.write(
+                f"  newest month {month}, manifest SHA-256 {digest}: the trail's audit.archived "
+                "entry of that month names the same, and no later month is recorded"
+            )
         for problem in report.problems:
             self.stderr.write(f"  {problem}")
         summary = (
