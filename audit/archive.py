@@ -284,11 +284,13 @@ def _read_back(store, folder: str, key, lines_hash: str) -> None:
         raise ArchiveError(f"the archive of {folder} does not hold the entries read")
 
 
-def verify_stored(archive: Archive) -> None:
-    """Read a recorded archive back again (before its entries leave the database)."""
+def verify_stored(archive: Archive, *, on_row=None) -> None:
+    """Read a recorded archive back again (before its entries leave the database, and when the
+    trail is verified: each row goes to `on_row`)."""
     key = signing_key()
     folder = fmt.month_folder(archive.month)
-    report = fmt.verify_archive(StorageFiles(storage(), [folder]), key.public_key())
+    files = StorageFiles(storage(), [folder])
+    report = fmt.verify_archive(files, key.public_key(), on_row=on_row)
     if report.problems:
         raise ArchiveError(f"the archive of {folder} does not verify: {'; '.join(report.problems)}")
     with storage().open(archive.manifest, "rb") as stored:
@@ -316,3 +318,19 @@ def archive_ended_months(*, progress=None) -> list[Archive]:
             archived.append(archive)
         month = month_after(month, 1)
     return archived
+
+
+def stored_rows(done: Archive, first_id: int, last_id: int):
+    """The archived entries of a month with ids first_id..last_id, read from the files that
+    hold them (the verification of the trail hashes them into their checkpoint)."""
+    store, folder = storage(), fmt.month_folder(done.month)
+    with store.open(done.manifest, "rb") as handle:
+        files = json.loads(handle.read(fmt.MAX_MANIFEST))["files"]
+    for entry in files:
+        if entry["last_id"] < first_id or entry["first_id"] > last_id:
+            continue
+        with store.open(f"{folder}/{entry['name']}", "rb") as handle:
+            for raw in fmt.gzip_lines(handle, hashlib.sha256()):
+                row = json.loads(raw)
+                if first_id <= row["id"] <= last_id:
+                    yield row

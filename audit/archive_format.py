@@ -181,7 +181,7 @@ def _checkpoint_ok(listed) -> bool:
     )
 
 
-def _lines(handle: BinaryIO, hasher) -> Iterator[bytes]:
+def gzip_lines(handle: BinaryIO, hasher) -> Iterator[bytes]:
     """The lines of a gzipped file, hashing its bytes as stored along the way."""
     inflate = zlib.decompressobj(wbits=31)
     pending = b""
@@ -297,7 +297,7 @@ def _read_lines(files: Files, name: str, entry: dict, report: Report) -> Iterato
     hasher = hashlib.sha256()
     try:
         with files.open(name) as handle:
-            for raw in _lines(handle, hasher):
+            for raw in gzip_lines(handle, hasher):
                 yield json.loads(raw)
     except (OSError, ValueError, zlib.error, RecursionError) as error:
         report.problems.append(f"{name}: unreadable ({error})")
@@ -306,8 +306,9 @@ def _read_lines(files: Files, name: str, entry: dict, report: Report) -> Iterato
         report.problems.append(f"{name}: changed (SHA-256 differs from the manifest's)")
 
 
-def _check_rows(files, folder, manifest, report, checkpoints) -> int:
-    """Each row of the month's files in id order and in the month; their count."""
+def _check_rows(files, folder, manifest, report, checkpoints, on_row) -> int:
+    """Each row of the month's files in id order and in the month, given to `on_row` when
+    there is one; their count."""
     lower, upper = (datetime.datetime.fromisoformat(manifest[k]) for k in ("from", "to"))
     lines_hash, total, last_id = hashlib.sha256(), 0, None
     for entry in manifest["files"]:
@@ -326,6 +327,8 @@ def _check_rows(files, folder, manifest, report, checkpoints) -> int:
                 line = row_line(row_id, created_at.astimezone(datetime.UTC), row["digest"])
                 lines_hash.update(line)
                 checkpoints.add_row(row_id, line, folder)
+                if on_row:
+                    on_row(row, created_at)
         except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as error:
             report.problems.append(f"{name}: not an entry ({error!r})")
         if (count, first_id, last_id) != (entry["rows"], entry["first_id"], entry["last_id"]):
@@ -336,7 +339,11 @@ def _check_rows(files, folder, manifest, report, checkpoints) -> int:
 
 
 def verify_archive(
-    files: Files, key: Ed25519PublicKey, *, progress: Callable[[str], None] | None = None
+    files: Files,
+    key: Ed25519PublicKey,
+    *,
+    progress: Callable[[str], None] | None = None,
+    on_row: Callable[[dict, datetime.datetime], None] | None = None,
 ) -> Report:
     report = Report()
     names = set(files.names())
@@ -373,7 +380,7 @@ def verify_archive(
     checkpoints.close_listing()
 
     for folder, (manifest, _) in sorted(manifests.items()):
-        rows = _check_rows(files, folder, manifest, report, checkpoints)
+        rows = _check_rows(files, folder, manifest, report, checkpoints, on_row)
         if rows != manifest["row_count"]:
             report.problems.append(f"{folder}: {rows} rows, not the {manifest['row_count']} listed")
         report.rows += rows

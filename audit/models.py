@@ -268,15 +268,63 @@ class LegalHold(models.Model):
     def __str__(self):
         return f"legal hold #{self.pk}"
 
+    def _named(self) -> dict:
+        """The fields it names, with their values."""
+        fields = ("user_id", "resource_type", "resource_id", "category")
+        named = {field: getattr(self, field) for field in fields}
+        return {field: value for field, value in named.items() if value not in (None, "")}
+
     def entries(self) -> Q:
         """The entries it holds."""
-        criteria = {
-            "user_id": self.user_id,
-            "resource_type": self.resource_type,
-            "resource_id": self.resource_id,
-            "category": self.category,
-            "created_at__gte": self.starts_at,
-            "created_at__lt": self.ends_at,
-        }
-        given = {field: value for field, value in criteria.items() if value not in (None, "")}
+        given = self._named()
+        if self.starts_at is not None:
+            given["created_at__gte"] = self.starts_at
+        if self.ends_at is not None:
+            given["created_at__lt"] = self.ends_at
         return Q(**given) if given else Q(pk__isnull=False)  # Q() would vanish in an OR
+
+    def holds(self, entry: dict) -> bool:
+        """Whether it holds an entry given as values (an archived one): entries() in Python."""
+        return (
+            all(entry[field] == value for field, value in self._named().items())
+            and (self.starts_at is None or entry["created_at"] >= self.starts_at)
+            and (self.ends_at is None or entry["created_at"] < self.ends_at)
+        )
+
+
+class VerificationRun(models.Model):
+    """A verification of the trail month by month (audit/verification.py): interrupted, it
+    continues with the months it has not checked."""
+
+    started_at = models.DateTimeField(db_default=Now())
+    since = models.DateField(null=True, blank=True)  # its first month; None: the whole trail
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"audit verification #{self.pk}"
+
+
+class VerifiedMonth(models.Model):
+    """One month's outcome in a verification run."""
+
+    run = models.ForeignKey(VerificationRun, on_delete=models.CASCADE, related_name="months")
+    month = models.DateField()
+    rows = models.BigIntegerField()  # entries checked: in the database, or archived only
+    first_id = models.BigIntegerField(null=True)  # the month's ids, in the database or archive
+    last_id = models.BigIntegerField(null=True)
+    first_bad_id = models.BigIntegerField(null=True)
+    # Last ids of checkpoints over its ids with rows outside it: checked after the months.
+    seams = models.JSONField(default=list)
+    problems = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["month"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "month"], name="verifiedmonth_once_per_run")
+        ]
+
+    def __str__(self):
+        return f"{self.month:%Y-%m} of {self.run}"

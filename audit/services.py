@@ -230,7 +230,7 @@ def seal_audit_log(*, max_rows: int = 100_000) -> Checkpoint | None:
         previous = Checkpoint.objects.order_by("-id").first()
         start = previous.last_id + 1 if previous else 0
         rows = AuditLog.objects.filter(id__gte=start, id__lte=boundary).order_by("id")
-        rows = list(rows.values_list("id", "created_at", "digest")[:max_rows])
+        rows = _one_month(list(rows.values_list("id", "created_at", "digest")[:max_rows]))
         if not rows:
             return None
         hasher = hashlib.sha256()
@@ -251,6 +251,19 @@ def seal_audit_log(*, max_rows: int = 100_000) -> Checkpoint | None:
             return None
         transaction.on_commit(partial(sink.publish, checkpoint))
     return checkpoint
+
+
+def _one_month(rows: list) -> list:
+    """The rows up to the first of another month (UTC): a checkpoint over one month's entries
+    is verified with that month (audit/verification.py)."""
+    if not rows:
+        return rows
+    first = rows[0][1].astimezone(datetime.UTC)
+    for index, (_, created_at, _) in enumerate(rows):
+        moment = created_at.astimezone(datetime.UTC)
+        if (moment.year, moment.month) != (first.year, first.month):
+            return rows[:index]
+    return rows
 
 
 def _add_checkpoint(values: dict, digest: str, previous: Checkpoint | None, rows) -> Checkpoint:
@@ -310,17 +323,20 @@ def _seal_boundary() -> int | None:
         return None
 
 
-def check_audit_log(*, progress=None, copies: list[dict] | None = None) -> integrity.Verification:
-    """Verify the trail (against checkpoint copies from outside the database, if given); the
-    outcome is itself recorded: a success as `audit.verified` (the dashboard shows the last
-    one), a failure as a security event."""
-    result = integrity.verify_audit_log(progress=progress, copies=copies)
+def check_audit_log(**options):
+    """Verify the trail (audit/verification.py: `since`, `jobs`, `resume`, checkpoint
+    `copies`, `progress`); the outcome is itself recorded: a success as `audit.verified` (the
+    dashboard shows the last one), a failure as a security event."""
+    from audit import verification  # it reads archives, whose writer logs through this module
+
+    result = verification.verify_audit_log(**options)
+    since = {"since": result.since.isoformat()} if result.since else {}
     if result.ok:
-        log("audit.verified", metadata={"checked": result.checked})
+        log("audit.verified", metadata={"checked": result.checked, **since})
     else:
         log(
             "audit.tamper_detected",
-            metadata={"first_bad_id": result.first_bad_id, "checked": result.checked},
+            metadata={"first_bad_id": result.first_bad_id, "checked": result.checked, **since},
             success=False,
         )
         logger.error("audit trail verification failed at id %s", result.first_bad_id)

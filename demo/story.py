@@ -19,8 +19,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit import services as audit
-from audit.integrity import verify_audit_log
 from audit.models import AuditLog
+from audit.verification import verify_audit_log
 from downloads.models import DownloadEvent, SecureDownloadToken
 from emails.models import EmailLog
 from invoicegen import celery_app

@@ -465,7 +465,15 @@ CELERY_BEAT_SCHEDULE = {
         "task": "audit.tasks.seal_audit_log",
         "schedule": AUDIT_SEAL_INTERVAL_SECONDS,
     },
-    "verify-audit-log": {"task": "audit.tasks.verify_audit_log", "schedule": crontab(minute=41)},
+    # The recent months hourly, the whole trail weekly (a run a restart cut short goes on).
+    "verify-audit-log": {
+        "task": "audit.tasks.verify_recent_audit_log",
+        "schedule": crontab(minute=41),
+    },
+    "verify-whole-audit-log": {
+        "task": "audit.tasks.verify_audit_log",
+        "schedule": crontab(day_of_week=0, hour=5, minute=11),
+    },
     "add-audit-partitions": {
         "task": "audit.tasks.add_audit_partitions",
         "schedule": crontab(hour=2, minute=53),

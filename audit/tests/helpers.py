@@ -6,8 +6,9 @@ from contextlib import contextmanager
 from django.db import connection
 from django.utils import timezone
 
-from audit import triggers
+from audit import services, triggers
 from audit.models import AuditLog
+from audit.tests.factories import AuditLogFactory
 
 
 def last_entry_id() -> int:
@@ -111,3 +112,29 @@ def migrate_to_the_latest(executor) -> None:
     """The database the next tests share is the project's as it stands, every app's newest."""
     executor.loader.build_graph()
     executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def seal_all() -> None:
+    """Seal every entry: a checkpoint lies in one month, so entries of several take more."""
+    while services.seal_audit_log():
+        pass
+
+
+def months_ago(count: int) -> datetime.date:
+    today = timezone.now().astimezone(datetime.UTC).date().replace(day=1)
+    index = today.year * 12 + today.month - 1 - count
+    return datetime.date(index // 12, index % 12 + 1, 1)
+
+
+def entries_in(month: datetime.date, count: int, *, day: int = 10) -> list[int]:
+    """`count` new entries dated in `month` (the database sets their time: a superuser moves
+    it), not sealed yet."""
+    mark = last_entry_id()
+    AuditLogFactory.create_batch(count)
+    moment = datetime.datetime(month.year, month.month, day, 12, tzinfo=datetime.UTC)
+    with triggers_lifted():
+        run_sql(
+            "UPDATE audit_auditlog SET created_at = %s WHERE id > %s",
+            params=[db_value(moment), mark],
+        )
+    return list(AuditLog.objects.filter(id__gt=mark).order_by("id").values_list("id", flat=True))

@@ -6,9 +6,9 @@ import json
 import pytest
 
 from audit import services
-from audit.integrity import verify_audit_log
 from audit.models import AuditLog
 from audit.tests.factories import request_context
+from audit.verification import verify_audit_log
 
 pytestmark = pytest.mark.django_db
 

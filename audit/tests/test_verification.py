@@ -1,0 +1,312 @@
+"""Verification month by month (audit/verification.py): archived months against their archives,
+entries removed from the database checked against what could be removed, checkpoints over two
+months, `--since`, a run resumed, and months checked in several processes.
+
+Tampering is done as a database superuser would: with the append-only triggers lifted."""
+
+import datetime
+import io
+import os
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.utils import timezone
+
+from audit import archive, holds, services, verification
+from audit import tasks as audit_tasks
+from audit.context import AuditContext
+from audit.integrity import row_digest
+from audit.models import AuditLog, Checkpoint, LegalHold, VerificationRun, VerifiedMonth
+from audit.tests.factories import AuditLogFactory
+from audit.tests.helpers import entries_in, months_ago, run_sql, seal_all, triggers_lifted
+from audit.verification import verify_audit_log
+from invoicegen.accounts.tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def delete(*ids: int) -> None:
+    with triggers_lifted():
+        run_sql(f"DELETE FROM audit_auditlog WHERE id IN ({','.join(map(str, ids))})")  # noqa: S608
+
+
+def rewrite(entry_id: int, **values) -> None:
+    """Change an entry and give it the digest of what it now says, as someone holding the HMAC
+    key (not the archive's signing key) could."""
+    row = AuditLog.objects.filter(id=entry_id).values(*verification.FIELDS).get()
+    row.update(values)
+    sets = ", ".join(f"{column} = %s" for column in [*values, "digest"])
+    with triggers_lifted():
+        run_sql(
+            f"UPDATE audit_auditlog SET {sets} WHERE id = %s",  # noqa: S608
+            params=[*values.values(), row_digest(row), entry_id],
+        )
+
+
+@pytest.fixture
+def archived():
+    """Three entries in a month two months ago, sealed and archived, and two this month."""
+    ids = entries_in(months_ago(2), 3)
+    AuditLogFactory.create_batch(2)
+    seal_all()
+    archive.archive_month(months_ago(2))
+    return ids
+
+
+def test_the_seal_cuts_its_ranges_at_months():
+    older = entries_in(months_ago(1), 2)
+    newer = [entry.id for entry in AuditLogFactory.create_batch(2)]
+
+    seal_all()
+
+    ranges = list(Checkpoint.objects.values_list("first_id", "last_id", "row_count"))
+    assert ranges == [(older[0], older[-1], 2), (older[-1] + 1, newer[-1], 2)]
+
+
+def test_an_archived_month_verifies_against_its_archive_month_by_month(archived):
+    out = io.StringIO()
+
+    call_command("verify_audit_log", stdout=out)
+
+    month = f"{months_ago(2):%Y-%m}"
+    assert f"  {month}: 3 entries" in out.getvalue()
+    assert "audit trail OK" in out.getvalue()
+    run = VerificationRun.objects.get()
+    assert run.finished_at is not None
+    assert {m.month: m.rows for m in run.months.all()}[months_ago(2)] == 3
+
+
+def test_entries_removed_after_their_retention_verify_from_the_archive(archived, settings):
+    settings.AUDIT_MIN_RETENTION_DAYS = 30  # the month ended more than 30 days ago
+    delete(*archived)  # as the retention does: every entry of the month
+
+    result = verify_audit_log()
+
+    assert result.ok
+    assert result.checked == AuditLog.objects.count() + 3
+
+
+def test_an_archived_entry_removed_before_its_retention_ended_is_found(archived):
+    delete(archived[1])  # AUDIT_MIN_RETENTION_DAYS is 365
+
+    result = verify_audit_log()
+
+    assert (result.ok, result.first_bad_id) == (False, archived[1])
+    problems = VerifiedMonth.objects.get(month=months_ago(2)).problems
+    assert problems == [f"id {archived[1]}: gone from the database before its retention ended"]
+
+
+def test_an_archived_entry_a_hold_keeps_must_stay(archived, settings):
+    settings.AUDIT_MIN_RETENTION_DAYS = 30
+    entry = AuditLog.objects.get(id=archived[2])
+    holds.place_legal_hold(
+        reason="Litigation",
+        resource_type=entry.resource_type,
+        resource_id=entry.resource_id,
+        via="api",
+    )
+    delete(*archived)
+
+    result = verify_audit_log()
+
+    assert (result.ok, result.first_bad_id) == (False, archived[2])
+
+
+def test_an_entry_rewritten_with_the_hmac_key_differs_from_its_archive(archived):
+    rewrite(archived[0], resource_id="999")
+
+    result = verify_audit_log()
+
+    assert (result.ok, result.first_bad_id) == (False, archived[0])
+    assert VerifiedMonth.objects.get(month=months_ago(2)).problems[0] == (
+        f"id {archived[0]}: not what its archive holds"
+    )
+
+
+def test_a_changed_archive_fails_its_month(archived, settings):
+    name = f"{months_ago(2):%Y-%m}/entries-0000.jsonl.gz"
+    store = archive.storage()
+    path = store.path(name)
+    with open(path, "r+b") as handle:
+        handle.seek(20)
+        byte = handle.read(1)
+        handle.seek(20)
+        handle.write(bytes([byte[0] ^ 1]))
+
+    result = verify_audit_log()
+
+    assert (result.ok, result.first_bad_id) == (False, archived[0])
+
+
+def test_an_entry_removed_from_a_month_not_archived_is_found():
+    ids = entries_in(months_ago(1), 4)
+    seal_all()
+    delete(ids[2])
+
+    result = verify_audit_log()
+
+    assert (result.ok, result.first_bad_id) == (False, ids[0])
+
+
+def test_a_month_whose_entries_are_all_gone_without_an_archive_is_found():
+    entries_in(months_ago(3), 2)
+    gone = entries_in(months_ago(2), 2)
+    entries_in(months_ago(1), 2)
+    seal_all()
+    delete(*gone)
+
+    result = verify_audit_log()
+
+    assert (result.ok, result.first_bad_id) == (False, gone[0])
+
+
+def test_a_checkpoint_over_two_months_is_hashed_from_both(monkeypatch, settings):
+    first = entries_in(months_ago(3), 2, day=28)
+    second = entries_in(months_ago(2), 2)
+    with monkeypatch.context() as before:  # as sealed before the seal cut ranges at months
+        before.setattr(services, "_one_month", lambda rows: rows)
+        seal_all()
+    assert Checkpoint.objects.count() == 1
+    archive.archive_month(months_ago(3))
+    settings.AUDIT_MIN_RETENTION_DAYS = 30
+    delete(*first)  # the seam's rows of the first month are in its archive only
+
+    assert verify_audit_log().ok
+    rewrite(second[1], resource_id="999")  # the seam's hash no longer matches
+    result = verify_audit_log()
+
+    assert (result.ok, result.first_bad_id) == (False, first[0])  # the seam's first id
+    delete(second[1])  # gone and not archived: the seam is short of a row
+    assert verify_audit_log().first_bad_id == first[0]
+
+
+def test_since_checks_the_recent_months_only():
+    old = entries_in(months_ago(3), 2)
+    entries_in(months_ago(1), 2)
+    seal_all()
+    with triggers_lifted():
+        run_sql("UPDATE audit_auditlog SET resource_id = '999' WHERE id = %s", params=[old[0]])
+    out = io.StringIO()
+
+    call_command("verify_audit_log", "--since", f"{months_ago(1):%Y-%m}", stdout=out)
+
+    assert "audit trail OK" in out.getvalue()
+    assert f"entries from {months_ago(1):%Y-%m}" in out.getvalue()
+    assert f"{months_ago(3):%Y-%m}:" not in out.getvalue()
+    recorded = AuditLog.objects.filter(action="audit.verified").latest("id")
+    assert recorded.metadata["since"] == months_ago(1).isoformat()
+    with pytest.raises(CommandError, match=f"first bad id {old[0]}"):
+        call_command("verify_audit_log", stdout=io.StringIO())
+
+
+def test_a_run_interrupted_continues_with_the_months_it_has_not_checked():
+    done = entries_in(months_ago(2), 2)
+    later = entries_in(months_ago(1), 2)
+    seal_all()
+    run = VerificationRun.objects.create()
+    verification.verify_month(run.pk, months_ago(2), verification._removable())  # then stopped
+    rewrite(done[0], resource_id="999")  # after its month was checked: this run does not see it
+    rewrite(later[0], resource_id="999")
+    out = io.StringIO()
+
+    with pytest.raises(CommandError, match=f"first bad id {later[0]}"):
+        call_command("verify_audit_log", "--resume", stdout=out)
+
+    assert f"{months_ago(2):%Y-%m}:" not in out.getvalue()
+    assert f"{months_ago(1):%Y-%m}: 2 entries, FAILED at id {later[0]}" in out.getvalue()
+    assert VerificationRun.objects.get().finished_at is not None
+    assert verify_audit_log(resume=True).first_bad_id == done[0]  # a new run: nothing to resume
+
+
+@pytest.mark.parametrize(
+    "option", [["--jobs", "0"], ["--jobs", "x"], ["--since", "2026-13"], ["--since", "soon"]]
+)
+def test_the_command_names_a_bad_option(option):
+    with pytest.raises(CommandError, match=r"jobs|since"):
+        call_command("verify_audit_log", *option, stdout=io.StringIO())
+
+
+def test_a_hold_matches_the_same_entries_in_python_as_in_the_database():
+    users = UserFactory.create_batch(2)
+    entries = [
+        AuditLogFactory(context=AuditContext(user_id=users[0].pk)),
+        AuditLogFactory(context=AuditContext(user_id=users[1].pk)),
+        AuditLogFactory(target=("document", "7")),
+        AuditLogFactory(action="user.login", context=AuditContext(user_id=users[1].pk)),
+        AuditLogFactory(),
+    ]
+    # Between two stored times: SQLite compares times as text, of another precision.
+    moment = entries[2].created_at - datetime.timedelta(microseconds=1)
+    criteria = [
+        {},
+        {"user_id": users[0].pk},
+        {"resource_type": "document"},
+        {"resource_type": "document", "resource_id": "7"},
+        {"category": "auth"},
+        {"starts_at": moment},
+        {"ends_at": moment},
+        {"user_id": users[1].pk, "category": "auth", "ends_at": moment + datetime.timedelta(1)},
+    ]
+    for values in criteria:
+        hold = LegalHold(reason="r", placed_by_email="s@example.com", **values)
+        in_database = set(AuditLog.objects.filter(hold.entries()).values_list("id", flat=True))
+        rows = AuditLog.objects.values("id", "created_at", *holds.CRITERIA[:4])
+        assert {row["id"] for row in rows if hold.holds(row)} == in_database, values
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite checks one at a time")
+def test_months_are_checked_in_parallel_processes(monkeypatch, tmp_path):
+    ids = {count: entries_in(months_ago(count), 2) for count in (3, 2, 1)}
+    seal_all()
+    rewrite(ids[2][1], resource_id="999")  # its checkpoint, from ids[2][0], no longer matches
+    pids = tmp_path / "pids"
+    check = verification.verify_month
+
+    def recorded(*args):
+        with pids.open("a") as out:
+            out.write(f"{os.getpid()}\n")
+        return check(*args)
+
+    monkeypatch.setattr(verification, "verify_month", recorded)
+
+    result = verify_audit_log(jobs=2)
+
+    assert (result.ok, result.first_bad_id, result.checked) == (False, ids[2][0], 6)
+    workers = set(pids.read_text().split())
+    assert 1 <= len(workers) <= 2 and str(os.getpid()) not in workers
+    assert VerifiedMonth.objects.count() == 3
+    assert AuditLogFactory().id  # this process's connection works again
+
+
+def test_a_verification_is_one_run_with_a_month_each():
+    entries_in(months_ago(1), 1)
+    AuditLogFactory()
+    seal_all()
+
+    assert verify_audit_log().ok
+
+    run = VerificationRun.objects.get()
+    this_month = timezone.now().astimezone(datetime.UTC).date().replace(day=1)
+    assert list(run.months.values_list("month", flat=True)) == [months_ago(1), this_month]
+
+
+def test_the_beat_checks_the_recent_months_hourly_and_the_whole_trail_weekly(settings):
+    old = entries_in(months_ago(3), 2)
+    entries_in(months_ago(1), 1)
+    seal_all()
+    with triggers_lifted():
+        run_sql("UPDATE audit_auditlog SET resource_id = '999' WHERE id = %s", params=[old[0]])
+    stale = VerificationRun.objects.create()
+    VerificationRun.objects.filter(pk=stale.pk).update(
+        started_at=timezone.now() - datetime.timedelta(days=31)
+    )
+
+    assert audit_tasks.verify_recent_audit_log.delay().get() is True
+    assert audit_tasks.verify_audit_log.delay().get() is False
+
+    assert list(VerificationRun.objects.values_list("since", flat=True)) == [None, months_ago(1)]
+    schedule = settings.CELERY_BEAT_SCHEDULE
+    assert schedule["verify-audit-log"]["task"] == "audit.tasks.verify_recent_audit_log"
+    assert schedule["verify-whole-audit-log"]["task"] == "audit.tasks.verify_audit_log"

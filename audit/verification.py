@@ -1,0 +1,396 @@
+"""Verifying the trail month by month (on PostgreSQL, a partition at a time), so that it scales
+to a billion entries and to a trail whose old entries live in the archive only.
+
+The checkpoint chain is checked whole (it is small): each checkpoint's HMAC, that it continues
+the one before it, and its times. Then each month on its own:
+- its entries in the database are read in id order, and each one's digest is recomputed;
+- an archived month's archive is read back and verified along the way (audit/archive.py), and
+  merged with them: an entry in both must be the same in both; an archived entry the database
+  no longer has must have been removable (older than AUDIT_MIN_RETENTION_DAYS, or in a range
+  purged before archives were kept), with a valid digest, and held by no legal hold; an entry
+  in the database only must have come after the archive was written (a later id);
+- the rows of each checkpoint that lies in the month are hashed again, from the archive where
+  the database no longer has them, and compared with what it sealed.
+A checkpoint with rows in two months (a seam: the seal cuts ranges at months since monthly
+partitions, older ones may not be) is hashed after the months, from the rows of its id range,
+and one over the ids of no month had all its rows deleted.
+
+Months are independent: `jobs` processes check them at once (PostgreSQL), and each month's
+outcome is stored (VerifiedMonth) as it is known, so that a run that was interrupted continues
+with the months it has not checked (`resume`). `since` checks the months from that one on, and
+the whole chain.
+"""
+
+import bisect
+import datetime
+import hashlib
+import itertools
+import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection, connections
+from django.db.models import Max, Min, Q
+from django.utils import timezone
+
+from audit import archive, holds
+from audit.integrity import (
+    DIGEST_FIELDS,
+    GENESIS,
+    checkpoint_digest,
+    constant_time_equal,
+    row_digest,
+    row_line,
+)
+from audit.models import Archive, AuditLog, Checkpoint, VerificationRun, VerifiedMonth
+from audit.partitions import month_after
+
+logger = logging.getLogger(__name__)
+FIELDS = ("id", "created_at", "digest", *DIGEST_FIELDS)
+KEEP_RUNS = datetime.timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    checked: int
+    first_bad_id: int | None
+    since: datetime.date | None = None  # the first month checked; None: all of them
+
+
+@dataclass(frozen=True)
+class Removable:
+    """What the retention cleanup may have taken out of the database."""
+
+    purged_through: int  # every id up to it, as its own (verified) entries say
+    before: datetime.datetime  # archived entries older than the minimum retention
+
+
+def _removable() -> Removable:
+    rows = AuditLog.objects.filter(action="audit.purged").values(*FIELDS)
+    valid = [row for row in rows if constant_time_equal(row_digest(row), row["digest"])]
+    purged_through = max((row["metadata"].get("purged_through_id", 0) for row in valid), default=0)
+    minimum = datetime.timedelta(days=settings.AUDIT_MIN_RETENTION_DAYS)
+    return Removable(purged_through=purged_through, before=timezone.now() - minimum)
+
+
+def _missing_copies(copies: list[dict]) -> list[int]:
+    """First ids of checkpoints copied out of the database (audit/sink.py) that the database
+    no longer holds as they were: the newest entries deleted with their checkpoint, or a chain
+    sealed again over altered rows by someone holding the key."""
+    missing = []
+    for start in range(0, len(copies), 1000):  # a year of copies is a million checkpoints
+        chunk = copies[start : start + 1000]
+        stored = dict(
+            Checkpoint.objects.filter(last_id__in=[copy["last_id"] for copy in chunk]).values_list(
+                "last_id", "digest"
+            )
+        )
+        missing += [
+            copy["first_id"]
+            for copy in chunk
+            if not constant_time_equal(stored.get(copy["last_id"], ""), copy["digest"])
+        ]
+    return missing
+
+
+def _chain_first_bad() -> int | None:
+    """The first checkpoint that is forged, does not continue the one before it, or whose
+    times do not."""
+    previous = None
+    for checkpoint in Checkpoint.objects.order_by("id").iterator(chunk_size=5000):
+        expected = checkpoint_digest(
+            previous_digest=previous.digest if previous else GENESIS,
+            first_id=checkpoint.first_id,
+            last_id=checkpoint.last_id,
+            row_count=checkpoint.row_count,
+            rows_hash=checkpoint.rows_hash,
+        )
+        contiguous = previous is None or checkpoint.first_id == previous.last_id + 1
+        if not (
+            contiguous
+            and constant_time_equal(expected, checkpoint.digest)
+            and _times_follow(previous, checkpoint)
+        ):
+            return checkpoint.first_id
+        previous = checkpoint
+    return None
+
+
+def _times_follow(previous, checkpoint) -> bool:
+    """A checkpoint's times (audit/models.py Checkpoint), where it has them, continue its
+    predecessor's: lists by date rely on newest_at and max_lag never decreasing."""
+    if checkpoint.newest_at is None:
+        return previous is None or previous.newest_at is None
+    if checkpoint.oldest_at is None or checkpoint.max_lag is None:
+        return False
+    if checkpoint.max_lag < checkpoint.newest_at - checkpoint.oldest_at:
+        return False
+    if previous is None or previous.newest_at is None:
+        return True
+    return checkpoint.newest_at >= previous.newest_at and checkpoint.max_lag >= previous.max_lag
+
+
+def _range_matches(checkpoint, rows_hash: str, count: int, oldest, newest) -> bool:
+    """The rows hash as sealed, and their times lie where the checkpoint says (lists by date
+    would otherwise leave entries out)."""
+    times_match = checkpoint.newest_at is None or (
+        checkpoint.oldest_at == oldest and checkpoint.newest_at >= newest
+    )
+    return (
+        count == checkpoint.row_count
+        and constant_time_equal(rows_hash, checkpoint.rows_hash)
+        and times_match
+    )
+
+
+class _Month:
+    """A month's entries, in id order, hashed into the checkpoints over them."""
+
+    def __init__(self, checkpoints: list[Checkpoint], removable: Removable, active: list):
+        self.checkpoints = checkpoints
+        self.ends = [checkpoint.last_id for checkpoint in checkpoints]
+        self.removable, self.active = removable, active
+        self.rows = 0
+        self.first_bad: int | None = None
+        self.problems: list[str] = []
+        self.opened: set[int] = set()
+        self.seams: list[int] = []
+        self.at = None  # the checkpoint being hashed, its hasher, count and times
+        self.hasher, self.count, self.oldest, self.newest = None, 0, None, None
+        self.row_bad = False  # a row of it is bad already: that row is what is reported
+
+    def bad(self, first_id: int, problem: str) -> None:
+        self.problems.append(problem)
+        self.first_bad = first_id if self.first_bad is None else min(self.first_bad, first_id)
+
+    def add(self, row: dict) -> None:
+        """An entry read from the database."""
+        if not constant_time_equal(row_digest(row), row["digest"]):
+            self.bad(row["id"], f"id {row['id']}: its digest does not match what it says")
+            self.row_bad = True
+        self.line(row["id"], row["created_at"], row["digest"])
+
+    def same(self, row: dict, archived: dict, created_at: datetime.datetime) -> None:
+        """An entry both in the database and in its month's archive."""
+        fields = ("digest", *DIGEST_FIELDS)
+        if row["created_at"] != created_at or any(row[f] != archived[f] for f in fields):
+            self.bad(row["id"], f"id {row['id']}: not what its archive holds")
+            self.row_bad = True
+        self.add(row)
+
+    def removed(self, archived: dict, created_at: datetime.datetime) -> None:
+        """An archived entry the database no longer has."""
+        row_id, entry = archived["id"], {**archived, "created_at": created_at}
+        if not constant_time_equal(row_digest(archived), archived["digest"]):
+            self.bad(row_id, f"id {row_id}: archived with a digest that does not match")
+        elif not (row_id <= self.removable.purged_through or created_at < self.removable.before):
+            self.bad(row_id, f"id {row_id}: gone from the database before its retention ended")
+        elif any(hold.holds(entry) for hold in self.active):
+            self.bad(row_id, f"id {row_id}: gone from the database while a legal hold keeps it")
+        self.line(row_id, created_at.astimezone(datetime.UTC), archived["digest"])
+
+    def line(self, row_id: int, created_at: datetime.datetime, digest: str) -> None:
+        self.rows += 1
+        at = bisect.bisect_left(self.ends, row_id)
+        if at == len(self.ends) or self.checkpoints[at].first_id > row_id:
+            return  # not sealed yet
+        if at != self.at:
+            self.close()
+            self.at, self.hasher, self.count = at, hashlib.sha256(), 0
+            self.oldest = self.newest = created_at
+            self.opened.add(at)
+        self.hasher.update(row_line(row_id, created_at, digest))
+        self.count += 1
+        self.oldest, self.newest = min(self.oldest, created_at), max(self.newest, created_at)
+
+    def close(self) -> None:
+        if self.at is None:
+            return
+        checkpoint = self.checkpoints[self.at]
+        if self.count != checkpoint.row_count:
+            self.seams.append(checkpoint.last_id)  # rows in another month, or rows missing
+        elif not self.row_bad and not _range_matches(
+            checkpoint, self.hasher.hexdigest(), self.count, self.oldest, self.newest
+        ):
+            self.bad(checkpoint.first_id, f"{checkpoint}: its rows do not hash to what it sealed")
+        self.at, self.row_bad = None, False
+
+    def finish(self) -> None:
+        self.close()
+        self.seams += [c.last_id for i, c in enumerate(self.checkpoints) if i not in self.opened]
+
+
+def verify_month(run_id: int, month: datetime.date, removable: Removable) -> VerifiedMonth:
+    """Check one month (see the module's docstring) and store its outcome."""
+    lower, upper = archive.month_bounds(month)
+    entries = AuditLog.objects.filter(created_at__gte=lower, created_at__lt=upper)
+    done = Archive.objects.filter(month=month).first()
+    span = entries.aggregate(first=Min("id"), last=Max("id"))
+    ids = [span["first"], span["last"], *((done.first_id, done.last_id) if done else ())]
+    ids = [row_id for row_id in ids if row_id is not None]
+    checkpoints = []
+    if ids:
+        overlapping = Checkpoint.objects.filter(last_id__gte=min(ids), first_id__lte=max(ids))
+        checkpoints = list(overlapping.order_by("last_id"))
+    check = _Month(checkpoints, removable, holds.active_holds())
+    database = entries.order_by("id").values(*FIELDS).iterator(chunk_size=5000)
+    pending = next(database, None)
+
+    def archived(row: dict, created_at: datetime.datetime) -> None:
+        nonlocal pending
+        while pending is not None and pending["id"] < row["id"]:
+            check.bad(pending["id"], f"id {pending['id']}: not in its month's archive")
+            check.add(pending)
+            pending = next(database, None)
+        if pending is not None and pending["id"] == row["id"]:
+            check.same(pending, row, created_at)
+            pending = next(database, None)
+        else:
+            check.removed(row, created_at)
+
+    if done:
+        try:
+            archive.verify_stored(done, on_row=archived)
+        except archive.ArchiveError as error:
+            check.bad(done.first_id, str(error))
+    while pending is not None:  # after the archive: entries written into the month later
+        check.add(pending)
+        pending = next(database, None)
+    check.finish()
+    for problem in check.problems[:100]:
+        logger.error("audit trail verification, %s: %s", f"{month:%Y-%m}", problem)
+    return VerifiedMonth.objects.create(
+        run_id=run_id,
+        month=month,
+        rows=check.rows,
+        first_id=min(ids, default=None),
+        last_id=max(ids, default=None),
+        first_bad_id=check.first_bad,
+        seams=check.seams,
+        problems=check.problems[:100],
+    )
+
+
+def _seam_first_bad(checkpoint: Checkpoint, removable: Removable) -> int | None:
+    """A checkpoint with rows in more than one month, hashed from the rows of its id range in
+    the database and in the archives."""
+    first_id, last_id = checkpoint.first_id, checkpoint.last_id
+    rows = AuditLog.objects.filter(id__gte=first_id, id__lte=last_id)
+    lines = {row_id: (at, digest) for row_id, at, digest in rows.values_list(*FIELDS[:3])}
+    for done in Archive.objects.filter(last_id__gte=first_id, first_id__lte=last_id):
+        for row in archive.stored_rows(done, first_id, last_id):
+            at = datetime.datetime.fromisoformat(row["created_at"]).astimezone(datetime.UTC)
+            lines.setdefault(row["id"], (at, row["digest"]))
+    if len(lines) < checkpoint.row_count and first_id <= removable.purged_through:
+        return None  # purged in part before archives were kept: nothing left to hash
+    hasher = hashlib.sha256()
+    for row_id in sorted(lines):
+        hasher.update(row_line(row_id, *lines[row_id]))
+    times = [at for at, _ in lines.values()]
+    if times and _range_matches(checkpoint, hasher.hexdigest(), len(lines), min(times), max(times)):
+        return None
+    return first_id
+
+
+def _gaps_first_bad(results: list[VerifiedMonth], removable: Removable, whole: bool):
+    """The first checkpoint over the ids of no month checked: its rows were all deleted."""
+    spans = sorted((m.first_id, m.last_id) for m in results if m.first_id is not None)
+    merged: list[list[int]] = []
+    for first_id, last_id in spans:
+        if merged and first_id <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last_id)
+        else:
+            merged.append([first_id, last_id])
+    outside = Q(first_id__gt=merged[-1][1]) if merged else Q(pk__isnull=False)
+    for (_, end), (start, _) in itertools.pairwise(merged):
+        outside |= Q(first_id__gt=end, last_id__lt=start)
+    if whole and merged:
+        outside |= Q(last_id__lt=merged[0][0])
+    if not whole and not merged:
+        return None
+    found = Checkpoint.objects.filter(outside, first_id__gt=removable.purged_through)
+    return found.aggregate(first=Min("first_id"))["first"]
+
+
+def _months(since: datetime.date | None) -> list[datetime.date]:
+    """The months with entries in the database or in an archive, from `since` on."""
+    months = set(Archive.objects.values_list("month", flat=True))
+    span = AuditLog.objects.aggregate(oldest=Min("created_at"), newest=Max("created_at"))
+    if span["oldest"] is not None:
+        month = span["oldest"].astimezone(datetime.UTC).date().replace(day=1)
+        last = span["newest"].astimezone(datetime.UTC).date().replace(day=1)
+        while month <= last:
+            months.add(month)
+            month = month_after(month, 1)
+    return sorted(m for m in months if since is None or m >= since)
+
+
+def _verify_month_pk(run_id: int, month: datetime.date, removable: Removable) -> int:
+    return verify_month(run_id, month, removable).pk
+
+
+def _check_months(run: VerificationRun, months: list, removable: Removable, jobs: int):
+    """The months' outcomes as they are known: in `jobs` processes on PostgreSQL."""
+    if jobs <= 1 or len(months) < 2 or connection.vendor != "postgresql":
+        for month in months:
+            yield verify_month(run.pk, month, removable)
+        return
+    connections.close_all()  # the processes open their own
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        n = len(months)
+        for pk in pool.map(_verify_month_pk, [run.pk] * n, months, [removable] * n):
+            yield VerifiedMonth.objects.get(pk=pk)
+
+
+def _run(since: datetime.date | None, resume: bool) -> VerificationRun:
+    """The run to continue (the newest unfinished one from the same month), or a new one; runs
+    started more than KEEP_RUNS ago are deleted."""
+    since = since.replace(day=1) if since else None
+    VerificationRun.objects.filter(started_at__lt=timezone.now() - KEEP_RUNS).delete()
+    if resume:
+        unfinished = VerificationRun.objects.filter(finished_at=None, since=since).first()
+        if unfinished:
+            return unfinished
+    return VerificationRun.objects.create(since=since)
+
+
+def verify_audit_log(
+    *,
+    progress=None,
+    copies: list[dict] | None = None,
+    since: datetime.date | None = None,
+    jobs: int = 1,
+    resume: bool = False,
+) -> Verification:
+    """Verify the trail (see the module's docstring), against checkpoint copies from outside
+    the database when given. Finds altered rows, rows forged without the key, sealed rows
+    deleted or inserted, entries gone before their time or while held, archives that differ
+    from the database, forged or reordered checkpoints, and checkpoints that are gone or were
+    made again."""
+    run = _run(since, resume)
+    removable = _removable()
+    bad = [*_missing_copies(copies or []), _chain_first_bad()]
+    results = list(run.months.all())
+    checked = {result.month for result in results}
+    todo = [month for month in _months(run.since) if month not in checked]
+    for result in _check_months(run, todo, removable, jobs):
+        results.append(result)
+        if progress:
+            outcome = f", FAILED at id {result.first_bad_id}" if result.first_bad_id else ""
+            progress(f"{result.month:%Y-%m}: {result.rows:,} entries{outcome}")
+    bad += [result.first_bad_id for result in results]
+    seams = {last_id for result in results for last_id in result.seams}
+    for checkpoint in Checkpoint.objects.filter(last_id__in=seams).order_by("last_id"):
+        bad.append(_seam_first_bad(checkpoint, removable))
+    bad.append(_gaps_first_bad(results, removable, whole=run.since is None))
+    run.finished_at = timezone.now()
+    run.save(update_fields=["finished_at"])
+    first_bad = min((row_id for row_id in bad if row_id is not None), default=None)
+    checked_rows = sum(result.rows for result in results)
+    return Verification(
+        ok=first_bad is None, checked=checked_rows, first_bad_id=first_bad, since=run.since
+    )
