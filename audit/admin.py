@@ -206,7 +206,8 @@ class AuditLogAdmin(ReadOnlyAdmin):
                             f" Kept {result.unarchived} until their month is archived."
                             if result.unarchived
                             else ""
-                        ),
+                        )
+                        + "".join(f" {month} left whole." for month in result.dropped),
                         messages.SUCCESS,
                     )
                     form = CleanupForm()

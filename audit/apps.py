@@ -21,6 +21,7 @@ class AuditConfig(AppConfig):
         receivers.connect_auth_receivers()
         receivers.connect_task_receivers()
         checks.register(check_tracked_models_capture_bulk_writes)
+        checks.register(check_retention_by_category)
         checks.register(check_actions_in_the_trail_are_registered, checks.Tags.database)
         checks.register(
             check_app_role_cannot_rewrite_the_trail,
@@ -60,6 +61,36 @@ def check_app_role_cannot_rewrite_the_trail(app_configs, databases=None, **kwarg
             id="audit.W001",
         )
     ]
+
+
+def check_retention_by_category(app_configs, **kwargs):
+    """Each category named in AUDIT_RETENTION_DAYS_BY_CATEGORY is one of the trail's, and is
+    kept at least AUDIT_MIN_RETENTION_DAYS."""
+    from django.conf import settings
+
+    from audit.registry import categories
+
+    minimum = settings.AUDIT_MIN_RETENTION_DAYS
+    errors = []
+    for category, days in settings.AUDIT_RETENTION_DAYS_BY_CATEGORY.items():
+        if category not in categories():
+            errors.append(
+                checks.Error(
+                    f"AUDIT_RETENTION_DAYS_BY_CATEGORY names {category!r}, not a category of "
+                    "the trail.",
+                    hint=f"The categories: {', '.join(categories())}.",
+                    id="audit.E003",
+                )
+            )
+        elif days < minimum:
+            errors.append(
+                checks.Error(
+                    f"AUDIT_RETENTION_DAYS_BY_CATEGORY keeps {category} {days} days, fewer than "
+                    f"AUDIT_MIN_RETENTION_DAYS ({minimum}).",
+                    id="audit.E004",
+                )
+            )
+    return errors
 
 
 def check_tracked_models_capture_bulk_writes(app_configs, **kwargs):

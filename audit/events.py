@@ -45,7 +45,7 @@ BACKBONE_ACTIONS = [
     ("admin.bulk_action", "admin", "{actor} ran '{action_name}' on {count} object(s)", False),
     ("admin.audit_cleanup", "audit", "{actor} deleted {deleted} audit entries", True),
     ("admin.audit_export", "audit", "{actor} exported audit entries as {format}", True),
-    ("audit.purged", "audit", "Audit entries through #{purged_through_id} purged", False),
+    ("audit.purged", "audit", "{deleted} audit entries of {month} removed", False),
     ("audit.hold_placed", "audit", "{actor} placed legal hold #{hold}: {reason}", True),
     ("audit.hold_released", "audit", "{actor} released legal hold #{hold}: {reason}", True),
     ("audit.purge_held", "audit", "Legal holds kept {kept} audit entries past retention", False),

@@ -1,41 +1,55 @@
 """The retention cleanup, the trail's one delete path.
 
-It deletes a prefix of the trail (the oldest ids), whole sealed ranges at a time, so that the
-checkpoint chain stays verifiable, and stops before the first entry it must keep:
-- one younger than the cutoff (never fewer than AUDIT_MIN_RETENTION_DAYS);
-- one of a month not archived yet (audit/archive.py): each month is archived first, and its
-  archive read back and verified again before any of its entries go;
-- one a legal hold keeps (audit/holds.py), which is reported and audited with what it kept.
-Batches are short transactions: inserts keep flowing, and an interrupted run can be run again.
+Each category keeps its entries as long as AUDIT_RETENTION_DAYS_BY_CATEGORY says (`security=730,
+request=90`), the others `days` (AUDIT_RETENTION_DAYS), and none fewer than
+AUDIT_MIN_RETENTION_DAYS. Entries leave month by month, and only those:
+- of a month that is archived (audit/archive.py): a run archives the ended months first, and
+  reads a month's archive back and verifies it again before any of its entries go; entries
+  written into the month after its archive (a later id) wait for no archive and stay;
+- that no legal hold keeps (audit/holds.py): those are reported and audited with what they kept.
+A month whose every entry may go leaves by dropping its partition (PostgreSQL: the owner's
+audit_drop_month(), a moment's lock instead of a million deletes); otherwise its entries go by
+ids, in batches of short transactions (audit_purge()), so inserts keep flowing and an
+interrupted run can be run again. Verification then checks each removed entry against the
+archive (audit/verification.py).
 """
 
 import datetime
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Min
+from django.db.models import Min, Q
 from django.utils import timezone
 
 from audit import archive, holds, roles
 from audit.models import Archive, AuditLog, Checkpoint, RetentionGrant
+from audit.partitions import month_after
 from audit.services import log, record_admin_action
 from invoicegen.core.exceptions import ConflictError
+
+NO_PARTITION = "42P01"  # undefined_table: a month with no partition of its own
 
 
 @dataclass(frozen=True)
 class Cleanup:
-    cutoff: datetime.datetime
+    cutoff: datetime.datetime  # of the categories with no retention of their own
     deleted: int
-    purged_through_id: int | None
     dry_run: bool
-    held: int  # entries past the cutoff kept, with those after them, for a legal hold
-    unarchived: int  # entries past the cutoff kept until their month is archived
+    held: int  # entries past their retention kept for a legal hold
+    unarchived: int  # entries past their retention kept until their month is archived
+    dropped: tuple[str, ...] = ()  # months that left by dropping their partition ("2026-01")
 
 
-def _first_id(queryset) -> int | None:
-    return queryset.aggregate(first=Min("id"))["first"]
+def _due(days: int, now: datetime.datetime) -> Q:
+    """The entries past their category's retention."""
+    own = settings.AUDIT_RETENTION_DAYS_BY_CATEGORY
+    due = Q(created_at__lt=now - datetime.timedelta(days=days)) & ~Q(category__in=list(own))
+    for category, kept in own.items():
+        due |= Q(category=category, created_at__lt=now - datetime.timedelta(days=kept))
+    return due
 
 
 def _archived_until(*, dry_run: bool) -> datetime.datetime | None:
@@ -77,38 +91,42 @@ def _unarchived(*, dry_run: bool) -> list:
     return parts
 
 
-def _boundary(before_id: int | None) -> int | None:
-    """The end of the newest sealed range below an id (below every id if None)."""
-    checkpoints = Checkpoint.objects.order_by("-last_id")
-    if before_id is not None:
-        checkpoints = checkpoints.filter(last_id__lt=before_id)
-    return checkpoints.values_list("last_id", flat=True).first()
+def _months(before: datetime.datetime, *, dry_run: bool) -> list[tuple[datetime.date, int | None]]:
+    """The months that began before `before`, with their archive's last id: those archived,
+    and for a dry run also those a run would archive first (None: all of their entries)."""
+    months = [
+        (done.month, done.last_id)
+        for done in Archive.objects.filter(month__lt=before.date()).order_by("month")
+    ]
+    if not dry_run:
+        return months
+    until = _archived_until(dry_run=True)
+    after = archive.month_bounds(months[-1][0])[1] if months else None
+    oldest = AuditLog.objects.filter(**({"created_at__gte": after} if after else {}))
+    oldest = oldest.aggregate(oldest=Min("created_at"))["oldest"]
+    month = oldest.astimezone(datetime.UTC).date().replace(day=1) if oldest else None
+    while month and archive.month_bounds(month)[1] <= until and month < before.date():
+        months.append((month, None))
+        month = month_after(month, 1)
+    return months
 
 
-@transaction.atomic
-def _purge_batch(through_id: int, batch_size: int) -> int:
-    """Delete the oldest `batch_size` rows up to `through_id` in one short transaction."""
-    nth = AuditLog.objects.filter(id__lte=through_id).order_by("id").values_list("id", flat=True)
-    upper = next(iter(nth[batch_size - 1 : batch_size]), through_id)
-    deleted = _delete_through(upper)
-    if deleted:
-        log("audit.purged", metadata={"purged_through_id": upper, "deleted": deleted})
-    return deleted
+def _going(month: datetime.date, last_id: int | None, due: Q):
+    """The month's entries that may go now: past retention, archived, and held by no hold
+    (read again each time: a hold may be placed while a run goes on)."""
+    lower, upper = archive.month_bounds(month)
+    going = AuditLog.objects.filter(due, created_at__gte=lower, created_at__lt=upper)
+    if last_id is not None:
+        going = going.filter(id__lte=last_id)
+    held = holds.held_by(holds.active_holds())
+    return going.exclude(held) if held is not None else going
 
 
-def _delete_through(upper: int) -> int:
-    """On PostgreSQL only the owner's audit_purge() may delete, and it checks for itself that
-    every row is sealed, archived, held by no legal hold and past the minimum retention
-    (audit/roles.py). SQLite has no roles:
-    a grant row, which the trigger looks for, lets this transaction delete."""
-    if connection.vendor != "postgresql":
-        grant = RetentionGrant.objects.create()
-        deleted, _ = AuditLog.objects.filter(id__lte=upper).delete()
-        grant.delete()
-        return deleted
+def _owner_call(sql: str, params: list) -> int:
+    """One of the owner's functions (audit/roles.py), its refusals as the API's errors."""
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT audit_purge(%s)", [upper])
+            cursor.execute(sql, params)
             return cursor.fetchone()[0]
     except DatabaseError as error:
         sqlstate = getattr(error.__cause__, "sqlstate", None)
@@ -119,11 +137,82 @@ def _delete_through(upper: int) -> int:
         raise ValidationError({"days": [str(error.__cause__.diag.message_primary)]}) from error
 
 
-def _verify_archives(through_id: int) -> None:
-    """Read back, once more, the archive of every month whose entries this run removes."""
-    oldest = _first_id(AuditLog.objects.all())
-    for done in Archive.objects.filter(first_id__lte=through_id, last_id__gte=oldest or 0):
-        archive.verify_stored(done)
+@transaction.atomic
+def _purge_batch(month: datetime.date, ids: list[int]) -> int:
+    """Delete these entries of the month in one short transaction. On PostgreSQL only the
+    owner's audit_purge() may delete, and it checks each entry for itself. SQLite has no
+    roles: a grant row, which the trigger looks for, lets this transaction delete."""
+    if connection.vendor == "postgresql":
+        deleted = _owner_call("SELECT audit_purge(%s, %s::bigint[])", [month, ids])
+    else:
+        grant = RetentionGrant.objects.create()
+        deleted, _ = AuditLog.objects.filter(id__in=ids).delete()
+        grant.delete()
+    log(
+        "audit.purged",
+        metadata={
+            "month": f"{month:%Y-%m}",
+            "deleted": deleted,
+            "first_id": ids[0],
+            "last_id": ids[-1],
+        },
+    )
+    return deleted
+
+
+def _drop(month: datetime.date) -> int | None:
+    """The month's partition detached and dropped; None when it has none of its own."""
+    if connection.vendor != "postgresql":
+        return None
+    try:
+        with transaction.atomic():
+            dropped = _owner_call("SELECT audit_drop_month(%s)", [month])
+            log(
+                "audit.purged",
+                metadata={"month": f"{month:%Y-%m}", "deleted": dropped, "dropped": True},
+            )
+    except DatabaseError as error:
+        if getattr(error.__cause__, "sqlstate", None) == NO_PARTITION:
+            return None
+        raise
+    return dropped
+
+
+@dataclass
+class _Run:
+    due: Q
+    batch_size: int
+    total: int  # entries that may go, for the progress
+    progress: Callable[[int, int], None] | None
+    deleted: int = 0
+    dropped: list[str] = field(default_factory=list)
+
+    def clean(self, month: datetime.date, last_id: int) -> None:
+        """Remove what may go of an archived month, its archive read back first."""
+        archive.verify_stored(Archive.objects.get(month=month))
+        lower, upper = archive.month_bounds(month)
+        everything = AuditLog.objects.filter(created_at__gte=lower, created_at__lt=upper)
+        if _going(month, last_id, self.due).count() == everything.count():
+            dropped = _drop(month)
+            if dropped is not None:
+                self.dropped.append(f"{month:%Y-%m}")
+                self.removed(dropped)
+                return
+        while ids := self.batch(month, last_id):
+            try:
+                self.removed(_purge_batch(month, ids))
+            except ConflictError:  # a hold placed since the batch was read: read it again
+                if holds.held_by(holds.active_holds()) is None:
+                    raise
+
+    def batch(self, month: datetime.date, last_id: int) -> list[int]:
+        going = _going(month, last_id, self.due).order_by("id")
+        return list(going.values_list("id", flat=True)[: self.batch_size])
+
+    def removed(self, count: int) -> None:
+        self.deleted += count
+        if self.progress:
+            self.progress(self.deleted, self.total)
 
 
 def cleanup_audit_logs(
@@ -134,9 +223,9 @@ def cleanup_audit_logs(
     progress=None,
     via: str | None = None,
 ) -> Cleanup:
-    """Delete entries older than `days` days (never fewer than AUDIT_MIN_RETENTION_DAYS) that
-    are archived and held by no legal hold. The run is itself audited as
-    `admin.audit_cleanup`."""
+    """Remove the entries past their category's retention (`days` for a category with none of
+    its own, never fewer than AUDIT_MIN_RETENTION_DAYS) that are archived and held by no legal
+    hold. The run is itself audited as `admin.audit_cleanup`."""
     minimum = settings.AUDIT_MIN_RETENTION_DAYS
     if days < minimum:
         raise ValidationError(
@@ -145,53 +234,44 @@ def cleanup_audit_logs(
     batch_size = batch_size or settings.AUDIT_CLEANUP_BATCH_SIZE
     if batch_size < 1:
         raise ValidationError({"batch_size": ["Must be at least 1."]})
-    cutoff = timezone.now() - datetime.timedelta(days=days)
+    now = timezone.now()
+    cutoff = now - datetime.timedelta(days=days)
+    due = _due(days, now)
+    shortest = min([days, *settings.AUDIT_RETENTION_DAYS_BY_CATEGORY.values()])
     if not dry_run:
         archive.archive_ended_months()
-    young = _first_id(AuditLog.objects.filter(created_at__gte=cutoff))
-    unarchived = _unarchived(dry_run=dry_run)
-    keep = [first for first in (young, *map(_first_id, unarchived)) if first is not None]
-    due_by_age = _boundary(min(keep, default=None))
+    months = _months(now - datetime.timedelta(days=shortest), dry_run=dry_run)
+    counted = [(month, last_id, _going(month, last_id, due).count()) for month, last_id in months]
+    run = _Run(due, batch_size, sum(count for *_, count in counted), progress)
     active = holds.active_holds()
     held_q = holds.held_by(active)
-    first_held = None
-    if held_q is not None and due_by_age:
-        first_held = _first_id(AuditLog.objects.filter(held_q, id__lte=due_by_age))
-    through_id = _boundary(first_held) if first_held else due_by_age
-    due = AuditLog.objects.filter(id__lte=through_id).count() if through_id else 0
-    held = 0
-    if first_held:
-        held = AuditLog.objects.filter(id__gt=through_id or 0, id__lte=due_by_age).count()
-    waiting = sum(part.filter(created_at__lt=cutoff).count() for part in unarchived)
-    deleted = 0
-    if not dry_run and through_id:
-        _verify_archives(through_id)
-        while batch := _purge_batch(through_id, batch_size):
-            deleted += batch
-            if progress:
-                progress(deleted, due)
-    if held and not dry_run:
-        log(
-            "audit.purge_held",
-            metadata={"kept": held, "holds": [h.pk for h in active], "first_held_id": first_held},
-        )
+    held = AuditLog.objects.filter(due, held_q).count() if held_q is not None else 0
+    waiting = sum(part.filter(due).count() for part in _unarchived(dry_run=dry_run))
+    if not dry_run:
+        for month, last_id, count in counted:
+            if count:
+                run.clean(month, last_id)
+        if held:
+            log("audit.purge_held", metadata={"kept": held, "holds": [h.pk for h in active]})
     result = Cleanup(
         cutoff=cutoff,
-        deleted=due if dry_run else deleted,
-        purged_through_id=through_id,
+        deleted=run.total if dry_run else run.deleted,
         dry_run=dry_run,
         held=held,
         unarchived=waiting,
+        dropped=tuple(run.dropped),
     )
     details = {
         "days": days,
+        "by_category": settings.AUDIT_RETENTION_DAYS_BY_CATEGORY,
         "dry_run": dry_run,
         "deleted": result.deleted,
         "cutoff": cutoff,
         "held": held,
         "unarchived": waiting,
+        "dropped": run.dropped,
     }
-    log("admin.audit_cleanup", metadata={**details, "purged_through_id": through_id})
+    log("admin.audit_cleanup", metadata=details)
     if via:
         record_admin_action(via, action="admin.audit_cleanup", details=details)
     return result

@@ -7,9 +7,10 @@ database): it cannot update, delete or truncate them, write a retention grant or
 or alter, disable or drop their triggers (only an owner can). What it needs beyond that goes
 through SECURITY DEFINER functions of the owner, which check their own conditions:
 
-- `audit_purge(through_id)` deletes the entries up to an id for the retention cleanup, and
-  refuses if any of them is younger than AUDIT_MIN_RETENTION_DAYS, not sealed yet, in no
-  recorded archive, or kept by a legal hold;
+- `audit_purge(month, ids)` deletes entries of a month for the retention cleanup, and refuses
+  if any of them is younger than AUDIT_MIN_RETENTION_DAYS, not in the month's recorded archive
+  (which holds only sealed entries), or kept by a legal hold; `audit_drop_month(month)` detaches
+  and drops a month's partition on the same conditions for every entry of the month;
 - `audit_record_archive(...)` records a month written to the archive (audit/archive.py) only
   for a month that has ended and whose entries up to the archive's last id are as many, and
   from the first id, as it says: a made-up record cannot let unarchived entries go;
@@ -47,7 +48,8 @@ HOLD_RELEASE = ("released_at", "released_by_email", "release_reason")
 CHECKPOINT_FIELDS = ("first_id", "last_id", "row_count", "rows_hash", "previous_digest")
 FUNCTIONS = (
     "audit_append(json, json)",
-    "audit_purge(bigint)",
+    "audit_purge(date, bigint[])",
+    "audit_drop_month(date)",
     "audit_seal_boundary()",
     "audit_add_checkpoint(bigint, bigint, integer, text, text, text)",
     partitions.FUNCTION,
@@ -64,6 +66,19 @@ def functions_sql(schema: str, min_retention_days: int) -> list[str]:
     archives = f"{schema}.{Archive._meta.db_table}"
     holds = f"{schema}.{LegalHold._meta.db_table}"
     days = int(min_retention_days)
+    # The month a purge or a drop is about, and the last id of its archive.
+    month_bounds = f"""
+            lower timestamptz := month::timestamp AT TIME ZONE 'UTC';
+            upper timestamptz := (month + interval '1 month')::timestamp AT TIME ZONE 'UTC';
+            archived bigint := (SELECT a.last_id FROM {archives} a WHERE a.month = $1);"""  # noqa: S608
+    in_month = "e.created_at >= lower AND e.created_at < upper"
+    held = f"""EXISTS (SELECT FROM {holds} h WHERE h.released_at IS NULL
+                    AND (h.user_id IS NULL OR e.user_id = h.user_id)
+                    AND (h.resource_type = '' OR e.resource_type = h.resource_type)
+                    AND (h.resource_id = '' OR e.resource_id = h.resource_id)
+                    AND (h.category = '' OR e.category = h.category)
+                    AND (h.starts_at IS NULL OR e.created_at >= h.starts_at)
+                    AND (h.ends_at IS NULL OR e.created_at < h.ends_at))"""
     # A SECURITY DEFINER function runs with the owner's rights: it names its tables in full and
     # searches pg_catalog first and pg_temp last, so that no object a caller can create is
     # used in their place (the trigger it fires still finds the schema's tables).
@@ -86,52 +101,69 @@ def functions_sql(schema: str, min_retention_days: int) -> list[str]:
             ) SELECT added.id, added.created_at FROM added;
         END $$
         """,  # noqa: S608
+        # The purge of a prefix of ids, which the purge by month replaced.
+        f"DROP FUNCTION IF EXISTS {schema}.audit_purge(bigint)",
         f"""
-        CREATE OR REPLACE FUNCTION {schema}.audit_purge(through_id bigint) RETURNS bigint
+        CREATE OR REPLACE FUNCTION {schema}.audit_purge(month date, ids bigint[]) RETURNS bigint
         {header} AS $$
         DECLARE
+            {month_bounds}
             deleted bigint;
         BEGIN
-            IF through_id > (SELECT coalesce(max(last_id), 0) FROM {checkpoints}) THEN
-                RAISE EXCEPTION 'audit entries through id % are not all sealed', through_id
-                    USING ERRCODE = '{NOT_SEALED}';
+            IF EXISTS (SELECT FROM {entries} e WHERE {in_month} AND e.id = ANY(ids)
+                    AND (archived IS NULL OR e.id > archived)) THEN
+                RAISE EXCEPTION 'audit entries of % are not all archived', month
+                    USING ERRCODE = '{NOT_ARCHIVED}';
             END IF;
-            IF (SELECT max(e.created_at) FROM {entries} e WHERE e.id <= through_id)
-                    > now() - interval '{days} days' THEN
+            IF EXISTS (SELECT FROM {entries} e WHERE {in_month} AND e.id = ANY(ids)
+                    AND e.created_at > now() - interval '{days} days') THEN
                 RAISE EXCEPTION 'audit entries younger than {days} days are kept'
                     USING ERRCODE = '{TOO_YOUNG}';
             END IF;
-            -- Only what an archive holds (audit/archive.py), and nothing a legal hold keeps.
-            IF EXISTS (
-                SELECT FROM {entries} e WHERE e.id <= through_id AND NOT EXISTS (
-                    SELECT FROM {archives} a
-                    WHERE e.created_at >= a.month::timestamp AT TIME ZONE 'UTC'
-                        AND e.created_at < (a.month + 1 * interval '1 month')::timestamp
-                            AT TIME ZONE 'UTC'
-                        AND e.id <= a.last_id
-                )
-            ) THEN
-                RAISE EXCEPTION 'audit entries through id % are not all archived', through_id
-                    USING ERRCODE = '{NOT_ARCHIVED}';
-            END IF;
-            IF EXISTS (
-                SELECT FROM {entries} e JOIN {holds} h ON h.released_at IS NULL
-                    AND (h.user_id IS NULL OR e.user_id = h.user_id)
-                    AND (h.resource_type = '' OR e.resource_type = h.resource_type)
-                    AND (h.resource_id = '' OR e.resource_id = h.resource_id)
-                    AND (h.category = '' OR e.category = h.category)
-                    AND (h.starts_at IS NULL OR e.created_at >= h.starts_at)
-                    AND (h.ends_at IS NULL OR e.created_at < h.ends_at)
-                WHERE e.id <= through_id
-            ) THEN
-                RAISE EXCEPTION 'a legal hold keeps audit entries through id %', through_id
+            IF EXISTS (SELECT FROM {entries} e WHERE {in_month} AND e.id = ANY(ids) AND {held})
+            THEN
+                RAISE EXCEPTION 'a legal hold keeps audit entries of %', month
                     USING ERRCODE = '{HELD}';
             END IF;
             INSERT INTO {grants} (transaction_id) VALUES (txid_current());
-            DELETE FROM {entries} WHERE id <= through_id;  -- every one final: all sealed
+            DELETE FROM {entries} e WHERE {in_month} AND e.id = ANY(ids);
             GET DIAGNOSTICS deleted = ROW_COUNT;
             DELETE FROM {grants} WHERE transaction_id = txid_current();
             RETURN deleted;
+        END $$
+        """,  # noqa: S608
+        # A month whose every entry is past retention, archived and held by no hold leaves by
+        # its partition: detached and dropped, a moment's lock instead of a million deletes.
+        f"""
+        CREATE OR REPLACE FUNCTION {schema}.audit_drop_month(month date) RETURNS bigint
+        {header} SET lock_timeout = '{partitions.LOCK_WAIT}' AS $$
+        DECLARE
+            {month_bounds}
+            part regclass := to_regclass(
+                format('{schema}.%I', '{partitions.ENTRIES}_p' || to_char(month, 'YYYY_MM')));
+            dropped bigint;
+        BEGIN
+            IF part IS NULL THEN
+                RAISE EXCEPTION 'audit entries of % have no partition of their own', month
+                    USING ERRCODE = 'undefined_table';
+            END IF;
+            IF archived IS NULL
+                OR EXISTS (SELECT FROM {entries} e WHERE {in_month} AND e.id > archived) THEN
+                RAISE EXCEPTION 'audit entries of % are not all archived', month
+                    USING ERRCODE = '{NOT_ARCHIVED}';
+            END IF;
+            IF upper > now() - interval '{days} days' THEN
+                RAISE EXCEPTION 'audit entries younger than {days} days are kept'
+                    USING ERRCODE = '{TOO_YOUNG}';
+            END IF;
+            IF EXISTS (SELECT FROM {entries} e WHERE {in_month} AND {held}) THEN
+                RAISE EXCEPTION 'a legal hold keeps audit entries of %', month
+                    USING ERRCODE = '{HELD}';
+            END IF;
+            EXECUTE format('SELECT count(*) FROM %s', part) INTO dropped;
+            EXECUTE format('ALTER TABLE {entries} DETACH PARTITION %s', part);
+            EXECUTE format('DROP TABLE %s', part);
+            RETURN dropped;
         END $$
         """,  # noqa: S608
         f"""

@@ -354,6 +354,18 @@ TEMPLATED_EMAIL_FILE_EXTENSION = "email"
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)
 # PCI DSS 10.5.1 keeps twelve months of audit history: nothing may prune younger entries.
 AUDIT_MIN_RETENTION_DAYS = env.int("AUDIT_MIN_RETENTION_DAYS", default=365)
+# Categories kept longer or shorter than AUDIT_RETENTION_DAYS, as "security=730,billing=3650"
+# (each at least AUDIT_MIN_RETENTION_DAYS: a system check says so).
+_BY_CATEGORY = env.str("AUDIT_RETENTION_DAYS_BY_CATEGORY", default="")
+if not re.fullmatch(r"(\s*[a-z_]+\s*=\s*[0-9]{1,6}\s*(,|$))*", _BY_CATEGORY):
+    raise ImproperlyConfigured(
+        f"AUDIT_RETENTION_DAYS_BY_CATEGORY={_BY_CATEGORY!r} is not a list such as "
+        "security=730,billing=3650 (a category, =, days; commas between)."
+    )
+AUDIT_RETENTION_DAYS_BY_CATEGORY = {
+    name.strip(): int(days)
+    for name, days in (item.split("=") for item in _BY_CATEGORY.split(",") if item.strip())
+}
 # The HMAC key of row digests and checkpoints. Set it explicitly in production and keep it
 # apart from the database: whoever holds it can re-seal a tampered trail. Changing it makes
 # existing entries fail verification.

@@ -74,6 +74,10 @@ class CleanupResultSerializer(serializers.Serializer):
     unarchived = serializers.IntegerField(
         help_text="Entries past the cutoff kept until their month is archived."
     )
+    dropped = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Months (YYYY-MM) whose every entry went, by dropping their partition.",
+    )
 
 
 class VerificationSerializer(serializers.Serializer):

@@ -138,3 +138,20 @@ def entries_in(month: datetime.date, count: int, *, day: int = 10) -> list[int]:
             params=[db_value(moment), mark],
         )
     return list(AuditLog.objects.filter(id__gt=mark).order_by("id").values_list("id", flat=True))
+
+
+def fetch(sql: str, params=None) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def partitions_of(table: str = "audit_auditlog") -> dict[str, str]:
+    """name -> bounds, as the catalog says."""
+    return dict(
+        fetch(
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits h"
+            " JOIN pg_class c ON c.oid = h.inhrelid WHERE h.inhparent = %s::regclass",
+            [table],
+        )
+    )

@@ -7,13 +7,24 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 
-from audit import archive, retention, services
+from audit import archive, holds, retention, services
 from audit import tasks as audit_tasks
+from audit.apps import check_retention_by_category
 from audit.models import Archive, AuditLog, Checkpoint, RetentionGrant
 from audit.tests.factories import AuditLogFactory
-from audit.tests.helpers import age_entries, entries_after, last_entry_id, only_entry, run_sql
+from audit.tests.helpers import (
+    age_entries,
+    entries_after,
+    entries_in,
+    last_entry_id,
+    months_ago,
+    only_entry,
+    partitions_of,
+    run_sql,
+    seal_all,
+)
 from audit.verification import verify_audit_log
 
 pytestmark = pytest.mark.django_db
@@ -47,20 +58,32 @@ def test_cleanup_deletes_sealed_entries_older_than_the_cutoff():
     assert AuditLog.objects.filter(id__range=(young.first_id, young.last_id)).count() == 2
 
 
-def test_cleanup_deletes_whole_sealed_ranges_only():
-    """A range holding one entry younger than the cutoff is kept whole, old rows included."""
-    old = old_sealed_range(2)
-    AuditLogFactory.create_batch(3)
-    mixed = services.seal_audit_log()
-    # Two of the range made old, one young: a range sealed before the seal cut ranges at
-    # months may span the cutoff.
-    age_entries(days=OLD, after_id=old.last_id, through_id=mixed.last_id - 1)
+def test_each_category_is_kept_as_long_as_its_own_retention_says(settings):
+    settings.AUDIT_RETENTION_DAYS_BY_CATEGORY = {"auth": 500}
+    mark = last_entry_id()
+    login = AuditLogFactory(action="user.login")  # category auth
+    others = AuditLogFactory.create_batch(2)
+    age_entries(days=OLD, after_id=mark)
+    services.seal_audit_log()
 
     result = retention.cleanup_audit_logs(days=365)
 
-    assert result.deleted == old.row_count
-    assert result.purged_through_id == old.last_id
-    assert AuditLog.objects.filter(id__range=(mixed.first_id, mixed.last_id)).count() == 3
+    assert result.deleted == 2
+    assert list(AuditLog.objects.filter(id__lte=others[-1].id).values_list("id", flat=True)) == [
+        login.id
+    ]
+    assert verify_audit_log().ok  # the removed entries are in the month's archive
+    settings.AUDIT_RETENTION_DAYS_BY_CATEGORY = {"auth": 390}
+    assert retention.cleanup_audit_logs(days=365).deleted == 1
+
+
+def test_a_category_kept_fewer_days_than_the_minimum_is_a_system_check_error(settings):
+    settings.AUDIT_RETENTION_DAYS_BY_CATEGORY = {"auth": 30, "nothing": 400, "security": 400}
+
+    errors = {error.id: error.msg for error in check_retention_by_category(None)}
+
+    assert set(errors) == {"audit.E003", "audit.E004"}
+    assert "'nothing'" in errors["audit.E003"] and "auth 30 days" in errors["audit.E004"]
 
 
 def test_old_entries_not_sealed_yet_are_kept():
@@ -78,15 +101,17 @@ def test_old_entries_not_sealed_yet_are_kept():
 def test_cleanup_deletes_in_batches_each_recorded_as_audit_purged():
     old = old_sealed_range(5)
     mark = last_entry_id()
+    month = AuditLog.objects.get(id=old.first_id).created_at
 
     result = retention.cleanup_audit_logs(days=365, batch_size=2)
 
     purged = list(entries_after(mark, action="audit.purged"))
     assert result.deleted == old.row_count == 5
     assert [entry.metadata["deleted"] for entry in purged] == [2, 2, 1]
-    assert purged[-1].metadata["purged_through_id"] == old.last_id
-    ids = [entry.metadata["purged_through_id"] for entry in purged]
-    assert ids == sorted(ids)
+    assert purged[-1].metadata["last_id"] == old.last_id
+    assert {entry.metadata["month"] for entry in purged} == {f"{month:%Y-%m}"}
+    ids = [(entry.metadata["first_id"], entry.metadata["last_id"]) for entry in purged]
+    assert ids == sorted(ids) and ids[0][0] == old.first_id
 
 
 def test_cleanup_below_the_minimum_retention_is_refused(settings):
@@ -291,6 +316,46 @@ def test_an_entry_written_into_an_archived_month_afterwards_is_kept():
     result = retention.cleanup_audit_logs(days=365)
 
     assert AuditLog.objects.filter(id=late.id).exists()
-    assert result.purged_through_id < late.id
+    assert result.deleted == 3
     assert result.unarchived == 1
     assert done.last_id < late.id and old.last_id <= done.last_id
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="partitions are PostgreSQL's")
+def test_a_month_that_goes_whole_leaves_by_dropping_its_partition():
+    month = months_ago(14)
+    run_sql("SELECT audit_add_partitions(%s, %s)", params=[month, month])
+    gone = entries_in(month, 3)
+    young = AuditLogFactory()
+    seal_all()
+    mark = last_entry_id()
+    out = io.StringIO()
+
+    call_command("cleanup_audit_logs", "--days=365", stdout=out)
+
+    assert f"  {month:%Y-%m} left whole: its partition was dropped" in out.getvalue()
+    assert f"audit_auditlog_p{month:%Y_%m}" not in partitions_of()
+    assert not AuditLog.objects.filter(id__in=gone).exists()
+    assert AuditLog.objects.filter(id=young.id).exists()
+    dropped = only_entry(mark, "audit.purged")
+    assert dropped.metadata == {"month": f"{month:%Y-%m}", "deleted": 3, "dropped": True}
+    assert dropped.description == f"3 audit entries of {month:%Y-%m} removed"
+    assert verify_audit_log().ok
+
+
+def test_a_month_with_a_held_entry_goes_by_rows_around_it():
+    month = months_ago(14)
+    if connection.vendor == "postgresql":
+        run_sql("SELECT audit_add_partitions(%s, %s)", params=[month, month])
+    ids = entries_in(month, 3)
+    seal_all()
+    held = AuditLog.objects.get(id=ids[1])
+    holds.place_legal_hold(
+        reason="case", resource_type=held.resource_type, resource_id=held.resource_id, via="api"
+    )
+
+    result = retention.cleanup_audit_logs(days=365)
+
+    assert (result.deleted, result.held, result.dropped) == (2, 1, ())
+    assert list(AuditLog.objects.filter(id__in=ids).values_list("id", flat=True)) == [ids[1]]
+    assert verify_audit_log().ok

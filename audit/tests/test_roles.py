@@ -14,7 +14,14 @@ from audit.apps import check_app_role_cannot_rewrite_the_trail
 from audit.models import Archive, AuditLog, LegalHold
 from audit.roles import reconnected
 from audit.tests.factories import AuditLogFactory
-from audit.tests.helpers import age_entries, run_sql
+from audit.tests.helpers import (
+    age_entries,
+    entries_in,
+    months_ago,
+    partitions_of,
+    run_sql,
+    seal_all,
+)
 from invoicegen.billing.tests.factories import InvoiceFactory
 
 pytestmark = [
@@ -131,37 +138,36 @@ def test_the_app_role_purges_old_sealed_entries_through_the_owners_function(app_
     assert services.check_audit_log().ok
 
 
-@pytest.mark.parametrize("aged", [True, False], ids=["not sealed", "too young"])
-def test_the_owners_purge_refuses_young_or_unsealed_entries(app_role, aged):
-    AuditLogFactory.create_batch(2)
-    services.seal_audit_log()
-    newest = AuditLogFactory()
-    if aged:  # old enough, but the newest is not sealed yet
-        age_entries(days=400)
-    count = AuditLog.objects.count()
-
-    expected = "not all sealed" if aged else "younger than 365 days"
-    with logged_in_as(app_role), pytest.raises(DatabaseError, match=expected):
-        run_sql("SELECT audit_purge(%s)", params=[newest.id if aged else newest.id - 1])
-
-    assert AuditLog.objects.count() == count
-
-
-@pytest.mark.parametrize("why", ["not archived", "held"])
-def test_the_owners_purge_refuses_entries_not_archived_or_held(app_role, why):
-    AuditLogFactory.create_batch(2)
-    age_entries(days=400)
-    checkpoint = services.seal_audit_log()
+@pytest.mark.parametrize(
+    ("why", "expected"),
+    [
+        ("not archived", "not all archived"),
+        ("written after its archive", "not all archived"),
+        ("too young", "younger than 365 days"),
+        ("held", "a legal hold keeps"),
+    ],
+)
+def test_the_owners_purge_and_drop_refuse_what_must_stay(app_role, why, expected):
+    month = months_ago(2 if why == "too young" else 14)
+    run_sql("SELECT audit_add_partitions(%s, %s)", params=[month, month])
+    ids = entries_in(month, 2)
+    seal_all()
+    if why != "not archived":
+        archive.archive_month(month)
+    if why == "written after its archive":
+        ids += entries_in(month, 1)  # a clock gone back
+        seal_all()
     if why == "held":
-        archive.archive_ended_months()
         LegalHold.objects.create(reason="case", placed_by_email="x@example.com")
     count = AuditLog.objects.count()
 
-    expected = "not all archived" if why == "not archived" else "a legal hold keeps"
     with logged_in_as(app_role), pytest.raises(DatabaseError, match=expected):
-        run_sql("SELECT audit_purge(%s)", params=[checkpoint.last_id])
+        run_sql("SELECT audit_purge(%s, %s::bigint[])", params=[month, ids])
+    with logged_in_as(app_role), pytest.raises(DatabaseError, match=expected):
+        run_sql("SELECT audit_drop_month(%s)", params=[month])
 
     assert AuditLog.objects.count() == count
+    assert f"audit_auditlog_p{month:%Y_%m}" in partitions_of()
 
 
 def test_the_owners_archive_record_must_match_the_entries(app_role):

@@ -8,9 +8,11 @@ from audit.retention import cleanup_audit_logs
 
 class Command(BaseCommand):
     help = (
-        "Delete audit entries older than the retention period, once their month is archived "
-        "and unless a legal hold keeps them, in batches of short transactions (safe to "
-        "interrupt and re-run). Refuses to go below AUDIT_MIN_RETENTION_DAYS."
+        "Delete audit entries past their category's retention (AUDIT_RETENTION_DAYS_BY_CATEGORY, "
+        "--days for the others), once their month is archived and unless a legal hold keeps "
+        "them: a month that goes whole by dropping its partition, the rest in batches of short "
+        "transactions (safe to interrupt and re-run). Refuses to go below "
+        "AUDIT_MIN_RETENTION_DAYS."
     )
 
     def add_arguments(self, parser):
@@ -18,7 +20,8 @@ class Command(BaseCommand):
             "--days",
             type=int,
             default=settings.AUDIT_RETENTION_DAYS,
-            help="delete entries older than this many days (default: AUDIT_RETENTION_DAYS)",
+            help="delete entries older than this many days, in categories with no retention of "
+            "their own (default: AUDIT_RETENTION_DAYS)",
         )
         parser.add_argument(
             "--dry-run", action="store_true", help="only count what would be deleted"
@@ -45,6 +48,8 @@ class Command(BaseCommand):
         verb = "would delete" if dry_run else "deleted"
         if result.held:
             self.stdout.write(f"  kept {result.held:,} entries for legal holds")
+        for month in result.dropped:
+            self.stdout.write(f"  {month} left whole: its partition was dropped")
         if result.unarchived:
             self.stdout.write(f"  kept {result.unarchived:,} entries until their month is archived")
         self.stdout.write(
