@@ -189,7 +189,10 @@ class AuditLogAdmin(ReadOnlyAdmin):
             confirmed = "confirm" in request.POST
             try:
                 result = retention.cleanup_audit_logs(
-                    days=days, dry_run=not confirmed, via=AdminAction.Kind.TOOL
+                    days=days,
+                    dry_run=not confirmed,
+                    via=AdminAction.Kind.TOOL,
+                    archive_first=False,
                 )
             except ValidationError as error:
                 form.add_error("days", error.message_dict.get("days", error.messages))

@@ -1,3 +1,5 @@
+import os
+
 from django.apps import AppConfig
 from django.core import checks
 from django.db.models.indexes import IndexExpression
@@ -22,6 +24,7 @@ class AuditConfig(AppConfig):
         receivers.connect_task_receivers()
         checks.register(check_tracked_models_capture_bulk_writes)
         checks.register(check_retention_by_category)
+        checks.register(check_archive_signing_key_is_set, checks.Tags.security, deploy=True)
         checks.register(check_actions_in_the_trail_are_registered, checks.Tags.database)
         checks.register(
             check_app_role_cannot_rewrite_the_trail,
@@ -59,6 +62,23 @@ def check_app_role_cannot_rewrite_the_trail(app_configs, databases=None, **kwarg
             hint="Run migrations as an owner role (DATABASE_OWNER_URL) and the application as a "
             "role of its own (README: production; for an existing database, REASSIGN OWNED).",
             id="audit.W001",
+        )
+    ]
+
+
+def check_archive_signing_key_is_set(app_configs, **kwargs):
+    """The key that signs the archive's manifests must be its own, kept apart from the
+    database and the application's other secrets: derived from SECRET_KEY, anyone who reads the
+    settings can sign a forged month."""
+    if os.environ.get("AUDIT_ARCHIVE_SIGNING_KEY"):
+        return []
+    return [
+        checks.Warning(
+            "AUDIT_ARCHIVE_SIGNING_KEY is not set: the archive's manifests are signed with a "
+            "key derived from SECRET_KEY.",
+            hint="`manage.py audit_archive_key --new` makes one; set it before the first "
+            "month is archived (the archive verifies with one public key).",
+            id="audit.W003",
         )
     ]
 

@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import json
 import tempfile
+import zlib
 from contextlib import contextmanager
 
 from django.conf import settings
@@ -99,15 +100,33 @@ def _put(store, name: str, spool) -> dict:
     size = spool.tell()
     spool.seek(0)
     digest = hashlib.file_digest(spool, "sha256").hexdigest()
+    entry = {"name": name.rsplit("/", 1)[1], "bytes": size, "sha256": digest}
     if store.exists(name):
         with store.open(name, "rb") as stored:
-            if hashlib.file_digest(stored, "sha256").hexdigest() != digest:
-                raise ArchiveError(f"{name} is already in the archive with other content")
-    else:
-        spool.seek(0)
-        if store.save(name, File(spool)) != name:
-            raise ArchiveError(f"the archive storage saved {name} under another name")
-    return {"name": name.rsplit("/", 1)[1], "bytes": size, "sha256": digest}
+            if hashlib.file_digest(stored, "sha256").hexdigest() == digest:
+                return entry
+        if not _cut_short(store, name):
+            raise ArchiveError(f"{name} is already in the archive with other content")
+        store.delete(name)  # a write that an interrupted run left unfinished (a folder's)
+    spool.seek(0)
+    if store.save(name, File(spool)) != name:
+        raise ArchiveError(f"the archive storage saved {name} under another name")
+    return entry
+
+
+def _cut_short(store, name: str) -> bool:
+    """Whether a stored file ends before its content does: a gzip stream or a manifest cut off
+    mid-write."""
+    try:
+        with store.open(name, "rb") as stored:
+            if name.endswith(".gz"):
+                for _ in fmt.gzip_lines(stored, hashlib.sha256()):
+                    pass
+            else:
+                json.loads(stored.read(fmt.MAX_MANIFEST))
+    except (ValueError, zlib.error):
+        return True
+    return False
 
 
 def _put_lines(store, name: str, lines) -> dict:

@@ -52,12 +52,13 @@ def _due(days: int, now: datetime.datetime) -> Q:
     return due
 
 
-def _archived_until(*, dry_run: bool) -> datetime.datetime | None:
-    """Where the archive ends: after the last archived month, or, for a dry run, after the
-    last month a run would archive first (ended, and sealed through its last entry)."""
+def _archived_until(*, ahead: bool) -> datetime.datetime | None:
+    """Where the archive ends: after the last archived month, or `ahead` (a dry run of a run
+    that archives first), after the last month it would archive (ended, and sealed through its
+    last entry)."""
     last = Archive.objects.order_by("-month").first()
     archived = archive.month_bounds(last.month)[1] if last else None
-    if not dry_run:
+    if not ahead:
         return archived
     head = Checkpoint.objects.order_by("-id").first()
     unsealed = AuditLog.objects.filter(id__gt=head.last_id if head else 0)
@@ -70,13 +71,13 @@ def _archived_until(*, dry_run: bool) -> datetime.datetime | None:
     return max(until, archived) if archived else until
 
 
-def _unarchived(*, dry_run: bool) -> list:
+def _unarchived(*, ahead: bool) -> list:
     """The entries no archive holds, as querysets: those after the archive's end, those
     before its first month, and in each archived month those with an id past its archive's
     (written into the month after it was archived: a clock gone back). Every id up to an
     archive's last was final when it was written (its month was sealed)."""
     archives = list(Archive.objects.order_by("month"))
-    until = _archived_until(dry_run=dry_run)
+    until = _archived_until(ahead=ahead)
     parts = [AuditLog.objects.filter(created_at__gte=until) if until else AuditLog.objects.all()]
     if archives:
         first = archive.month_bounds(archives[0].month)[0]
@@ -91,16 +92,16 @@ def _unarchived(*, dry_run: bool) -> list:
     return parts
 
 
-def _months(before: datetime.datetime, *, dry_run: bool) -> list[tuple[datetime.date, int | None]]:
+def _months(before: datetime.datetime, *, ahead: bool) -> list[tuple[datetime.date, int | None]]:
     """The months that began before `before`, with their archive's last id: those archived,
-    and for a dry run also those a run would archive first (None: all of their entries)."""
+    and `ahead` also those a run would archive first (None: all of their entries)."""
     months = [
         (done.month, done.last_id)
         for done in Archive.objects.filter(month__lt=before.date()).order_by("month")
     ]
-    if not dry_run:
+    if not ahead:
         return months
-    until = _archived_until(dry_run=True)
+    until = _archived_until(ahead=True)
     after = archive.month_bounds(months[-1][0])[1] if months else None
     oldest = AuditLog.objects.filter(**({"created_at__gte": after} if after else {}))
     oldest = oldest.aggregate(oldest=Min("created_at"))["oldest"]
@@ -222,10 +223,13 @@ def cleanup_audit_logs(
     batch_size: int | None = None,
     progress=None,
     via: str | None = None,
+    archive_first: bool = True,
 ) -> Cleanup:
     """Remove the entries past their category's retention (`days` for a category with none of
     its own, never fewer than AUDIT_MIN_RETENTION_DAYS) that are archived and held by no legal
-    hold. The run is itself audited as `admin.audit_cleanup`."""
+    hold. The ended months are archived first, unless `archive_first` is off (a request: the
+    archive of a large month takes minutes, and the beat archives every night); then only the
+    months archived already are cleaned. The run is itself audited as `admin.audit_cleanup`."""
     minimum = settings.AUDIT_MIN_RETENTION_DAYS
     if days < minimum:
         raise ValidationError(
@@ -238,15 +242,16 @@ def cleanup_audit_logs(
     cutoff = now - datetime.timedelta(days=days)
     due = _due(days, now)
     shortest = min([days, *settings.AUDIT_RETENTION_DAYS_BY_CATEGORY.values()])
-    if not dry_run:
+    if archive_first and not dry_run:
         archive.archive_ended_months()
-    months = _months(now - datetime.timedelta(days=shortest), dry_run=dry_run)
+    ahead = archive_first and dry_run
+    months = _months(now - datetime.timedelta(days=shortest), ahead=ahead)
     counted = [(month, last_id, _going(month, last_id, due).count()) for month, last_id in months]
     run = _Run(due, batch_size, sum(count for *_, count in counted), progress)
     active = holds.active_holds()
     held_q = holds.held_by(active)
     held = AuditLog.objects.filter(due, held_q).count() if held_q is not None else 0
-    waiting = sum(part.filter(due).count() for part in _unarchived(dry_run=dry_run))
+    waiting = sum(part.filter(due).count() for part in _unarchived(ahead=ahead))
     if not dry_run:
         for month, last_id, count in counted:
             if count:

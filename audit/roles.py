@@ -14,6 +14,8 @@ through SECURITY DEFINER functions of the owner, which check their own condition
 - `audit_record_archive(...)` records a month written to the archive (audit/archive.py) only
   for a month that has ended and whose entries up to the archive's last id are as many, and
   from the first id, as it says: a made-up record cannot let unarchived entries go;
+- `audit_release_hold(hold, by_email, why)` ends a legal hold, only in a transaction that
+  wrote its `audit.hold_released` entry first;
 - `audit_seal_boundary()` waits (SHARE lock) until no transaction that wrote an entry is still
   open, and returns the highest id then committed: every id below it is final, so the seal
   never has to guess how long a transaction may stay open;
@@ -32,7 +34,7 @@ functions exist and nothing is revoked.
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import connections
+from django.db import connections, transaction
 
 from audit import integrity, partitions, triggers
 from audit.models import AdminAction, Archive, AuditLog, Checkpoint, LegalHold, RetentionGrant
@@ -44,7 +46,6 @@ NOT_NEXT = "AU003"
 NOT_ARCHIVED = "AU004"
 HELD = "AU005"
 ENTRY_COLUMNS = (*integrity.DIGEST_FIELDS, "digest")  # what the application writes
-HOLD_RELEASE = ("released_at", "released_by_email", "release_reason")
 CHECKPOINT_FIELDS = ("first_id", "last_id", "row_count", "rows_hash", "previous_digest")
 FUNCTIONS = (
     "audit_append(json, json)",
@@ -54,6 +55,7 @@ FUNCTIONS = (
     "audit_add_checkpoint(bigint, bigint, integer, text, text, text)",
     partitions.FUNCTION,
     "audit_record_archive(date, bigint, bigint, bigint, text, text)",
+    "audit_release_hold(bigint, text, text)",
 )
 
 _CREDENTIALS = ("USER", "PASSWORD", "HOST", "PORT")
@@ -242,6 +244,28 @@ def functions_sql(schema: str, min_retention_days: int) -> list[str]:
             RETURN added;
         END $$
         """,  # noqa: S608
+        # A hold ends only with its audit entry, written since this transaction began (an
+        # entry's time is its statement's): the role cannot release one quietly.
+        f"""
+        CREATE OR REPLACE FUNCTION {schema}.audit_release_hold(
+            hold bigint, by_email text, why text
+        ) RETURNS void {header} AS $$
+        BEGIN
+            IF NOT EXISTS (SELECT FROM {entries} e WHERE e.action = 'audit.hold_released'
+                    AND e.resource_type = 'legal_hold' AND e.resource_id = hold::text
+                    AND e.created_at >= now()) THEN
+                RAISE EXCEPTION 'legal hold % is released with its audit entry only', hold
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            UPDATE {holds} h SET released_at = now(), released_by_email = by_email,
+                release_reason = why
+            WHERE h.id = hold AND h.released_at IS NULL;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'legal hold % is not active', hold
+                    USING ERRCODE = 'no_data_found';
+            END IF;
+        END $$
+        """,  # noqa: S608
         f"REVOKE ALL ON FUNCTION {', '.join(FUNCTIONS)} FROM PUBLIC",
     ]
 
@@ -261,10 +285,10 @@ def grant_sql(schema: str, role: str) -> list[str]:
         f"GRANT INSERT ON {schema}.{AdminAction._meta.db_table} TO {role}",
         f"GRANT INSERT ({entry_columns}) ON {entries} TO {role}",
         f"REVOKE ALL ON {schema}.{RetentionGrant._meta.db_table} FROM {role}",
-        # A hold is placed, and released once: never deleted, nor its terms rewritten.
+        # A hold is placed, and released once through audit_release_hold(): never deleted,
+        # nor its terms rewritten.
         f"REVOKE ALL ON {holds} FROM {role}",
         f"GRANT SELECT, INSERT ON {holds} TO {role}",
-        f"GRANT UPDATE ({', '.join(HOLD_RELEASE)}) ON {holds} TO {role}",
         # The partitions (audit/partitions.py): only through the partitioned table.
         f"""
         DO $$ DECLARE part regclass; BEGIN
@@ -286,7 +310,9 @@ def set_up(connection, *, app_role: str | None) -> None:
     if connection.vendor != "postgresql":
         return
     quote = connection.ops.quote_name
-    with connection.cursor() as cursor:
+    # One transaction: between a REVOKE and the GRANT after it, the application's role would
+    # be refused what it may do.
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         cursor.execute("SELECT current_schema(), current_user")
         schema, owner = cursor.fetchone()
         statements = functions_sql(quote(schema), settings.AUDIT_MIN_RETENTION_DAYS)

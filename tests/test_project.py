@@ -44,24 +44,26 @@ def test_deploy_check_is_clean_with_production_settings():
         "SECRET_KEY": "x" * 60 + "-production-like-key-for-the-check-only",
         "ALLOWED_HOSTS": "invoices.example.com",
         "APP_BASE_URL": "https://invoices.example.com",
+        "AUDIT_ARCHIVE_SIGNING_KEY": "9" * 43 + "=",
         "PATH": "/usr/bin:/bin",
     }
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(settings.BASE_DIR / "manage.py"),
-            "check",
-            "--deploy",
-            "--fail-level",
-            "WARNING",
-        ],
+    result = deploy_check(env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+    del env["AUDIT_ARCHIVE_SIGNING_KEY"]
+    without = deploy_check(env)
+    assert without.returncode != 0 and "audit.W003" in without.stdout + without.stderr
+
+
+def deploy_check(env: dict) -> subprocess.CompletedProcess:
+    command = ["check", "--deploy", "--fail-level", "WARNING"]
+    return subprocess.run(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), *command],
         env=env,
         capture_output=True,
         text=True,
         check=False,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "no issues" in result.stdout
 
 
 def test_production_settings_refuse_a_missing_secret_key():

@@ -93,12 +93,16 @@ class AuditLogViewSet(mixins.ListModelMixin, StaffOnly):
     @extend_schema(
         parameters=[serializers.CleanupQuerySerializer],
         responses={200: serializers.CleanupResultSerializer, 409: CONFLICT},
-        description="409: a month's archive could not be written, or does not verify.",
+        description="Removes what is past retention in the months archived already (the beat "
+        "archives ended months nightly). 409: a month's archive does not verify, or a legal "
+        "hold placed meanwhile keeps an entry.",
     )
     def cleanup(self, request):
         query = serializers.CleanupQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        result = retention.cleanup_audit_logs(**query.validated_data, via=AdminAction.Kind.API)
+        result = retention.cleanup_audit_logs(
+            **query.validated_data, via=AdminAction.Kind.API, archive_first=False
+        )
         return Response(serializers.CleanupResultSerializer(result).data)
 
     @extend_schema(responses=serializers.VerificationSerializer)

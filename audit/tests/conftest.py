@@ -1,6 +1,8 @@
 import pytest
 
+from audit import archive, services
 from audit.tests import helpers
+from audit.tests.factories import AuditLogFactory
 from invoicegen.accounts.tests.factories import UserFactory
 
 
@@ -22,3 +24,13 @@ def db_superuser(db):
     helpers.drop_triggers()
     yield
     helpers.install_triggers()
+
+
+@pytest.fixture
+def old_sealed_entries(db):
+    """Old entries, sealed, and their month archived (the beat does it nightly)."""
+    AuditLogFactory.create_batch(3)
+    helpers.age_entries(days=400)
+    checkpoint = services.seal_audit_log()
+    archive.archive_ended_months()
+    return checkpoint

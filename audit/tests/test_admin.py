@@ -398,13 +398,6 @@ def test_exporting_needs_the_export_permission(client):
 # The cleanup screen
 
 
-@pytest.fixture
-def old_sealed_entries():
-    AuditLogFactory.create_batch(3)
-    age_entries(days=400)
-    return services.seal_audit_log()
-
-
 def test_the_cleanup_screen_renders(admin):
     response = admin.get(CLEANUP)
 

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from audit import context as audit_context
 from audit import services
-from audit.models import AdminAction, AuditLog
+from audit.models import AdminAction, Archive, AuditLog
 from audit.tests.factories import AuditLogFactory, request_context
 from audit.tests.helpers import age_entries, last_entry_id, only_entry
 from invoicegen.accounts.tests.factories import UserFactory
@@ -337,11 +337,17 @@ def test_resource_logs_list_that_resources_entries(staff_api):
 # Cleanup
 
 
-@pytest.fixture
-def old_sealed_entries():
+def test_cleanup_leaves_months_not_archived_yet_to_the_beat(staff_api):
     AuditLogFactory.create_batch(3)
     age_entries(days=400)
-    return services.seal_audit_log()
+    services.seal_audit_log()
+    old = AuditLog.objects.count()
+
+    response = staff_api.delete("/api/audit/cleanup/?days=365")
+
+    assert response.status_code == 200
+    assert (response.json()["deleted"], response.json()["unarchived"]) == (0, old)
+    assert not Archive.objects.exists()
 
 
 def test_cleanup_deletes_and_answers_the_count_and_cutoff(staff_api, old_sealed_entries):

@@ -29,6 +29,7 @@ from audit.tests.helpers import (
     months_ago,
     only_entry,
     seal_all,
+    triggers_lifted,
 )
 
 pytestmark = pytest.mark.django_db
@@ -179,6 +180,24 @@ def test_a_file_left_with_other_content_is_refused(folder):
     with pytest.raises(archive.ArchiveError, match="already in the archive with other content"):
         archive.archive_month(month)
     assert not Archive.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["entries-0000.jsonl.gz", "manifest.json"])
+def test_a_file_an_interrupted_run_left_cut_short_is_written_again(folder, public_key, name):
+    month = months_ago(2)
+    entries_in(month, 2)
+    seal_all()
+    archive.archive_month(month)
+    path = folder / f"{month:%Y-%m}" / name
+    whole = path.read_bytes()
+    with triggers_lifted():  # as if the run had stopped mid-write, before recording it
+        Archive.objects.all().delete()
+    path.write_bytes(whole[: len(whole) // 2])
+
+    done = archive.archive_month(month)
+
+    assert path.read_bytes() == whole
+    assert done.month == month and verify(folder, public_key).ok
 
 
 def test_a_month_is_split_into_files_of_the_configured_size(folder, settings, public_key):

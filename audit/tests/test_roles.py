@@ -76,6 +76,7 @@ def app_role(django_db_setup, django_db_blocker):
         "DELETE FROM audit_legalhold",
         "UPDATE audit_legalhold SET reason = 'rewritten'",
         "UPDATE audit_legalhold SET category = 'auth'",
+        "UPDATE audit_legalhold SET released_at = now()",  # a release with no audit entry
         "INSERT INTO audit_archive (month, first_id, last_id, row_count, manifest,"
         " manifest_sha256) VALUES ('2099-12-01', 1, 1, 1, 'm', 's')",
         "INSERT INTO audit_auditlog (id) VALUES (1)",  # ids come from the database
@@ -241,3 +242,13 @@ def test_the_app_role_places_and_releases_holds_through_their_services(app_role)
 
     assert released.released_at is not None
     assert LegalHold.objects.get().release_reason == "closed"
+
+
+def test_a_hold_is_released_only_in_the_transaction_of_its_audit_entry(app_role):
+    hold = LegalHold.objects.create(reason="case", placed_by_email="x@example.com")
+    services.log("audit.hold_released", target=("legal_hold", hold.pk))  # another transaction
+
+    with logged_in_as(app_role), pytest.raises(DatabaseError, match="with its audit entry only"):
+        run_sql("SELECT audit_release_hold(%s, 'x@example.com', 'quietly')", params=[hold.pk])
+
+    assert LegalHold.objects.get().released_at is None
