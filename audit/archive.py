@@ -18,6 +18,7 @@ import tempfile
 import zlib
 from contextlib import contextmanager
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import storages
@@ -309,12 +310,18 @@ def verify_stored(archive: Archive, *, on_row=None) -> None:
     key = signing_key()
     folder = fmt.month_folder(archive.month)
     files = StorageFiles(storage(), [folder])
-    report = fmt.verify_archive(files, key.public_key(), on_row=on_row)
-    if report.problems:
-        raise ArchiveError(f"the archive of {folder} does not verify: {'; '.join(report.problems)}")
-    with storage().open(archive.manifest, "rb") as stored:
-        if hashlib.file_digest(stored, "sha256").hexdigest() != archive.manifest_sha256:
-            raise ArchiveError(f"the manifest of {folder} is not the one recorded")
+    try:
+        if archive.manifest not in files.names():
+            raise ArchiveError(f"the archive of {folder} is gone: no {archive.manifest}")
+        report = fmt.verify_archive(files, key.public_key(), on_row=on_row)
+        if report.problems:
+            problems = "; ".join(report.problems)
+            raise ArchiveError(f"the archive of {folder} does not verify: {problems}")
+        with storage().open(archive.manifest, "rb") as stored:
+            if hashlib.file_digest(stored, "sha256").hexdigest() != archive.manifest_sha256:
+                raise ArchiveError(f"the manifest of {folder} is not the one recorded")
+    except (OSError, BotoCoreError, ClientError) as error:  # gone, or a storage not answering
+        raise ArchiveError(f"the archive of {folder} cannot be read: {error}") from error
 
 
 def archive_ended_months(*, progress=None) -> list[Archive]:

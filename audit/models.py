@@ -298,6 +298,9 @@ class VerificationRun(models.Model):
 
     started_at = models.DateTimeField(db_default=Now())
     since = models.DateField(null=True, blank=True)  # its first month; None: the whole trail
+    # The last id sealed when it began: checkpoints sealed since are not expected in months it
+    # checked before them.
+    head = models.BigIntegerField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

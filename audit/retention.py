@@ -15,6 +15,7 @@ archive (audit/verification.py).
 """
 
 import datetime
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,13 +25,17 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
-from audit import archive, holds, roles
+from audit import archive, holds, roles, verification
 from audit.models import Archive, AuditLog, Checkpoint, RetentionGrant
 from audit.partitions import month_after
 from audit.services import log, record_admin_action
 from invoicegen.core.exceptions import ConflictError
 
-NO_PARTITION = "42P01"  # undefined_table: a month with no partition of its own
+logger = logging.getLogger(__name__)
+# What audit_drop_month() may answer that leaves a month to batches, or to the next run: no
+# partition of its own (undefined_table), younger than the minimum retention, not all archived,
+# held, its lock not had in time (lock_not_available), or a writer deadlocked with it.
+DROP_REFUSED = {"42P01", roles.TOO_YOUNG, roles.NOT_ARCHIVED, roles.HELD, "55P03", "40P01"}
 
 
 @dataclass(frozen=True)
@@ -44,12 +49,16 @@ class Cleanup:
 
 
 def _due(days: int, now: datetime.datetime) -> Q:
-    """The entries past their category's retention."""
+    """The entries past their category's retention (never fewer days than the minimum). The
+    entries of the purge of a prefix of ids, which retention did before it went by month,
+    stay: they say how far that went (audit/verification.py)."""
     own = settings.AUDIT_RETENTION_DAYS_BY_CATEGORY
+    minimum = settings.AUDIT_MIN_RETENTION_DAYS
     due = Q(created_at__lt=now - datetime.timedelta(days=days)) & ~Q(category__in=list(own))
     for category, kept in own.items():
+        kept = max(kept, minimum)
         due |= Q(category=category, created_at__lt=now - datetime.timedelta(days=kept))
-    return due
+    return due & ~Q(action="audit.purged", metadata__has_key=verification.PURGED_THROUGH)
 
 
 def _archived_until(*, ahead: bool) -> datetime.datetime | None:
@@ -123,6 +132,10 @@ def _going(month: datetime.date, last_id: int | None, due: Q):
     return going.exclude(held) if held is not None else going
 
 
+class HeldMeanwhile(ConflictError):
+    """A legal hold placed while the run went on keeps an entry of the batch."""
+
+
 def _owner_call(sql: str, params: list) -> int:
     """One of the owner's functions (audit/roles.py), its refusals as the API's errors."""
     try:
@@ -131,11 +144,14 @@ def _owner_call(sql: str, params: list) -> int:
             return cursor.fetchone()[0]
     except DatabaseError as error:
         sqlstate = getattr(error.__cause__, "sqlstate", None)
-        if sqlstate in (roles.NOT_ARCHIVED, roles.HELD):  # since the run began (a new hold)
-            raise ConflictError(str(error.__cause__.diag.message_primary)) from error
-        if sqlstate not in (roles.NOT_SEALED, roles.TOO_YOUNG):
-            raise
-        raise ValidationError({"days": [str(error.__cause__.diag.message_primary)]}) from error
+        message = str(getattr(error.__cause__, "diag", error).message_primary)
+        if sqlstate == roles.HELD:
+            raise HeldMeanwhile(message) from error
+        if sqlstate == roles.NOT_ARCHIVED:
+            raise ConflictError(message) from error
+        if sqlstate == roles.TOO_YOUNG:
+            raise ValidationError({"days": [message]}) from error
+        raise
 
 
 @transaction.atomic
@@ -162,20 +178,24 @@ def _purge_batch(month: datetime.date, ids: list[int]) -> int:
 
 
 def _drop(month: datetime.date) -> int | None:
-    """The month's partition detached and dropped; None when it has none of its own."""
+    """The month's partition detached and dropped; None when it has none of its own, or the
+    owner's function refuses (an entry written into the month or a hold placed meanwhile, a
+    lock not had within its time): its entries then go in batches, or wait."""
     if connection.vendor != "postgresql":
         return None
     try:
-        with transaction.atomic():
-            dropped = _owner_call("SELECT audit_drop_month(%s)", [month])
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT audit_drop_month(%s)", [month])
+            dropped = cursor.fetchone()[0]
             log(
                 "audit.purged",
                 metadata={"month": f"{month:%Y-%m}", "deleted": dropped, "dropped": True},
             )
     except DatabaseError as error:
-        if getattr(error.__cause__, "sqlstate", None) == NO_PARTITION:
-            return None
-        raise
+        if getattr(error.__cause__, "sqlstate", None) not in DROP_REFUSED:
+            raise
+        logger.info("audit month %s not dropped: %s", f"{month:%Y-%m}", error)
+        return None
     return dropped
 
 
@@ -193,17 +213,21 @@ class _Run:
         archive.verify_stored(Archive.objects.get(month=month))
         lower, upper = archive.month_bounds(month)
         everything = AuditLog.objects.filter(created_at__gte=lower, created_at__lt=upper)
-        if _going(month, last_id, self.due).count() == everything.count():
+        minimum = datetime.timedelta(days=settings.AUDIT_MIN_RETENTION_DAYS)
+        whole = upper <= timezone.now() - minimum  # the owner's function asks the same
+        if whole and _going(month, last_id, self.due).count() == everything.count():
             dropped = _drop(month)
             if dropped is not None:
                 self.dropped.append(f"{month:%Y-%m}")
                 self.removed(dropped)
                 return
+        retries = 3
         while ids := self.batch(month, last_id):
             try:
                 self.removed(_purge_batch(month, ids))
-            except ConflictError:  # a hold placed since the batch was read: read it again
-                if holds.held_by(holds.active_holds()) is None:
+            except HeldMeanwhile:  # read the holds again, with the batch
+                retries -= 1
+                if not retries:
                     raise
 
     def batch(self, month: datetime.date, last_id: int) -> list[int]:

@@ -40,8 +40,7 @@ from audit import integrity, partitions, triggers
 from audit.models import AdminAction, Archive, AuditLog, Checkpoint, LegalHold, RetentionGrant
 
 # SQLSTATEs of the functions' refusals (class "AU", the project's own).
-NOT_SEALED = "AU001"
-TOO_YOUNG = "AU002"
+TOO_YOUNG = "AU002"  # AU001 was "not sealed", for the purge of a prefix of ids
 NOT_NEXT = "AU003"
 NOT_ARCHIVED = "AU004"
 HELD = "AU005"
@@ -112,6 +111,7 @@ def functions_sql(schema: str, min_retention_days: int) -> list[str]:
             {month_bounds}
             deleted bigint;
         BEGIN
+            LOCK TABLE {holds} IN SHARE MODE;  -- no hold placed between the check and the delete
             IF EXISTS (SELECT FROM {entries} e WHERE {in_month} AND e.id = ANY(ids)
                     AND (archived IS NULL OR e.id > archived)) THEN
                 RAISE EXCEPTION 'audit entries of % are not all archived', month
@@ -145,10 +145,15 @@ def functions_sql(schema: str, min_retention_days: int) -> list[str]:
                 format('{schema}.%I', '{partitions.ENTRIES}_p' || to_char(month, 'YYYY_MM')));
             dropped bigint;
         BEGIN
-            IF part IS NULL THEN
+            IF part IS NULL OR NOT EXISTS (SELECT FROM pg_inherits i
+                    WHERE i.inhrelid = part AND i.inhparent = '{entries}'::regclass) THEN
                 RAISE EXCEPTION 'audit entries of % have no partition of their own', month
                     USING ERRCODE = 'undefined_table';
             END IF;
+            -- Neither a hold placed nor an entry written into the month between the checks and
+            -- the drop; reads go on.
+            LOCK TABLE {holds} IN SHARE MODE;
+            EXECUTE format('LOCK TABLE %s IN SHARE MODE', part);
             IF archived IS NULL
                 OR EXISTS (SELECT FROM {entries} e WHERE {in_month} AND e.id > archived) THEN
                 RAISE EXCEPTION 'audit entries of % are not all archived', month

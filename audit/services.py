@@ -323,13 +323,21 @@ def _seal_boundary() -> int | None:
         return None
 
 
-def check_audit_log(**options):
-    """Verify the trail (audit/verification.py: `since`, `jobs`, `resume`, checkpoint
-    `copies`, `progress`); the outcome is itself recorded: a success as `audit.verified` (the
-    dashboard shows the last one), a failure as a security event."""
+def check_audit_log(
+    *,
+    progress=None,
+    copies: list[dict] | None = None,
+    since: datetime.date | None = None,
+    jobs: int = 1,
+    resume: bool = False,
+):
+    """Verify the trail (audit/verification.py); the outcome is itself recorded: a success as
+    `audit.verified` (the dashboard shows the last one), a failure as a security event."""
     from audit import verification  # it reads archives, whose writer logs through this module
 
-    result = verification.verify_audit_log(**options)
+    result = verification.verify_audit_log(
+        progress=progress, copies=copies, since=since, jobs=jobs, resume=resume
+    )
     since = {"since": result.since.isoformat()} if result.since else {}
     if result.ok:
         log("audit.verified", metadata={"checked": result.checked, **since})
@@ -344,12 +352,21 @@ def check_audit_log(**options):
 
 
 def last_verification() -> AuditLog | None:
-    """The newest verification's entry, `audit.verified` or `audit.tamper_detected`."""
-    found = [
-        AuditLog.objects.filter(action=action).order_by("-id").first()  # the action's index
-        for action in ("audit.verified", "audit.tamper_detected")
-    ]
-    return max((entry for entry in found if entry), key=lambda entry: entry.id, default=None)
+    """The newest verification's entry, `audit.verified` or `audit.tamper_detected`; a failure
+    stays the answer until a verification of as much of the trail (from the same month or an
+    earlier one, or all of it) succeeds: the hourly check of recent months does not hide what
+    the weekly check of the whole trail found."""
+    failed = AuditLog.objects.filter(action="audit.tamper_detected").order_by("-id").first()
+    verified = AuditLog.objects.filter(action="audit.verified").order_by("-id")
+    if failed is not None:
+        since = failed.metadata.get("since")
+        later = verified.filter(id__gt=failed.id)
+        covering = later.exclude(metadata__has_key="since")
+        if since:
+            covering = covering | later.filter(metadata__since__lte=since)
+        if not covering.exists():
+            return failed
+    return verified.first() or failed
 
 
 def export_audit_logs(queryset, *, file_format: str, filters: dict, via: str):

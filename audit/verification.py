@@ -31,7 +31,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.db.models import Max, Min, Q
 from django.utils import timezone
 
@@ -50,6 +50,11 @@ from audit.partitions import month_after
 logger = logging.getLogger(__name__)
 FIELDS = ("id", "created_at", "digest", *DIGEST_FIELDS)
 KEEP_RUNS = datetime.timedelta(days=30)
+RESUME_WITHIN = datetime.timedelta(days=2)  # an older run's outcomes are not taken on trust
+MAX_PROBLEMS = 100
+# The prefix purge's entries (before retention went by month) say how far it purged; the
+# cleanup keeps them (audit/retention.py).
+PURGED_THROUGH = "purged_through_id"
 
 
 @dataclass(frozen=True)
@@ -64,16 +69,25 @@ class Verification:
 class Removable:
     """What the retention cleanup may have taken out of the database."""
 
-    purged_through: int  # every id up to it, as its own (verified) entries say
-    before: datetime.datetime  # archived entries older than the minimum retention
+    # Every id up to it, as the cleanup's own (verified) entries say: the prefix purged before
+    # archives were kept, so never past the first archived id (a forged entry hides nothing
+    # archived).
+    purged_through: int
+    minimum: datetime.timedelta  # AUDIT_MIN_RETENTION_DAYS
+    before: datetime.datetime  # archived entries older than the minimum retention may be gone
 
 
 def _removable() -> Removable:
-    rows = AuditLog.objects.filter(action="audit.purged").values(*FIELDS)
-    valid = [row for row in rows if constant_time_equal(row_digest(row), row["digest"])]
-    purged_through = max((row["metadata"].get("purged_through_id", 0) for row in valid), default=0)
+    rows = AuditLog.objects.filter(action="audit.purged", metadata__has_key=PURGED_THROUGH)
+    valid = [
+        row for row in rows.values(*FIELDS) if constant_time_equal(row_digest(row), row["digest"])
+    ]
+    purged_through = max((row["metadata"][PURGED_THROUGH] for row in valid), default=0)
+    first_archived = Archive.objects.aggregate(first=Min("first_id"))["first"]
+    if first_archived is not None:
+        purged_through = min(purged_through, first_archived - 1)
     minimum = datetime.timedelta(days=settings.AUDIT_MIN_RETENTION_DAYS)
-    return Removable(purged_through=purged_through, before=timezone.now() - minimum)
+    return Removable(purged_through, minimum, before=timezone.now() - minimum)
 
 
 def _missing_copies(copies: list[dict]) -> list[int]:
@@ -158,42 +172,51 @@ class _Month:
         self.problems: list[str] = []
         self.opened: set[int] = set()
         self.seams: list[int] = []
+        self.last_id: int | None = None
         self.at = None  # the checkpoint being hashed, its hasher, count and times
         self.hasher, self.count, self.oldest, self.newest = None, 0, None, None
         self.row_bad = False  # a row of it is bad already: that row is what is reported
 
     def bad(self, first_id: int, problem: str) -> None:
-        self.problems.append(problem)
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(problem)
         self.first_bad = first_id if self.first_bad is None else min(self.first_bad, first_id)
 
-    def add(self, row: dict) -> None:
-        """An entry read from the database."""
-        if not constant_time_equal(row_digest(row), row["digest"]):
+    def add(self, row: dict, *, differs: bool = False) -> None:
+        """An entry read from the database (`differs` from its archived copy)."""
+        if differs:
+            self.bad(row["id"], f"id {row['id']}: not what its archive holds")
+        forged = not constant_time_equal(row_digest(row), row["digest"])
+        if forged:
             self.bad(row["id"], f"id {row['id']}: its digest does not match what it says")
-            self.row_bad = True
-        self.line(row["id"], row["created_at"], row["digest"])
+        self.line(row["id"], row["created_at"], row["digest"], bad=differs or forged)
 
     def same(self, row: dict, archived: dict, created_at: datetime.datetime) -> None:
         """An entry both in the database and in its month's archive."""
         fields = ("digest", *DIGEST_FIELDS)
-        if row["created_at"] != created_at or any(row[f] != archived[f] for f in fields):
-            self.bad(row["id"], f"id {row['id']}: not what its archive holds")
-            self.row_bad = True
-        self.add(row)
+        differs = row["created_at"] != created_at or any(row[f] != archived[f] for f in fields)
+        self.add(row, differs=differs)
 
     def removed(self, archived: dict, created_at: datetime.datetime) -> None:
-        """An archived entry the database no longer has."""
+        """An archived entry the database no longer has: it was older than the minimum
+        retention (or purged before archives were kept), and no hold kept it then (one placed
+        after it could go proves nothing)."""
         row_id, entry = archived["id"], {**archived, "created_at": created_at}
+        removable_from = created_at + self.removable.minimum
         if not constant_time_equal(row_digest(archived), archived["digest"]):
             self.bad(row_id, f"id {row_id}: archived with a digest that does not match")
         elif not (row_id <= self.removable.purged_through or created_at < self.removable.before):
             self.bad(row_id, f"id {row_id}: gone from the database before its retention ended")
-        elif any(hold.holds(entry) for hold in self.active):
+        elif any(h.placed_at <= removable_from and h.holds(entry) for h in self.active):
             self.bad(row_id, f"id {row_id}: gone from the database while a legal hold keeps it")
         self.line(row_id, created_at.astimezone(datetime.UTC), archived["digest"])
 
-    def line(self, row_id: int, created_at: datetime.datetime, digest: str) -> None:
+    def line(self, row_id: int, created_at, digest: str, *, bad: bool = False) -> None:
         self.rows += 1
+        if self.last_id is not None and row_id <= self.last_id:  # the key is (id, created_at)
+            self.bad(row_id, f"id {row_id}: more than once")
+            bad = True
+        self.last_id = row_id
         at = bisect.bisect_left(self.ends, row_id)
         if at == len(self.ends) or self.checkpoints[at].first_id > row_id:
             return  # not sealed yet
@@ -202,20 +225,20 @@ class _Month:
             self.at, self.hasher, self.count = at, hashlib.sha256(), 0
             self.oldest = self.newest = created_at
             self.opened.add(at)
+        self.row_bad = self.row_bad or bad
         self.hasher.update(row_line(row_id, created_at, digest))
         self.count += 1
         self.oldest, self.newest = min(self.oldest, created_at), max(self.newest, created_at)
 
     def close(self) -> None:
-        if self.at is None:
-            return
-        checkpoint = self.checkpoints[self.at]
-        if self.count != checkpoint.row_count:
-            self.seams.append(checkpoint.last_id)  # rows in another month, or rows missing
-        elif not self.row_bad and not _range_matches(
-            checkpoint, self.hasher.hexdigest(), self.count, self.oldest, self.newest
-        ):
-            self.bad(checkpoint.first_id, f"{checkpoint}: its rows do not hash to what it sealed")
+        if self.at is not None:
+            checkpoint = self.checkpoints[self.at]
+            if self.count != checkpoint.row_count:
+                self.seams.append(checkpoint.last_id)  # rows elsewhere, or missing
+            elif not self.row_bad and not _range_matches(
+                checkpoint, self.hasher.hexdigest(), self.count, self.oldest, self.newest
+            ):
+                self.bad(checkpoint.first_id, f"{checkpoint}: its rows do not hash as sealed")
         self.at, self.row_bad = None, False
 
     def finish(self) -> None:
@@ -224,17 +247,31 @@ class _Month:
 
 
 def verify_month(run_id: int, month: datetime.date, removable: Removable) -> VerifiedMonth:
-    """Check one month (see the module's docstring) and store its outcome."""
+    """Check one month (see the module's docstring) and store its outcome. In one transaction:
+    outside one, PostgreSQL would copy the whole month aside before the first row (a cursor
+    WITH HOLD)."""
+    with transaction.atomic():
+        return _verify_month(run_id, month, removable)
+
+
+def _overlapping(first_id: int, last_id: int) -> list[Checkpoint]:
+    """The checkpoints over any id from first_id to last_id."""
+    after = Checkpoint.objects.filter(last_id__gte=last_id).order_by("last_id")
+    end = after.values_list("last_id", flat=True).first()
+    overlapping = Checkpoint.objects.filter(last_id__gte=first_id, first_id__lte=last_id)
+    if end is not None:
+        overlapping = overlapping.filter(last_id__lte=end)
+    return list(overlapping.order_by("last_id"))
+
+
+def _verify_month(run_id: int, month: datetime.date, removable: Removable) -> VerifiedMonth:
     lower, upper = archive.month_bounds(month)
     entries = AuditLog.objects.filter(created_at__gte=lower, created_at__lt=upper)
     done = Archive.objects.filter(month=month).first()
     span = entries.aggregate(first=Min("id"), last=Max("id"))
     ids = [span["first"], span["last"], *((done.first_id, done.last_id) if done else ())]
     ids = [row_id for row_id in ids if row_id is not None]
-    checkpoints = []
-    if ids:
-        overlapping = Checkpoint.objects.filter(last_id__gte=min(ids), first_id__lte=max(ids))
-        checkpoints = list(overlapping.order_by("last_id"))
+    checkpoints = _overlapping(min(ids), max(ids)) if ids else []
     check = _Month(checkpoints, removable, holds.active_holds())
     database = entries.order_by("id").values(*FIELDS).iterator(chunk_size=5000)
     pending = next(database, None)
@@ -260,7 +297,7 @@ def verify_month(run_id: int, month: datetime.date, removable: Removable) -> Ver
         check.add(pending)
         pending = next(database, None)
     check.finish()
-    for problem in check.problems[:100]:
+    for problem in check.problems:
         logger.error("audit trail verification, %s: %s", f"{month:%Y-%m}", problem)
     return VerifiedMonth.objects.create(
         run_id=run_id,
@@ -270,7 +307,7 @@ def verify_month(run_id: int, month: datetime.date, removable: Removable) -> Ver
         last_id=max(ids, default=None),
         first_bad_id=check.first_bad,
         seams=check.seams,
-        problems=check.problems[:100],
+        problems=check.problems,
     )
 
 
@@ -279,7 +316,10 @@ def _seam_first_bad(checkpoint: Checkpoint, removable: Removable) -> int | None:
     the database and in the archives."""
     first_id, last_id = checkpoint.first_id, checkpoint.last_id
     rows = AuditLog.objects.filter(id__gte=first_id, id__lte=last_id)
-    lines = {row_id: (at, digest) for row_id, at, digest in rows.values_list(*FIELDS[:3])}
+    rows = list(rows.values_list("id", "created_at", "digest"))
+    lines = {row_id: (at, digest) for row_id, at, digest in rows}
+    if len(lines) < len(rows):  # an id twice (the key is (id, created_at))
+        return first_id
     for done in Archive.objects.filter(last_id__gte=first_id, first_id__lte=last_id):
         for row in archive.stored_rows(done, first_id, last_id):
             at = datetime.datetime.fromisoformat(row["created_at"]).astimezone(datetime.UTC)
@@ -295,8 +335,9 @@ def _seam_first_bad(checkpoint: Checkpoint, removable: Removable) -> int | None:
     return first_id
 
 
-def _gaps_first_bad(results: list[VerifiedMonth], removable: Removable, whole: bool):
-    """The first checkpoint over the ids of no month checked: its rows were all deleted."""
+def _gaps_first_bad(run: VerificationRun, results: list[VerifiedMonth], removable: Removable):
+    """The first checkpoint (of those the run began with) over the ids of no month checked:
+    its rows were all deleted."""
     spans = sorted((m.first_id, m.last_id) for m in results if m.first_id is not None)
     merged: list[list[int]] = []
     for first_id, last_id in spans:
@@ -307,11 +348,16 @@ def _gaps_first_bad(results: list[VerifiedMonth], removable: Removable, whole: b
     outside = Q(first_id__gt=merged[-1][1]) if merged else Q(pk__isnull=False)
     for (_, end), (start, _) in itertools.pairwise(merged):
         outside |= Q(first_id__gt=end, last_id__lt=start)
-    if whole and merged:
+    if merged and run.since is None:
         outside |= Q(last_id__lt=merged[0][0])
-    if not whole and not merged:
-        return None
-    found = Checkpoint.objects.filter(outside, first_id__gt=removable.purged_through)
+    elif merged:  # before the first month checked: only what was sealed from `since` on
+        since = archive.month_bounds(run.since)[0]
+        outside |= Q(last_id__lt=merged[0][0], oldest_at__gte=since)
+    elif run.since is not None:
+        outside = Q(oldest_at__gte=archive.month_bounds(run.since)[0])
+    found = Checkpoint.objects.filter(
+        outside, first_id__gt=removable.purged_through, last_id__lte=run.head or 0
+    )
     return found.aggregate(first=Min("first_id"))["first"]
 
 
@@ -333,29 +379,37 @@ def _verify_month_pk(run_id: int, month: datetime.date, removable: Removable) ->
 
 
 def _check_months(run: VerificationRun, months: list, removable: Removable, jobs: int):
-    """The months' outcomes as they are known: in `jobs` processes on PostgreSQL."""
-    if jobs <= 1 or len(months) < 2 or connection.vendor != "postgresql":
+    """The months' outcomes as they are known: in `jobs` processes on PostgreSQL (outside a
+    transaction: the processes open connections of their own)."""
+    parallel = connection.vendor == "postgresql" and not connection.in_atomic_block
+    if jobs <= 1 or len(months) < 2 or not parallel:
         for month in months:
             yield verify_month(run.pk, month, removable)
         return
-    connections.close_all()  # the processes open their own
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    connections.close_all()
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"))
+    try:
         n = len(months)
         for pk in pool.map(_verify_month_pk, [run.pk] * n, months, [removable] * n):
             yield VerifiedMonth.objects.get(pk=pk)
+    finally:
+        pool.shutdown(cancel_futures=True)  # on an error, not every month queued
 
 
 def _run(since: datetime.date | None, resume: bool) -> VerificationRun:
-    """The run to continue (the newest unfinished one from the same month), or a new one; runs
-    started more than KEEP_RUNS ago are deleted."""
+    """The run to continue (the newest unfinished one from the same month, begun within
+    RESUME_WITHIN), or a new one, which notes the chain's head; runs begun more than KEEP_RUNS
+    ago are deleted."""
     since = since.replace(day=1) if since else None
-    VerificationRun.objects.filter(started_at__lt=timezone.now() - KEEP_RUNS).delete()
-    if resume:
-        unfinished = VerificationRun.objects.filter(finished_at=None, since=since).first()
-        if unfinished:
-            return unfinished
-    return VerificationRun.objects.create(since=since)
+    now = timezone.now()
+    VerificationRun.objects.filter(started_at__lt=now - KEEP_RUNS).delete()
+    unfinished = VerificationRun.objects.filter(
+        finished_at=None, since=since, started_at__gte=now - RESUME_WITHIN
+    )
+    if resume and unfinished.exists():
+        return unfinished.first()
+    head = Checkpoint.objects.aggregate(last=Max("last_id"))["last"]
+    return VerificationRun.objects.create(since=since, head=head)
 
 
 def verify_audit_log(
@@ -386,7 +440,7 @@ def verify_audit_log(
     seams = {last_id for result in results for last_id in result.seams}
     for checkpoint in Checkpoint.objects.filter(last_id__in=seams).order_by("last_id"):
         bad.append(_seam_first_bad(checkpoint, removable))
-    bad.append(_gaps_first_bad(results, removable, whole=run.since is None))
+    bad.append(_gaps_first_bad(run, results, removable))
     run.finished_at = timezone.now()
     run.save(update_fields=["finished_at"])
     first_bad = min((row_id for row_id in bad if row_id is not None), default=None)

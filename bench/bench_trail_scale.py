@@ -58,7 +58,14 @@ from rest_framework.pagination import Cursor
 from bench import capture
 from bench.bench_audit import _SECONDARY_INDEXES, _fill_sql, _timed_get
 from bench.capture import AuditLog, Invoice, NewestFirstCursor, User, create_auth_token
-from bench.common import env_int, interleaved, percentile, print_table, write_results
+from bench.common import (
+    env_int,
+    interleaved,
+    percentile,
+    print_table,
+    print_verdicts,
+    write_results,
+)
 
 ROWS = env_int("BENCH_TRAIL_ROWS", 10_000_000)
 ROUNDS = env_int("BENCH_TRAIL_ROUNDS", 5)
@@ -463,11 +470,7 @@ def _verdicts(result: dict) -> dict:
                 "target": TARGETS[figure],
                 "met": values["median"] <= TARGETS[figure],
             }
-    print_table(
-        "targets (medians across rounds)",
-        ["figure", "value", "target", "met"],
-        [[name, v["value"], v["target"], v["met"]] for name, v in verdicts.items()],
-    )
+    print_verdicts(verdicts)
     return verdicts
 
 

@@ -63,6 +63,15 @@ def print_table(title: str, header: list[str], rows: list[list]) -> None:
             print("  " + "  ".join("-" * w for w in widths))
 
 
+def print_verdicts(verdicts: dict) -> None:
+    """Each target's figure (the median across rounds), the target, and whether it is met."""
+    print_table(
+        "targets (medians across rounds)",
+        ["figure", "value", "target", "met"],
+        [[name, v["value"], v["target"], v["met"]] for name, v in verdicts.items()],
+    )
+
+
 def write_results(name: str, results: dict) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"

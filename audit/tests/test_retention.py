@@ -1,5 +1,6 @@
-"""The retention cleanup, the one delete path: whole sealed ranges past the cutoff, in batches,
-never below AUDIT_MIN_RETENTION_DAYS, audited, re-runnable; the service, command and task."""
+"""The retention cleanup, the one delete path: entries past their category's retention, month by
+month, archived and unheld, in batches or a month's partition at once, never below
+AUDIT_MIN_RETENTION_DAYS, audited, re-runnable; the service, command and task."""
 
 import io
 from pathlib import Path
@@ -12,7 +13,7 @@ from django.db import DatabaseError, connection, transaction
 from audit import archive, holds, retention, services
 from audit import tasks as audit_tasks
 from audit.apps import check_retention_by_category
-from audit.models import Archive, AuditLog, Checkpoint, RetentionGrant
+from audit.models import Archive, AuditLog, Checkpoint, LegalHold, RetentionGrant
 from audit.tests.factories import AuditLogFactory
 from audit.tests.helpers import (
     age_entries,
@@ -359,3 +360,30 @@ def test_a_month_with_a_held_entry_goes_by_rows_around_it():
     assert (result.deleted, result.held, result.dropped) == (2, 1, ())
     assert list(AuditLog.objects.filter(id__in=ids).values_list("id", flat=True)) == [ids[1]]
     assert verify_audit_log().ok
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="partitions are PostgreSQL's")
+def test_a_drop_the_owner_refuses_leaves_the_month_to_batches():
+    month = months_ago(14)
+    run_sql("SELECT audit_add_partitions(%s, %s)", params=[month, month])
+    entries_in(month, 2)
+    seal_all()
+    archive.archive_month(month)
+    LegalHold.objects.create(reason="placed meanwhile", placed_by_email="x@example.com")
+
+    assert retention._drop(month) is None
+
+    assert f"audit_auditlog_p{month:%Y_%m}" in partitions_of()
+
+
+def test_the_prefix_purges_entries_stay_they_say_how_far_it_went():
+    mark = last_entry_id()
+    legacy = services.log("audit.purged", metadata={"purged_through_id": 7, "deleted": 7})
+    AuditLogFactory.create_batch(2)
+    age_entries(days=OLD, after_id=mark)
+    seal_all()
+
+    result = retention.cleanup_audit_logs(days=365)
+
+    assert result.deleted == 2
+    assert AuditLog.objects.filter(id=legacy.id).exists()

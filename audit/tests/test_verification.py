@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
-from audit import archive, holds, services, verification
+from audit import archive, archive_format, holds, services, verification
 from audit import tasks as audit_tasks
 from audit.context import AuditContext
 from audit.integrity import row_digest
@@ -100,14 +100,17 @@ def test_an_archived_entry_removed_before_its_retention_ended_is_found(archived)
 def test_an_archived_entry_a_hold_keeps_must_stay(archived, settings):
     settings.AUDIT_MIN_RETENTION_DAYS = 30
     entry = AuditLog.objects.get(id=archived[2])
-    holds.place_legal_hold(
+    hold = holds.place_legal_hold(
         reason="Litigation",
         resource_type=entry.resource_type,
         resource_id=entry.resource_id,
         via="api",
     )
     delete(*archived)
+    assert verify_audit_log().ok  # placed after they could go: they may have gone before it
 
+    with triggers_lifted():  # placed before the entries could go: they went while held
+        LegalHold.objects.filter(pk=hold.pk).update(placed_at=entry.created_at)
     result = verify_audit_log()
 
     assert (result.ok, result.first_bad_id) == (False, archived[2])
@@ -310,3 +313,74 @@ def test_the_beat_checks_the_recent_months_hourly_and_the_whole_trail_weekly(set
     schedule = settings.CELERY_BEAT_SCHEDULE
     assert schedule["verify-audit-log"]["task"] == "audit.tasks.verify_recent_audit_log"
     assert schedule["verify-whole-audit-log"]["task"] == "audit.tasks.verify_audit_log"
+
+
+def test_checkpoints_sealed_while_a_run_goes_on_are_no_alarm(monkeypatch):
+    entries_in(months_ago(2), 2)
+    entries_in(months_ago(1), 2)
+    seal_all()
+    check = verification.verify_month
+
+    def and_new_entries_sealed(*args):
+        checked = check(*args)
+        AuditLogFactory.create_batch(2)
+        seal_all()
+        return checked
+
+    monkeypatch.setattr(verification, "verify_month", and_new_entries_sealed)
+
+    assert verify_audit_log().ok
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite's key is the id alone")
+def test_a_sealed_entry_copied_under_its_own_id_is_found():
+    ids = entries_in(months_ago(1), 3)
+    AuditLogFactory()
+    seal_all()
+    with triggers_lifted():  # the key is (id, created_at): another time, the same id
+        run_sql(
+            "CREATE TEMP TABLE copied AS SELECT * FROM audit_auditlog WHERE id = %s;"
+            "UPDATE copied SET created_at = created_at + interval '1 second';"
+            "INSERT INTO audit_auditlog OVERRIDING SYSTEM VALUE SELECT * FROM copied",
+            params=[ids[2]],
+        )
+
+    result = verify_audit_log()
+
+    assert (result.ok, result.first_bad_id) == (False, ids[0])  # its checkpoint's first
+    assert f"id {ids[2]}: more than once" in VerifiedMonth.objects.get(month=months_ago(1)).problems
+
+
+def test_since_finds_the_first_checkpoints_of_its_month_deleted():
+    entries_in(months_ago(2), 2)
+    first = entries_in(months_ago(1), 2)
+    seal_all()
+    entries_in(months_ago(1), 2)
+    seal_all()
+    delete(*first)  # the month's first checkpoint, whole: no row of it left
+
+    result = verify_audit_log(since=months_ago(1))
+
+    assert (result.ok, result.first_bad_id) == (False, first[0])
+
+
+def test_an_archive_gone_from_its_storage_is_reported(archived):
+    name = f"{months_ago(2):%Y-%m}/{archive_format.MANIFEST}"
+    archive.storage().delete(name)
+
+    result = verify_audit_log()
+
+    assert (result.ok, result.first_bad_id) == (False, archived[0])
+    assert "is gone" in VerifiedMonth.objects.get(month=months_ago(2)).problems[0]
+
+
+def test_the_dashboard_keeps_a_failure_until_as_much_of_the_trail_verifies(settings):
+    old = entries_in(months_ago(3), 2)
+    seal_all()
+    with triggers_lifted():
+        run_sql("UPDATE audit_auditlog SET resource_id = '999' WHERE id = %s", params=[old[0]])
+
+    assert not services.check_audit_log().ok
+    assert services.check_audit_log(since=months_ago(1)).ok  # the recent months only
+
+    assert services.last_verification().action == "audit.tamper_detected"
