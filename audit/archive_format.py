@@ -107,9 +107,6 @@ class Report:
     months: int = 0
     rows: int = 0
     checkpoints: int = 0  # recomputed from archived rows
-    # SHA-256 over each row's checkpoint line (integrity.row_line), month by month: what the
-    # writer compares with the rows it read from the database.
-    lines_hash: dict[str, str] = field(default_factory=dict)
     # The newest month read and its manifest's SHA-256: an archive cut short at its end still
     # verifies, so an auditor compares these with the trail's record (`audit.archived`).
     newest: tuple[str, str] | None = None
@@ -119,7 +116,7 @@ class Report:
         return not self.problems
 
 
-def _read_manifest(files: Files, name: str, key: Ed25519PublicKey, report: Report):
+def read_manifest(files: Files, name: str, key: Ed25519PublicKey, report: Report):
     """The manifest and its bytes, or None (reported) when it cannot be trusted."""
     try:
         with files.open(name) as handle:
@@ -310,7 +307,7 @@ def _check_rows(files, folder, manifest, report, checkpoints, on_row) -> int:
     """Each row of the month's files in id order and in the month, given to `on_row` when
     there is one; their count."""
     lower, upper = (datetime.datetime.fromisoformat(manifest[k]) for k in ("from", "to"))
-    lines_hash, total, last_id = hashlib.sha256(), 0, None
+    total, last_id = 0, None
     for entry in manifest["files"]:
         name = f"{folder}/{entry['name']}"
         count, first_id = 0, None
@@ -325,7 +322,6 @@ def _check_rows(files, folder, manifest, report, checkpoints, on_row) -> int:
                 first_id = row_id if first_id is None else first_id
                 last_id, count = row_id, count + 1
                 line = row_line(row_id, created_at.astimezone(datetime.UTC), row["digest"])
-                lines_hash.update(line)
                 checkpoints.add_row(row_id, line, folder)
                 if on_row:
                     on_row(row, created_at)
@@ -334,7 +330,6 @@ def _check_rows(files, folder, manifest, report, checkpoints, on_row) -> int:
         if (count, first_id, last_id) != (entry["rows"], entry["first_id"], entry["last_id"]):
             report.problems.append(f"{name}: its rows are not those the manifest lists")
         total += count
-    report.lines_hash[folder] = lines_hash.hexdigest()
     return total
 
 
@@ -350,7 +345,7 @@ def verify_archive(
     manifests, untrusted = {}, set()
     for name in sorted(n for n in names if n.endswith(f"/{MANIFEST}")):
         folder = name.removesuffix(f"/{MANIFEST}")
-        read = _read_manifest(files, name, key, report)
+        read = read_manifest(files, name, key, report)
         if read:
             manifests[folder] = read
         else:

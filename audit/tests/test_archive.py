@@ -28,6 +28,7 @@ from audit.tests.helpers import (
     last_entry_id,
     months_ago,
     only_entry,
+    run_sql,
     seal_all,
     triggers_lifted,
 )
@@ -150,12 +151,12 @@ def test_an_interrupted_run_goes_on_with_the_files_it_left(folder, monkeypatch, 
     month = months_ago(2)
     entries_in(month, 3)
     seal_all()
-    read_back = archive._read_back
-    monkeypatch.setattr(archive, "_read_back", lambda *a: (_ for _ in ()).throw(OSError("gone")))
+    check = archive._check_signature
+    monkeypatch.setattr(archive, "_check_signature", lambda *a: (_ for _ in ()).throw(OSError()))
     with pytest.raises(OSError):
         archive.archive_month(month)
     assert (folder / f"{month:%Y-%m}/manifest.json").exists()
-    monkeypatch.setattr(archive, "_read_back", read_back)
+    monkeypatch.setattr(archive, "_check_signature", check)
     AuditLogFactory()  # the chain grows meanwhile: the manifest does not change for it
     seal_all()
 
@@ -491,3 +492,16 @@ def test_a_file_size_below_one_row_is_refused(settings):
 
     with pytest.raises(archive.ArchiveError, match="at least 1"):
         archive.archive_month(months_ago(2))
+
+
+def test_entries_that_are_not_those_sealed_are_not_archived(folder):
+    month = months_ago(2)
+    ids = entries_in(month, 3)
+    seal_all()
+    with triggers_lifted():  # a sealed row changed since
+        run_sql("UPDATE audit_auditlog SET digest = %s WHERE id = %s", params=["0" * 64, ids[1]])
+
+    with pytest.raises(archive.ArchiveError, match="not those sealed"):
+        archive.archive_month(month)
+
+    assert not Archive.objects.exists()
