@@ -316,10 +316,10 @@ class VerifiedMonth(models.Model):
     run = models.ForeignKey(VerificationRun, on_delete=models.CASCADE, related_name="months")
     month = models.DateField()
     rows = models.BigIntegerField()  # entries checked: in the database, or archived only
-    first_id = models.BigIntegerField(null=True)  # the month's ids, in the database or archive
-    last_id = models.BigIntegerField(null=True)
     first_bad_id = models.BigIntegerField(null=True)
-    # Last ids of checkpoints over its ids with rows outside it: checked after the months.
+    # Id ranges ([first, last]) of the checkpoints whose rows are all the month's, and good.
+    covered = models.JSONField(default=list)
+    # Last ids of checkpoints with rows here and elsewhere (or gone): checked after the months.
     seams = models.JSONField(default=list)
     problems = models.JSONField(default=list)
 

@@ -221,17 +221,19 @@ class _Run:
                 self.dropped.append(f"{month:%Y-%m}")
                 self.removed(dropped)
                 return
-        retries = 3
-        while ids := self.batch(month, last_id):
+        retries, after = 3, 0
+        while ids := self.batch(month, last_id, after):
             try:
                 self.removed(_purge_batch(month, ids))
             except HeldMeanwhile:  # read the holds again, with the batch
                 retries -= 1
                 if not retries:
                     raise
+                continue
+            after = ids[-1]  # the next batch starts past this one, not over its dead rows
 
-    def batch(self, month: datetime.date, last_id: int) -> list[int]:
-        going = _going(month, last_id, self.due).order_by("id")
+    def batch(self, month: datetime.date, last_id: int, after: int) -> list[int]:
+        going = _going(month, last_id, self.due).filter(id__gt=after).order_by("id")
         return list(going.values_list("id", flat=True)[: self.batch_size])
 
     def removed(self, count: int) -> None:

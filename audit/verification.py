@@ -12,8 +12,8 @@ the one before it, and its times. Then each month on its own:
 - the rows of each checkpoint that lies in the month are hashed again, from the archive where
   the database no longer has them, and compared with what it sealed.
 A checkpoint with rows in two months (a seam: the seal cuts ranges at months since monthly
-partitions, older ones may not be) is hashed after the months, from the rows of its id range,
-and one over the ids of no month had all its rows deleted.
+partitions, older ones may not be) is hashed after the months, from the rows of its id range;
+one of the checkpoints the run began with that no month saw a row of had them all deleted.
 
 Months are independent: `jobs` processes check them at once (PostgreSQL), and each month's
 outcome is stored (VerifiedMonth) as it is known, so that a run that was interrupted continues
@@ -24,7 +24,6 @@ the whole chain.
 import bisect
 import datetime
 import hashlib
-import itertools
 import logging
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
@@ -32,7 +31,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, connections, transaction
-from django.db.models import Max, Min, Q
+from django.db.models import Max, Min
 from django.utils import timezone
 
 from audit import archive, holds
@@ -50,6 +49,7 @@ from audit.partitions import month_after
 logger = logging.getLogger(__name__)
 FIELDS = ("id", "created_at", "digest", *DIGEST_FIELDS)
 KEEP_RUNS = datetime.timedelta(days=30)
+WINDOW = 1000  # checkpoints read at a time
 RESUME_WITHIN = datetime.timedelta(days=2)  # an older run's outcomes are not taken on trust
 MAX_PROBLEMS = 100
 # The prefix purge's entries (before retention went by month) say how far it purged; the
@@ -161,19 +161,21 @@ def _range_matches(checkpoint, rows_hash: str, count: int, oldest, newest) -> bo
 
 
 class _Month:
-    """A month's entries, in id order, hashed into the checkpoints over them."""
+    """A month's entries, in id order, hashed into the checkpoints over them. The checkpoints
+    are read a window at a time as the ids go by (a row written into the month long after it
+    is no reason to read every checkpoint in between)."""
 
-    def __init__(self, checkpoints: list[Checkpoint], removable: Removable, active: list):
-        self.checkpoints = checkpoints
-        self.ends = [checkpoint.last_id for checkpoint in checkpoints]
+    def __init__(self, removable: Removable, active: list):
         self.removable, self.active = removable, active
         self.rows = 0
         self.first_bad: int | None = None
         self.problems: list[str] = []
-        self.opened: set[int] = set()
-        self.seams: list[int] = []
+        self.covered: list[list[int]] = []  # id ranges of the checkpoints whole here, and good
+        self.seams: list[int] = []  # last ids of those with rows here and elsewhere (or gone)
         self.last_id: int | None = None
-        self.at = None  # the checkpoint being hashed, its hasher, count and times
+        self.window: list[Checkpoint] = []
+        self.ends: list[int] = []
+        self.current = None  # the checkpoint being hashed, its hasher, count and times
         self.hasher, self.count, self.oldest, self.newest = None, 0, None, None
         self.row_bad = False  # a row of it is bad already: that row is what is reported
 
@@ -211,39 +213,55 @@ class _Month:
             self.bad(row_id, f"id {row_id}: gone from the database while a legal hold keeps it")
         self.line(row_id, created_at.astimezone(datetime.UTC), archived["digest"])
 
+    def checkpoint_of(self, row_id: int) -> Checkpoint | None:
+        if not self.ends or row_id > self.ends[-1]:
+            after = Checkpoint.objects.filter(last_id__gte=row_id).order_by("last_id")
+            self.window = list(after[:WINDOW])
+            self.ends = [checkpoint.last_id for checkpoint in self.window]
+        at = bisect.bisect_left(self.ends, row_id)
+        if at == len(self.ends) or self.window[at].first_id > row_id:
+            return None  # not sealed yet
+        return self.window[at]
+
     def line(self, row_id: int, created_at, digest: str, *, bad: bool = False) -> None:
         self.rows += 1
         if self.last_id is not None and row_id <= self.last_id:  # the key is (id, created_at)
             self.bad(row_id, f"id {row_id}: more than once")
             bad = True
         self.last_id = row_id
-        at = bisect.bisect_left(self.ends, row_id)
-        if at == len(self.ends) or self.checkpoints[at].first_id > row_id:
-            return  # not sealed yet
-        if at != self.at:
+        checkpoint = self.checkpoint_of(row_id)
+        if checkpoint is None:
+            return
+        if checkpoint != self.current:
             self.close()
-            self.at, self.hasher, self.count = at, hashlib.sha256(), 0
+            self.current, self.hasher, self.count = checkpoint, hashlib.sha256(), 0
             self.oldest = self.newest = created_at
-            self.opened.add(at)
         self.row_bad = self.row_bad or bad
         self.hasher.update(row_line(row_id, created_at, digest))
         self.count += 1
         self.oldest, self.newest = min(self.oldest, created_at), max(self.newest, created_at)
 
     def close(self) -> None:
-        if self.at is not None:
-            checkpoint = self.checkpoints[self.at]
-            if self.count != checkpoint.row_count:
-                self.seams.append(checkpoint.last_id)  # rows elsewhere, or missing
-            elif not self.row_bad and not _range_matches(
-                checkpoint, self.hasher.hexdigest(), self.count, self.oldest, self.newest
-            ):
-                self.bad(checkpoint.first_id, f"{checkpoint}: its rows do not hash as sealed")
-        self.at, self.row_bad = None, False
+        checkpoint = self.current
+        if checkpoint is None:
+            return
+        if self.count != checkpoint.row_count:
+            self.seams.append(checkpoint.last_id)  # rows elsewhere, or missing
+        elif self.row_bad or _range_matches(
+            checkpoint, self.hasher.hexdigest(), self.count, self.oldest, self.newest
+        ):
+            _cover(self.covered, checkpoint.first_id, checkpoint.last_id)
+        else:
+            self.bad(checkpoint.first_id, f"{checkpoint}: its rows do not hash as sealed")
+        self.current, self.row_bad = None, False
 
-    def finish(self) -> None:
-        self.close()
-        self.seams += [c.last_id for i, c in enumerate(self.checkpoints) if i not in self.opened]
+
+def _cover(ranges: list[list[int]], first_id: int, last_id: int) -> None:
+    """Add first_id..last_id to id ranges kept in order, joining those that touch."""
+    if ranges and ranges[-1][1] + 1 >= first_id:
+        ranges[-1][1] = max(ranges[-1][1], last_id)
+    else:
+        ranges.append([first_id, last_id])
 
 
 def verify_month(run_id: int, month: datetime.date, removable: Removable) -> VerifiedMonth:
@@ -254,25 +272,11 @@ def verify_month(run_id: int, month: datetime.date, removable: Removable) -> Ver
         return _verify_month(run_id, month, removable)
 
 
-def _overlapping(first_id: int, last_id: int) -> list[Checkpoint]:
-    """The checkpoints over any id from first_id to last_id."""
-    after = Checkpoint.objects.filter(last_id__gte=last_id).order_by("last_id")
-    end = after.values_list("last_id", flat=True).first()
-    overlapping = Checkpoint.objects.filter(last_id__gte=first_id, first_id__lte=last_id)
-    if end is not None:
-        overlapping = overlapping.filter(last_id__lte=end)
-    return list(overlapping.order_by("last_id"))
-
-
 def _verify_month(run_id: int, month: datetime.date, removable: Removable) -> VerifiedMonth:
     lower, upper = archive.month_bounds(month)
     entries = AuditLog.objects.filter(created_at__gte=lower, created_at__lt=upper)
     done = Archive.objects.filter(month=month).first()
-    span = entries.aggregate(first=Min("id"), last=Max("id"))
-    ids = [span["first"], span["last"], *((done.first_id, done.last_id) if done else ())]
-    ids = [row_id for row_id in ids if row_id is not None]
-    checkpoints = _overlapping(min(ids), max(ids)) if ids else []
-    check = _Month(checkpoints, removable, holds.active_holds())
+    check = _Month(removable, holds.active_holds())
     database = entries.order_by("id").values(*FIELDS).iterator(chunk_size=5000)
     pending = next(database, None)
 
@@ -296,15 +300,14 @@ def _verify_month(run_id: int, month: datetime.date, removable: Removable) -> Ve
     while pending is not None:  # after the archive: entries written into the month later
         check.add(pending)
         pending = next(database, None)
-    check.finish()
+    check.close()
     for problem in check.problems:
         logger.error("audit trail verification, %s: %s", f"{month:%Y-%m}", problem)
     return VerifiedMonth.objects.create(
         run_id=run_id,
         month=month,
         rows=check.rows,
-        first_id=min(ids, default=None),
-        last_id=max(ids, default=None),
+        covered=check.covered,
         first_bad_id=check.first_bad,
         seams=check.seams,
         problems=check.problems,
@@ -336,29 +339,37 @@ def _seam_first_bad(checkpoint: Checkpoint, removable: Removable) -> int | None:
 
 
 def _gaps_first_bad(run: VerificationRun, results: list[VerifiedMonth], removable: Removable):
-    """The first checkpoint (of those the run began with) over the ids of no month checked:
-    its rows were all deleted."""
-    spans = sorted((m.first_id, m.last_id) for m in results if m.first_id is not None)
-    merged: list[list[int]] = []
-    for first_id, last_id in spans:
-        if merged and first_id <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], last_id)
-        else:
-            merged.append([first_id, last_id])
-    outside = Q(first_id__gt=merged[-1][1]) if merged else Q(pk__isnull=False)
-    for (_, end), (start, _) in itertools.pairwise(merged):
-        outside |= Q(first_id__gt=end, last_id__lt=start)
-    if merged and run.since is None:
-        outside |= Q(last_id__lt=merged[0][0])
-    elif merged:  # before the first month checked: only what was sealed from `since` on
+    """The first checkpoint (of those the run began with) that no month checked whole and
+    none had rows of: its rows were all deleted. Checked from the chain's start, or with
+    `since`, from the first checkpoint over entries of that month."""
+    if run.head is None:
+        return None
+    checkpoints = Checkpoint.objects.order_by("first_id")
+    unchecked = Checkpoint.objects.none()  # over entries of months the run does not check
+    if run.since is not None:
         since = archive.month_bounds(run.since)[0]
-        outside |= Q(last_id__lt=merged[0][0], oldest_at__gte=since)
-    elif run.since is not None:
-        outside = Q(oldest_at__gte=archive.month_bounds(run.since)[0])
-    found = Checkpoint.objects.filter(
-        outside, first_id__gt=removable.purged_through, last_id__lte=run.head or 0
-    )
-    return found.aggregate(first=Min("first_id"))["first"]
+        checkpoints = checkpoints.filter(oldest_at__gte=since)
+        unchecked = Checkpoint.objects.filter(oldest_at__lt=since)
+    start = checkpoints.values_list("first_id", flat=True).first()
+    if start is None or start > run.head:
+        return None
+    seams = Checkpoint.objects.filter(last_id__in={i for m in results for i in m.seams})
+    ranges = [[0, removable.purged_through]]
+    ranges += [span for m in results for span in m.covered]
+    for others in (seams, unchecked.filter(first_id__gt=start)):
+        ranges += [list(span) for span in others.values_list("first_id", "last_id")]
+    covered: list[list[int]] = []
+    for first_id, last_id in sorted(ranges):
+        _cover(covered, first_id, last_id)
+    expected = start
+    for first_id, last_id in covered:
+        if first_id > expected:
+            break
+        expected = max(expected, last_id + 1)
+    if expected > run.head:
+        return None
+    found = Checkpoint.objects.filter(last_id__gte=expected).order_by("last_id").first()
+    return found.first_id if found else expected
 
 
 def _months(since: datetime.date | None) -> list[datetime.date]:

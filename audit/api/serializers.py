@@ -80,6 +80,15 @@ class CleanupResultSerializer(serializers.Serializer):
     )
 
 
+class VerifyQuerySerializer(serializers.Serializer):
+    since = serializers.DateField(
+        required=False,
+        input_formats=["%Y-%m"],
+        help_text="Check the entries of this month (YYYY-MM) and later only, and the whole "
+        "checkpoint chain: a check of the whole trail reads every archived month.",
+    )
+
+
 class VerificationSerializer(serializers.Serializer):
     ok = serializers.BooleanField()
     checked = serializers.IntegerField()

@@ -105,9 +105,15 @@ class AuditLogViewSet(mixins.ListModelMixin, StaffOnly):
         )
         return Response(serializers.CleanupResultSerializer(result).data)
 
-    @extend_schema(responses=serializers.VerificationSerializer)
+    @extend_schema(
+        parameters=[serializers.VerifyQuerySerializer],
+        responses={200: serializers.VerificationSerializer},
+    )
     def verify(self, request):
-        return Response(serializers.VerificationSerializer(services.check_audit_log()).data)
+        query = serializers.VerifyQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        result = services.check_audit_log(since=query.validated_data.get("since"))
+        return Response(serializers.VerificationSerializer(result).data)
 
 
 class AdminActionViewSet(mixins.ListModelMixin, StaffOnly):

@@ -384,3 +384,32 @@ def test_the_dashboard_keeps_a_failure_until_as_much_of_the_trail_verifies(setti
     assert services.check_audit_log(since=months_ago(1)).ok  # the recent months only
 
     assert services.last_verification().action == "audit.tamper_detected"
+
+
+def test_the_verify_endpoint_checks_from_a_month_or_names_a_bad_one(staff_api):
+    old = entries_in(months_ago(3), 2)
+    seal_all()
+    with triggers_lifted():
+        run_sql("UPDATE audit_auditlog SET resource_id = '999' WHERE id = %s", params=[old[0]])
+
+    recent = staff_api.get(f"/api/audit/verify/?since={months_ago(1):%Y-%m}")
+    whole = staff_api.get("/api/audit/verify/")
+    bad = staff_api.get("/api/audit/verify/?since=2026-13")
+
+    assert recent.status_code == 200 and recent.json()["ok"] is True
+    assert whole.json()["first_bad_id"] == old[0]
+    assert bad.status_code == 400 and "since" in bad.json()
+
+
+def test_an_entry_written_into_an_archived_month_later_is_checked_alone(archived):
+    for _ in range(3):  # checkpoints in between, which the month has no row of
+        AuditLogFactory.create_batch(2)
+        seal_all()
+    late = entries_in(months_ago(2), 1)  # a clock gone back
+    seal_all()
+
+    assert verify_audit_log().ok
+
+    month = VerifiedMonth.objects.get(month=months_ago(2))
+    assert (month.rows, month.seams) == (4, [])
+    assert month.covered[-1] == [late[0], late[0]]
