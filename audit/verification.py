@@ -175,6 +175,7 @@ class _Month:
         self.last_id: int | None = None
         self.window: list[Checkpoint] = []
         self.ends: list[int] = []
+        self.more = True
         self.current = None  # the checkpoint being hashed, its hasher, count and times
         self.hasher, self.count, self.oldest, self.newest = None, 0, None, None
         self.row_bad = False  # a row of it is bad already: that row is what is reported
@@ -214,10 +215,11 @@ class _Month:
         self.line(row_id, created_at.astimezone(datetime.UTC), archived["digest"])
 
     def checkpoint_of(self, row_id: int) -> Checkpoint | None:
-        if not self.ends or row_id > self.ends[-1]:
+        if self.more and (not self.ends or row_id > self.ends[-1]):
             after = Checkpoint.objects.filter(last_id__gte=row_id).order_by("last_id")
             self.window = list(after[:WINDOW])
             self.ends = [checkpoint.last_id for checkpoint in self.window]
+            self.more = len(self.window) == WINDOW  # else the chain ends here: the rest unsealed
         at = bisect.bisect_left(self.ends, row_id)
         if at == len(self.ends) or self.window[at].first_id > row_id:
             return None  # not sealed yet

@@ -1,3 +1,5 @@
+import datetime
+
 from django.conf import settings
 from rest_framework import serializers
 
@@ -81,12 +83,16 @@ class CleanupResultSerializer(serializers.Serializer):
 
 
 class VerifyQuerySerializer(serializers.Serializer):
-    since = serializers.DateField(
+    since = serializers.RegexField(
+        r"^[0-9]{4}-(0[1-9]|1[0-2])$",
         required=False,
-        input_formats=["%Y-%m"],
         help_text="Check the entries of this month (YYYY-MM) and later only, and the whole "
         "checkpoint chain: a check of the whole trail reads every archived month.",
+        error_messages={"invalid": "A month as YYYY-MM."},
     )
+
+    def validate_since(self, value: str) -> datetime.date:
+        return datetime.date.fromisoformat(f"{value}-01")
 
 
 class VerificationSerializer(serializers.Serializer):

@@ -413,3 +413,12 @@ def test_an_entry_written_into_an_archived_month_later_is_checked_alone(archived
     month = VerifiedMonth.objects.get(month=months_ago(2))
     assert (month.rows, month.seams) == (4, [])
     assert month.covered[-1] == [late[0], late[0]]
+
+
+def test_entries_not_sealed_yet_cost_no_query_each(django_assert_max_num_queries):
+    AuditLogFactory.create_batch(2)
+    seal_all()
+    AuditLogFactory.create_batch(30)  # after the chain's end
+
+    with django_assert_max_num_queries(25):  # 18; a query a row would be 48
+        assert verify_audit_log().ok
