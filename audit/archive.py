@@ -178,7 +178,7 @@ class _Rows:
             fields = dict(zip(COLUMNS_BUT_METADATA, values, strict=True))
             head = _LINE.encode({"id": row_id, "created_at": created_at.isoformat(), **fields})
             # The metadata as the database hands it over, JSON already.
-            yield f'{head[:-1]},"metadata":{metadata},"digest":"{digest}"}}\n'.encode()
+            yield f'{head[:-1]},"metadata":{metadata},"digest":{_LINE.encode(digest)}}}\n'.encode()
             rows, last_id = rows + 1, row_id
             self.next = next(self.rows, None)
         self.count += rows
@@ -221,7 +221,9 @@ def archive_month(month: datetime.date, *, progress=None) -> Archive | None:
     None when it has no entries."""
     if settings.AUDIT_ARCHIVE_ROWS_PER_FILE < 1:
         raise ArchiveError("AUDIT_ARCHIVE_ROWS_PER_FILE must be at least 1")
-    with _one_run():
+    # One transaction: the rows read in one snapshot, and by a plain cursor (outside one,
+    # PostgreSQL would copy the whole month aside before the first row, WITH HOLD).
+    with _one_run(), transaction.atomic():
         return _archive_month(month.replace(day=1), progress)
 
 
@@ -256,6 +258,7 @@ def _archive_month(month: datetime.date, progress) -> Archive | None:
     )
     columns = ("id", "created_at", *COLUMNS_BUT_METADATA, "metadata_text", "digest")
     listed = entries.annotate(metadata_text=Cast("metadata", TextField()))
+    listed = listed.filter(id__lte=span["last"])  # none written since the span was read
     rows = _Rows(listed.order_by("id").values_list(*columns), checkpoints)
     files = _write_entries(store, folder, rows, progress)
     rows.close()

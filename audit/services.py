@@ -353,20 +353,19 @@ def check_audit_log(
 
 def last_verification() -> AuditLog | None:
     """The newest verification's entry, `audit.verified` or `audit.tamper_detected`; a failure
-    stays the answer until a verification of as much of the trail (from the same month or an
-    earlier one, or all of it) succeeds: the hourly check of recent months does not hide what
-    the weekly check of the whole trail found."""
-    failed = AuditLog.objects.filter(action="audit.tamper_detected").order_by("-id").first()
+    since the last check of the whole trail stays the answer until a check of as much of the
+    trail (from the same month or an earlier one, or all of it) succeeds: the hourly check of
+    recent months does not hide what the weekly check of the whole trail found."""
     verified = AuditLog.objects.filter(action="audit.verified").order_by("-id")
-    if failed is not None:
+    failures = AuditLog.objects.filter(action="audit.tamper_detected").order_by("-id")
+    whole = verified.exclude(metadata__has_key="since").values_list("id", flat=True).first()
+    for failed in failures.filter(id__gt=whole or 0)[:100]:
         since = failed.metadata.get("since")
         later = verified.filter(id__gt=failed.id)
-        covering = later.exclude(metadata__has_key="since")
-        if since:
-            covering = covering | later.filter(metadata__since__lte=since)
+        covering = later.filter(metadata__since__lte=since) if since else later.none()
         if not covering.exists():
             return failed
-    return verified.first() or failed
+    return verified.first() or failures.first()
 
 
 def export_audit_logs(queryset, *, file_format: str, filters: dict, via: str):

@@ -1,6 +1,8 @@
 import datetime
+import re
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from audit.models import AdminAction, AuditLog, LegalHold
@@ -82,17 +84,29 @@ class CleanupResultSerializer(serializers.Serializer):
     )
 
 
+MONTH = "(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])"  # YYYY-MM, of the years a trail has
+
+
+@extend_schema_field({"type": "string", "pattern": f"^{MONTH}$"})
+class MonthField(serializers.CharField):
+    """A month as YYYY-MM; its first day."""
+
+    default_error_messages = {"invalid": "A month as YYYY-MM, from 1970 to 2999."}
+
+    def to_internal_value(self, data) -> datetime.date:
+        text = super().to_internal_value(data)
+        if not re.fullmatch(MONTH, text):
+            self.fail("invalid")
+        return datetime.date.fromisoformat(f"{text}-01")
+
+
 class VerifyQuerySerializer(serializers.Serializer):
-    since = serializers.RegexField(
-        r"^[0-9]{4}-(0[1-9]|1[0-2])$",
+    since = MonthField(
         required=False,
+        allow_blank=True,  # ?since= as if absent, like the other query parameters
         help_text="Check the entries of this month (YYYY-MM) and later only, and the whole "
         "checkpoint chain: a check of the whole trail reads every archived month.",
-        error_messages={"invalid": "A month as YYYY-MM."},
     )
-
-    def validate_since(self, value: str) -> datetime.date:
-        return datetime.date.fromisoformat(f"{value}-01")
 
 
 class VerificationSerializer(serializers.Serializer):

@@ -112,7 +112,7 @@ class AuditLogViewSet(mixins.ListModelMixin, StaffOnly):
     def verify(self, request):
         query = serializers.VerifyQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        result = services.check_audit_log(since=query.validated_data.get("since"))
+        result = services.check_audit_log(since=query.validated_data.get("since") or None)
         return Response(serializers.VerificationSerializer(result).data)
 
 

@@ -422,3 +422,28 @@ def test_entries_not_sealed_yet_cost_no_query_each(django_assert_max_num_queries
 
     with django_assert_max_num_queries(25):  # 18; a query a row would be 48
         assert verify_audit_log().ok
+
+
+def test_a_whole_trail_failure_is_not_hidden_by_a_later_recent_one_that_passes():
+    old = entries_in(months_ago(3), 2)
+    entries_in(months_ago(1), 2)
+    seal_all()
+    with triggers_lifted():
+        run_sql("UPDATE audit_auditlog SET resource_id = '999' WHERE id = %s", params=[old[0]])
+    assert not services.check_audit_log().ok  # the weekly check, the whole trail
+    whole_failure = AuditLog.objects.filter(action="audit.tamper_detected").latest("id")
+    services.log(
+        "audit.tamper_detected",
+        metadata={"first_bad_id": 1, "checked": 1, "since": months_ago(1).isoformat()},
+        success=False,
+    )  # an hourly check that failed for a passing reason
+    assert services.check_audit_log(since=months_ago(1)).ok  # and the next hourly one
+
+    assert services.last_verification() == whole_failure
+
+
+@pytest.mark.parametrize("since", ["0000-01", "9999-12", "2026-1", "2026-00"])
+def test_the_verify_endpoint_refuses_a_month_out_of_range(staff_api, since):
+    response = staff_api.get(f"/api/audit/verify/?since={since}")
+
+    assert response.status_code == 400 and "since" in response.json()

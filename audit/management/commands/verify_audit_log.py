@@ -1,18 +1,19 @@
 import argparse
 import datetime
+import re
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.api.serializers import MONTH
 from audit.services import check_audit_log
 from audit.sink import read_copies
 
 
 def _month(text: str) -> datetime.date:
-    try:
-        return datetime.date.fromisoformat(f"{text}-01" if len(text) == 7 else text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a month (YYYY-MM): {text!r}") from None
+    if not re.fullmatch(MONTH, text):
+        raise argparse.ArgumentTypeError(f"not a month (YYYY-MM, 1970 to 2999): {text!r}")
+    return datetime.date.fromisoformat(f"{text}-01")
 
 
 class Command(BaseCommand):
