@@ -31,7 +31,7 @@ from audit import archive_format as fmt
 from audit import services
 from audit.integrity import GENESIS, row_line
 from audit.models import Archive, AuditLog, Checkpoint
-from audit.partitions import month_after
+from audit.partitions import month_after, month_of
 from invoicegen.core.exceptions import ConflictError
 
 _LINE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
@@ -379,7 +379,7 @@ def archive_ended_months(*, progress=None) -> list[Archive]:
     archived = []
     if start is None:
         return archived
-    month = start.astimezone(datetime.UTC).date().replace(day=1)
+    month = month_of(start)
     while month_bounds(month)[1] <= timezone.now():
         try:
             archive = archive_month(month, progress=progress)

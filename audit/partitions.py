@@ -111,6 +111,11 @@ def is_partitioned(using: str = "default") -> bool:
     return bool(row and row[0])
 
 
+def month_of(moment: datetime.datetime) -> datetime.date:
+    """The first day of a moment's month, in UTC (the partitions' months)."""
+    return moment.astimezone(datetime.UTC).date().replace(day=1)
+
+
 def month_after(day: datetime.date, months: int) -> datetime.date:
     index = day.year * 12 + day.month - 1 + months
     return datetime.date(index // 12, index % 12 + 1, 1)

@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from audit import archive, holds, roles, verification
 from audit.models import Archive, AuditLog, Checkpoint, RetentionGrant
-from audit.partitions import month_after
+from audit.partitions import month_after, month_of
 from audit.services import log, record_admin_action
 from invoicegen.core.exceptions import ConflictError
 
@@ -35,7 +35,8 @@ logger = logging.getLogger(__name__)
 # What audit_drop_month() may answer that leaves a month to batches, or to the next run: no
 # partition of its own (undefined_table), younger than the minimum retention, not all archived,
 # held, its lock not had in time (lock_not_available), or a writer deadlocked with it.
-DROP_REFUSED = {"42P01", roles.TOO_YOUNG, roles.NOT_ARCHIVED, roles.HELD, "55P03", "40P01"}
+DEADLOCK = "40P01"
+DROP_REFUSED = {"42P01", roles.TOO_YOUNG, roles.NOT_ARCHIVED, roles.HELD, "55P03", DEADLOCK}
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,10 @@ def _archived_until(*, ahead: bool) -> datetime.datetime | None:
     head = Checkpoint.objects.order_by("-id").first()
     unsealed = AuditLog.objects.filter(id__gt=head.last_id if head else 0)
     first_unsealed = unsealed.aggregate(oldest=Min("created_at"))["oldest"]
-    this_month = timezone.now().astimezone(datetime.UTC).date().replace(day=1)
+    this_month = month_of(timezone.now())
     until = archive.month_bounds(this_month)[0]
     if first_unsealed is not None:
-        month = first_unsealed.astimezone(datetime.UTC).date().replace(day=1)
+        month = month_of(first_unsealed)
         until = min(until, archive.month_bounds(month)[0])
     return max(until, archived) if archived else until
 
@@ -114,7 +115,7 @@ def _months(before: datetime.datetime, *, ahead: bool) -> list[tuple[datetime.da
     after = archive.month_bounds(months[-1][0])[1] if months else None
     oldest = AuditLog.objects.filter(**({"created_at__gte": after} if after else {}))
     oldest = oldest.aggregate(oldest=Min("created_at"))["oldest"]
-    month = oldest.astimezone(datetime.UTC).date().replace(day=1) if oldest else None
+    month = month_of(oldest) if oldest else None
     while month and archive.month_bounds(month)[1] <= until and month < before.date():
         months.append((month, None))
         month = month_after(month, 1)
@@ -151,6 +152,8 @@ def _owner_call(sql: str, params: list) -> int:
             raise ConflictError(message) from error
         if sqlstate == roles.TOO_YOUNG:
             raise ValidationError({"days": [message]}) from error
+        if sqlstate == DEADLOCK:  # with a partition's drop or a hold placed: run it again
+            raise ConflictError("the cleanup met a concurrent change; run it again") from error
         raise
 
 

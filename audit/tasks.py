@@ -1,5 +1,3 @@
-import datetime
-
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
@@ -23,7 +21,7 @@ def cleanup_audit_logs() -> int:
 @shared_task
 def verify_recent_audit_log() -> bool:
     """This month and the last (the chain whole)."""
-    this_month = timezone.now().astimezone(datetime.UTC).date().replace(day=1)
+    this_month = partitions.month_of(timezone.now())
     return services.check_audit_log(since=partitions.month_after(this_month, -1)).ok
 
 

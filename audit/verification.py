@@ -44,7 +44,7 @@ from audit.integrity import (
     row_line,
 )
 from audit.models import Archive, AuditLog, Checkpoint, VerificationRun, VerifiedMonth
-from audit.partitions import month_after
+from audit.partitions import month_after, month_of
 
 logger = logging.getLogger(__name__)
 FIELDS = ("id", "created_at", "digest", *DIGEST_FIELDS)
@@ -379,8 +379,8 @@ def _months(since: datetime.date | None) -> list[datetime.date]:
     months = set(Archive.objects.values_list("month", flat=True))
     span = AuditLog.objects.aggregate(oldest=Min("created_at"), newest=Max("created_at"))
     if span["oldest"] is not None:
-        month = span["oldest"].astimezone(datetime.UTC).date().replace(day=1)
-        last = span["newest"].astimezone(datetime.UTC).date().replace(day=1)
+        month = month_of(span["oldest"])
+        last = month_of(span["newest"])
         while month <= last:
             months.add(month)
             month = month_after(month, 1)

@@ -400,7 +400,7 @@ def main() -> None:
     if connection.vendor != "postgresql":
         print("bench_month_removal needs PostgreSQL: set DATABASE_URL=postgres://...")
         return
-    this_month = timezone.now().astimezone(datetime.UTC).date().replace(day=1)
+    this_month = partitions.month_of(timezone.now())
     month = partitions.month_after(this_month, -MONTHS_AGO)
     results = {
         "rows_in_month": ROWS,
