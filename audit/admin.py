@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
-from audit import archive, export, holds, registry, retention, services
+from audit import archive, export, holds, registry, retention, services, subjects
 from audit import context as audit_context
 from audit.models import AdminAction, AuditLog, LegalHold
 from invoicegen.core.admin import ReadOnlyAdmin, ServiceOnlyAdmin
@@ -61,9 +61,9 @@ class AuditLogAdmin(ReadOnlyAdmin):
     list_filter = [ActionPrefixFilter, CategoryFilter, "origin", "success", "created_at"]
     search_fields = ["user_email"]
     search_help_text = (
-        "The start of an email (grace), of a resource's label such as a document number "
-        "(inv-2026), or of an IP address (10.0.), in any case; a resource as type:id (user:7); "
-        "or an action (user.login)."
+        "An email, or the start of one (grace), of a resource's label such as a document "
+        "number (inv-2026), in any case; an IP address (the start of one, 10.0., finds "
+        "anonymous entries only); a resource as type:id (user:7); or an action (user.login)."
     )
     date_hierarchy = "created_at"
     actions = ["export_csv", "export_jsonl"]
@@ -81,8 +81,8 @@ class AuditLogAdmin(ReadOnlyAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        if ip := audit_context.clean_ip(term):
-            return queryset.filter(ip_address=ip), False
+        if audit_context.clean_ip(term):
+            return queryset.filter(subjects.with_address(term)), False
         if IP_PREFIX.fullmatch(term):
             return queryset.filter(ip_address__startswith=term.lower()), False
         if registry.is_registered(term):
@@ -90,7 +90,11 @@ class AuditLogAdmin(ReadOnlyAdmin):
         resource_type, colon, resource_id = term.partition(":")
         if colon:
             return queryset.filter(resource_type=resource_type, resource_id=resource_id), False
-        matches = Q(user_email__istartswith=term) | Q(resource_label__istartswith=term)
+        matches = (
+            Q(user_email__istartswith=term)
+            | Q(resource_label__istartswith=term)
+            | subjects.with_email(term)
+        )
         return queryset.filter(matches), False
 
     def lookup_allowed(self, lookup, value, request=None):

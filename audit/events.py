@@ -50,6 +50,7 @@ BACKBONE_ACTIONS = [
     ("audit.hold_released", "audit", "{actor} released legal hold #{hold}: {reason}", True),
     ("audit.purge_held", "audit", "Legal holds kept {kept} audit entries past retention", False),
     ("audit.archived", "audit", "Audit entries of {month} archived ({rows} entries)", False),
+    ("audit.subject_erased", "audit", "{actor} erased the personal data of {target}", True),
     ("audit.verified", "audit", "Audit trail verified: {checked} entries", False),
     ("audit.tamper_detected", "security", "Audit trail broken at #{first_bad_id}", True),
     ("security.permission_denied", "security", "{actor} was refused {method} {path}", True),

@@ -33,10 +33,17 @@ DIGEST_FIELDS = (
     "origin",  # a column since the trail's names stopped depending on it; "" in older entries
     # What the admin's search finds an entry by (a document's number): covered, or a label
     # rewritten in the database would hide an entry from a search for its resource, or pin it
-    # on another, without breaking any digest. "" in older entries and in entries about no
-    # labelled resource, which are digested without it (below).
+    # on another, without breaking any digest.
     "resource_label",
+    # The personal data sealed under its subject's key, and the hashes that find it
+    # (audit/subjects.py): the digest covers the ciphertext, so erasing the key breaks nothing.
+    "sealed",
+    "email_hash",
+    "ip_hash",
 )
+# Columns added after the first entries were written: "" in the entries older than them, and in
+# those that have nothing to put there, which are digested without the blank ones at the end.
+LATER_FIELDS = DIGEST_FIELDS[DIGEST_FIELDS.index("origin") :]
 GENESIS = "0" * 64
 # Built once: an encoder is constructed anew by every json.dumps() with options.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -54,13 +61,12 @@ def normalize_json(value):
 
 def _digested_fields(values: dict) -> tuple[str, ...]:
     """Entries written before `origin` existed (it is "" in them) were digested without it,
-    and entries without a label without `resource_label`, and still are; a label is digested
-    with the origin before it, even a blank one, so that the list of values always says which
-    of the two it ends with. Blanking either in a newer entry changes what its digest covers,
-    and so breaks it."""
-    if values.get("resource_label"):
-        return DIGEST_FIELDS
-    return DIGEST_FIELDS[:-1] if values["origin"] else DIGEST_FIELDS[:-2]
+    and entries without a label without `resource_label`, and still are: the later fields
+    count up to the last one that is not blank, blank ones before it included, so that the
+    list of values always says which it ends with. Blanking one in a newer entry changes what
+    its digest covers, and so breaks it. (Archived lines older than a column lack it.)"""
+    given = [field for field in LATER_FIELDS if values.get(field)]
+    return DIGEST_FIELDS[: DIGEST_FIELDS.index(given[-1]) + 1 if given else -len(LATER_FIELDS)]
 
 
 def row_digest(values: dict) -> str:

@@ -43,6 +43,20 @@ class Host(Func):
         return compiler.compile(self.get_source_expressions()[0])
 
 
+class EntryQuerySet(models.QuerySet):
+    """Entries read as model instances show their personal data, or `[erased]`
+    (audit/subjects.py reveal()): one more query per page, for the keys. Values and value lists
+    are what is stored, as the digests cover it."""
+
+    def _fetch_all(self):
+        revealed = self._result_cache is None and self._iterable_class is models.query.ModelIterable
+        super()._fetch_all()
+        if revealed:
+            from audit.subjects import reveal
+
+            reveal(self._result_cache)
+
+
 class AuditLog(models.Model):
     id = models.BigAutoField(primary_key=True)
     action = models.CharField(max_length=100)
@@ -75,9 +89,18 @@ class AuditLog(models.Model):
     origin = models.CharField(max_length=10, choices=Origin, blank=True)
     created_at = models.DateTimeField(db_default=Now())
     digest = models.CharField(max_length=64)
+    # Personal data under the key of the person it is about (audit/subjects.py): the columns
+    # above then hold none of it, and keyed hashes of the actor's email and address find the
+    # entry. "" in entries without it, and in those older than these columns.
+    sealed = models.TextField(blank=True, default="", db_default="")
+    email_hash = models.CharField(max_length=32, blank=True, default="", db_default="")
+    ip_hash = models.CharField(max_length=32, blank=True, default="", db_default="")
+
+    objects = EntryQuerySet.as_manager()
 
     class Meta:
         ordering = ["-id"]
+        base_manager_name = "objects"  # refresh_from_db() reveals too
         permissions = [
             ("export_auditlog", "Can export audit entries"),
             ("prune_auditlog", "Can delete audit entries past retention"),
@@ -100,6 +123,10 @@ class AuditLog(models.Model):
             models.Index(PatternOps(Upper("user_email")), name="audit_email_prefix"),
             models.Index(PatternOps(Upper("resource_label")), name="audit_label_prefix"),
             models.Index(PatternOps(Host("ip_address")), name="audit_ip_prefix"),
+            models.Index(
+                fields=["email_hash", "-id"], condition=~Q(email_hash=""), name="audit_email_hash"
+            ),
+            models.Index(fields=["ip_hash", "-id"], condition=~Q(ip_hash=""), name="audit_ip_hash"),
             models.Index(fields=["created_at"], name="audit_created_at"),
             models.Index(fields=["-id"], condition=Q(success=False), name="audit_failures_id"),
             # The rarer origins (the admin, commands, tasks): the API's many writes pay nothing,
@@ -331,3 +358,34 @@ class VerifiedMonth(models.Model):
 
     def __str__(self):
         return f"{self.month:%Y-%m} of {self.run}"
+
+
+class SubjectKey(models.Model):
+    """The key a person's data in the trail is sealed under (audit/subjects.py), itself sealed
+    under a key derived from AUDIT_HMAC_KEY. Erasing the person destroys it: their entries keep
+    their ciphertext, and so their digests, but no one can read it again. The row stays as the
+    record of the erasure; a person erased who acts again gets a new key."""
+
+    subject = models.BigIntegerField()  # a user's id: no FK, the record outlives the account
+    wrapped = models.BinaryField(null=True)  # None once erased
+    created_at = models.DateTimeField(db_default=Now())
+    erased_at = models.DateTimeField(null=True, blank=True)
+    erased_by_email = models.CharField(max_length=254, blank=True)
+    basis = models.TextField(blank=True)  # why: the request or the law it answers
+
+    class Meta:
+        ordering = ["-id"]
+        permissions = [("erase_subject", "Can erase a person's data in the audit trail")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subject"], condition=Q(erased_at=None), name="subjectkey_one_live"
+            ),
+            models.CheckConstraint(
+                condition=Q(erased_at=None, wrapped__isnull=False)
+                | Q(erased_at__isnull=False, wrapped=None),
+                name="subjectkey_erased_has_no_key",
+            ),
+        ]
+
+    def __str__(self):
+        return f"key #{self.pk} of subject {self.subject}"

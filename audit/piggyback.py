@@ -65,4 +65,4 @@ def attach_entry(execute, sql, params, many, context):
         f"WITH audit_change AS ({sql} RETURNING 1) "  # noqa: S608 (Django's SQL, our constant)
         f"SELECT id {services.APPEND_FROM} WHERE EXISTS (SELECT FROM audit_change)"
     )
-    return execute(sql, [*params, *services.append_params([entry])], many, context)
+    return execute(sql, [*params, *services.append_params(services.stored([entry]))], many, context)

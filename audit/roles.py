@@ -16,6 +16,9 @@ through SECURITY DEFINER functions of the owner, which check their own condition
   from the first id, as it says: a made-up record cannot let unarchived entries go;
 - `audit_release_hold(hold, by_email, why)` ends a legal hold, only in a transaction that
   wrote its `audit.hold_released` entry first;
+- `audit_erase_subject(subject, by_email, why)` destroys a person's keys (audit/subjects.py),
+  only in a transaction that wrote its `audit.subject_erased` entry first, and refuses while a
+  legal hold keeps any entry by or about them;
 - `audit_seal_boundary()` waits (SHARE lock) until no transaction that wrote an entry is still
   open, and returns the highest id then committed: every id below it is final, so the seal
   never has to guess how long a transaction may stay open;
@@ -37,7 +40,15 @@ from django.conf import settings
 from django.db import connections, transaction
 
 from audit import integrity, partitions, triggers
-from audit.models import AdminAction, Archive, AuditLog, Checkpoint, LegalHold, RetentionGrant
+from audit.models import (
+    AdminAction,
+    Archive,
+    AuditLog,
+    Checkpoint,
+    LegalHold,
+    RetentionGrant,
+    SubjectKey,
+)
 
 # SQLSTATEs of the functions' refusals (class "AU", the project's own).
 TOO_YOUNG = "AU002"  # AU001 was "not sealed", for the purge of a prefix of ids
@@ -55,18 +66,42 @@ FUNCTIONS = (
     partitions.FUNCTION,
     "audit_record_archive(date, bigint, bigint, bigint, text, text)",
     "audit_release_hold(bigint, text, text)",
+    "audit_erase_subject(bigint, text, text)",
 )
 
 _CREDENTIALS = ("USER", "PASSWORD", "HOST", "PORT")
 
 
-def functions_sql(schema: str, min_retention_days: int) -> list[str]:
+ERASURE_TYPE = "subject"  # what an erasure's entry is about: a person, a user or one gone
+# The lock that makes a person's key and erases it one at a time (audit/subjects.py).
+SUBJECT_LOCK_SQL = "hashtextextended('audit subject ' || %s::text, 0)"
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def functions_sql(schema: str, min_retention_days: int, user_resource_type: str) -> list[str]:
     entries = f"{schema}.{AuditLog._meta.db_table}"
     checkpoints = f"{schema}.{Checkpoint._meta.db_table}"
     grants = f"{schema}.{RetentionGrant._meta.db_table}"
     archives = f"{schema}.{Archive._meta.db_table}"
     holds = f"{schema}.{LegalHold._meta.db_table}"
+    keys = f"{schema}.{SubjectKey._meta.db_table}"
+    user_type = quote_literal(user_resource_type)
+    subject_lock = SUBJECT_LOCK_SQL.replace("%s", "subject")
     days = int(min_retention_days)
+
+    def entry_first(action: str, resource_type: str, argument: str, refusal: str) -> str:
+        """The refusal unless this transaction wrote the action's entry about the argument
+        first (an entry's time is its transaction's)."""
+        return f"""IF NOT EXISTS (SELECT FROM {entries} e WHERE e.action = '{action}'
+                    AND e.resource_type = '{resource_type}' AND e.resource_id = {argument}::text
+                    AND e.created_at >= now()) THEN
+                RAISE EXCEPTION '{refusal} with its audit entry only', {argument}
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;"""
+
     # The month a purge or a drop is about, and the last id of its archive.
     month_bounds = f"""
             lower timestamptz := month::timestamp AT TIME ZONE 'UTC';
@@ -86,17 +121,23 @@ def functions_sql(schema: str, min_retention_days: int) -> list[str]:
     header = f"LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, {schema}, pg_temp"
     columns = ", ".join(CHECKPOINT_FIELDS)
     entry_columns = ", ".join(ENTRY_COLUMNS)
+    appended = ", ".join(
+        f"coalesce({column}, '')" if column in integrity.LATER_FIELDS else column
+        for column in ENTRY_COLUMNS
+    )
     return [
         # Runs with the caller's rights (its INSERT on the entry columns). A statement that
         # PL/pgSQL runs keeps its plan for the session: sent as SQL, this INSERT was planned
-        # again for every entry, which cost more than writing it.
+        # again for every entry, which cost more than writing it. A column added since the
+        # caller's code was written is "" (what that code digested): processes not restarted
+        # yet after a `migrate` keep writing.
         f"""
         CREATE OR REPLACE FUNCTION {schema}.audit_append(shared json, rows json)
         RETURNS TABLE (id bigint, created_at timestamptz) LANGUAGE plpgsql AS $$
         BEGIN
             RETURN QUERY WITH added AS (
                 INSERT INTO {entries} ({entry_columns})
-                SELECT {entry_columns}
+                SELECT {appended}
                 FROM json_populate_recordset(json_populate_record(NULL::{entries}, shared), rows)
                 RETURNING {entries}.id, {entries}.created_at
             ) SELECT added.id, added.created_at FROM added;
@@ -256,12 +297,7 @@ def functions_sql(schema: str, min_retention_days: int) -> list[str]:
             hold bigint, by_email text, why text
         ) RETURNS void {header} AS $$
         BEGIN
-            IF NOT EXISTS (SELECT FROM {entries} e WHERE e.action = 'audit.hold_released'
-                    AND e.resource_type = 'legal_hold' AND e.resource_id = hold::text
-                    AND e.created_at >= now()) THEN
-                RAISE EXCEPTION 'legal hold % is released with its audit entry only', hold
-                    USING ERRCODE = 'insufficient_privilege';
-            END IF;
+            {entry_first("audit.hold_released", "legal_hold", "hold", "legal hold % is released")}
             UPDATE {holds} h SET released_at = now(), released_by_email = by_email,
                 release_reason = why
             WHERE h.id = hold AND h.released_at IS NULL;
@@ -269,6 +305,32 @@ def functions_sql(schema: str, min_retention_days: int) -> list[str]:
                 RAISE EXCEPTION 'legal hold % is not active', hold
                     USING ERRCODE = 'no_data_found';
             END IF;
+        END $$
+        """,  # noqa: S608
+        f"""
+        CREATE OR REPLACE FUNCTION {schema}.audit_erase_subject(
+            subject bigint, by_email text, why text
+        ) RETURNS bigint {header} AS $$
+        DECLARE
+            erased bigint;
+        BEGIN
+            {entry_first("audit.subject_erased", ERASURE_TYPE, "subject", "subject % is erased")}
+            -- No hold placed, and no key made for them, until this commits (in this order,
+            -- as a writer placing a hold takes them).
+            LOCK TABLE {holds} IN SHARE MODE;
+            PERFORM pg_advisory_xact_lock({subject_lock});
+            IF EXISTS (SELECT FROM {holds} h WHERE h.released_at IS NULL AND h.user_id = subject)
+                OR EXISTS (SELECT FROM {entries} e WHERE (e.user_id = subject
+                    OR (e.resource_type = {user_type} AND e.resource_id = subject::text))
+                    AND {held}) THEN
+                RAISE EXCEPTION 'a legal hold keeps entries of subject %', subject
+                    USING ERRCODE = '{HELD}';
+            END IF;
+            UPDATE {keys} k SET wrapped = NULL, erased_at = now(), erased_by_email = by_email,
+                basis = why
+            WHERE k.subject = $1 AND k.erased_at IS NULL;
+            GET DIAGNOSTICS erased = ROW_COUNT;
+            RETURN erased;
         END $$
         """,  # noqa: S608
         f"REVOKE ALL ON FUNCTION {', '.join(FUNCTIONS)} FROM PUBLIC",
@@ -294,6 +356,9 @@ def grant_sql(schema: str, role: str) -> list[str]:
         # nor its terms rewritten.
         f"REVOKE ALL ON {holds} FROM {role}",
         f"GRANT SELECT, INSERT ON {holds} TO {role}",
+        # A person's key is made, and destroyed only through audit_erase_subject().
+        f"REVOKE ALL ON {schema}.{SubjectKey._meta.db_table} FROM {role}",
+        f"GRANT SELECT, INSERT ON {schema}.{SubjectKey._meta.db_table} TO {role}",
         # The partitions (audit/partitions.py): only through the partitioned table.
         f"""
         DO $$ DECLARE part regclass; BEGIN
@@ -320,7 +385,11 @@ def set_up(connection, *, app_role: str | None) -> None:
     with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         cursor.execute("SELECT current_schema(), current_user")
         schema, owner = cursor.fetchone()
-        statements = functions_sql(quote(schema), settings.AUDIT_MIN_RETENTION_DAYS)
+        from audit.subjects import user_resource_type
+
+        statements = functions_sql(
+            quote(schema), settings.AUDIT_MIN_RETENTION_DAYS, user_resource_type()
+        )
         if app_role and app_role != owner:
             statements += grant_sql(quote(schema), quote(app_role))
         for sql in statements:

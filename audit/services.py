@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from audit import context as audit_context
-from audit import export, integrity, registry, roles, sink
+from audit import export, integrity, registry, roles, sink, subjects
 from audit.integrity import normalize_json, row_digest
 from audit.models import AdminAction, AuditLog, Checkpoint
 from invoicegen.core import events as domain_events
@@ -62,7 +62,7 @@ def entry_values(
     success: bool = True,
     context: audit_context.AuditContext | None = None,
 ) -> dict:
-    """The columns of one entry, its digest included."""
+    """The columns of one entry as it reads, before it is stored (stored())."""
     context = context or audit_context.current()
     if actor is None:
         user_id, user_email = context.actor()
@@ -92,8 +92,17 @@ def entry_values(
         "success": success,
         "origin": context.origin,
         "resource_label": label,
+        "sealed": "",
+        "email_hash": "",
+        "ip_hash": "",
     }
-    return {**values, "digest": row_digest(values)}
+    return values
+
+
+def stored(entries: list[dict]) -> list[dict]:
+    """The entries (entry_values()) as they are written: personal data sealed under the key of
+    the person it is about (audit/subjects.py), and digested."""
+    return [{**values, "digest": row_digest(values)} for values in subjects.seal(entries)]
 
 
 def log(action: str, **kwargs) -> AuditLog:
@@ -152,7 +161,7 @@ def _same_in_all(column: str, entries: list[dict]) -> bool:
 
 
 def append_params(entries: list[dict]) -> list[str]:
-    """The two arguments of audit_append() for entries (entry_values(): JSON types only)."""
+    """The two arguments of audit_append() for entries (stored(): JSON types only)."""
     first = entries[0]
     shared = COLUMNS if len(entries) == 1 else [c for c in COLUMNS if _same_in_all(c, entries)]
     apart = [c for c in COLUMNS if c not in shared]
@@ -162,18 +171,21 @@ def append_params(entries: list[dict]) -> list[str]:
 
 def insert_entry(values: dict) -> AuditLog:
     """One plain INSERT: the trail's hot path skips the ORM's per-save machinery (it would
-    cost about a third more per audited change; see bench/bench_audit.py)."""
+    cost about a third more per audited change; see bench/bench_audit.py). The entry comes
+    back as it reads."""
+    row = stored([values])[0]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(f"SELECT id, created_at {APPEND_FROM}", append_params([values]))
+            cursor.execute(f"SELECT id, created_at {APPEND_FROM}", append_params([row]))
         else:
-            cursor.execute(f"{INSERT_SQL} RETURNING id, created_at", insert_params(values))
+            cursor.execute(f"{INSERT_SQL} RETURNING id, created_at", insert_params(row))
         row_id, created_at = cursor.fetchone()
     if isinstance(created_at, str):  # SQLite hands back text or a naive datetime, in UTC
         created_at = parse_datetime(created_at)
     if timezone.is_naive(created_at):
         created_at = timezone.make_aware(created_at, datetime.UTC)
-    return AuditLog(id=row_id, created_at=created_at, **values)
+    stored_only = {column: row[column] for column in (*subjects.STORED_ONLY, "digest")}
+    return AuditLog(id=row_id, created_at=created_at, **{**values, **stored_only})
 
 
 def insert_entries(entries: list[dict], *, rows_per_statement: int = 1000) -> None:
@@ -181,6 +193,7 @@ def insert_entries(entries: list[dict], *, rows_per_statement: int = 1000) -> No
     `rows_per_statement` elsewhere."""
     if not entries:
         return
+    entries = stored(entries)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(f"SELECT count(*) {APPEND_FROM}", append_params(entries))

@@ -38,6 +38,7 @@ from audit import archive, holds
 from audit.integrity import (
     DIGEST_FIELDS,
     GENESIS,
+    LATER_FIELDS,
     checkpoint_digest,
     constant_time_equal,
     row_digest,
@@ -195,9 +196,12 @@ class _Month:
         self.line(row["id"], row["created_at"], row["digest"], bad=differs or forged)
 
     def same(self, row: dict, archived: dict, created_at: datetime.datetime) -> None:
-        """An entry both in the database and in its month's archive."""
+        """An entry both in the database and in its month's archive (written before a column
+        was added, its lines lack it: "" where the database has it blank)."""
         fields = ("digest", *DIGEST_FIELDS)
-        differs = row["created_at"] != created_at or any(row[f] != archived[f] for f in fields)
+        differs = row["created_at"] != created_at or any(
+            row[f] != archived.get(f, "" if f in LATER_FIELDS else None) for f in fields
+        )
         self.add(row, differs=differs)
 
     def removed(self, archived: dict, created_at: datetime.datetime) -> None:

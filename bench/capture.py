@@ -422,7 +422,8 @@ def newest_record_context(variant: Variant) -> object:
     from auditlog.models import LogEntry
 
     if variant.store == "invoicegen audit":
-        return AuditLog.objects.order_by("-id").values_list("user_email", "ip_address").first()
+        newest = AuditLog.objects.order_by("-id").first()  # its personal data is stored sealed
+        return newest and (newest.user_email, newest.ip_address)
     if variant.store == "django-auditlog":
         return LogEntry.objects.order_by("-id").values_list("actor_id", "remote_addr").first()
     if variant.store == "django-simple-history":

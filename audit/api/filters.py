@@ -8,6 +8,7 @@ from django.db.models import BigIntegerField, DateTimeField, Func
 from django.db.models.expressions import RawSQL
 from drf_spectacular.utils import extend_schema_field
 
+from audit import subjects
 from audit.models import AuditLog, Checkpoint, Origin
 from invoicegen.core.api import IdFilter, TrueFalseFilter, UTCDateTimeFilter
 
@@ -193,7 +194,7 @@ class AuditLogFilter(django_filters.FilterSet):
     ip = extend_schema_field(IP_ADDRESS)(
         # Not stripped: a value of spaces would otherwise be taken as no filter.
         django_filters.CharFilter(
-            field_name="ip_address", validators=[validate_ipv46_address], strip=False
+            method="filter_ip", validators=[validate_ipv46_address], strip=False
         )
     )
     # Both at once, in filter_queryset(): filter_by_dates().
@@ -211,6 +212,9 @@ class AuditLogFilter(django_filters.FilterSet):
 
     def dates_later(self, queryset, name, value):
         return queryset
+
+    def filter_ip(self, queryset, name, value):
+        return queryset.filter(subjects.with_address(value))
 
     def filter_action(self, queryset, name, value):
         if value.endswith("."):

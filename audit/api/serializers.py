@@ -144,3 +144,18 @@ class PlaceLegalHoldSerializer(serializers.Serializer):
 
 class ReleaseLegalHoldSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=2000)
+
+
+class EraseSubjectSerializer(serializers.Serializer):
+    basis = serializers.CharField(
+        max_length=2000, help_text="Why the data is erased: the request, or the law it answers."
+    )
+
+
+class ErasureSerializer(serializers.Serializer):
+    subject = serializers.IntegerField(help_text="The user whose data was erased.")
+    keys = serializers.IntegerField(help_text="Keys destroyed: 0 if none was live.")
+    unsealed = serializers.IntegerField(
+        help_text="Their entries written before personal data was sealed, which keep it."
+    )
+    basis = serializers.CharField()

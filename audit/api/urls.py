@@ -1,6 +1,11 @@
 from django.urls import re_path
 
-from audit.api.views import AdminActionViewSet, AuditLogViewSet, LegalHoldViewSet
+from audit.api.views import (
+    AdminActionViewSet,
+    AuditLogViewSet,
+    LegalHoldViewSet,
+    SubjectViewSet,
+)
 
 app_name = "audit"
 
@@ -39,5 +44,10 @@ urlpatterns = [
         r"^holds/(?P<pk>[0-9]+)/release/?$",
         LegalHoldViewSet.as_view({"post": "release"}),
         name="hold-release",
+    ),
+    re_path(
+        r"^subjects/(?P<user_id>[0-9]+)/erase/?$",
+        SubjectViewSet.as_view({"post": "erase"}),
+        name="subject-erase",
     ),
 ]

@@ -9,12 +9,12 @@ from rest_framework.exceptions import NotFound
 from rest_framework.permissions import BasePermission, IsAdminUser
 from rest_framework.response import Response
 
-from audit import export, holds, registry, retention, services
+from audit import export, holds, registry, retention, services, subjects
 from audit.api import serializers
 from audit.api.filters import AuditLogFilter
 from audit.models import AdminAction, AuditLog, LegalHold
 from invoicegen.core.api import BoundedPageSize
-from invoicegen.core.schema import CONFLICT
+from invoicegen.core.schema import CONFLICT, NOT_FOUND
 
 ID = re.compile("[0-9]+")
 
@@ -160,3 +160,35 @@ class LegalHoldViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffOn
             self.get_object(), reason=given.validated_data["reason"], via=AdminAction.Kind.API
         )
         return Response(self.get_serializer(hold).data)
+
+
+class MayErase(BasePermission):
+    """Erasing takes `audit.erase_subject`."""
+
+    def has_permission(self, request, view):
+        return view.action != "erase" or request.user.has_perm("audit.erase_subject")
+
+
+class SubjectViewSet(StaffOnly):
+    """The people the trail holds data about."""
+
+    permission_classes = [IsAdminUser, MayErase]
+    serializer_class = serializers.EraseSubjectSerializer
+
+    @extend_schema(
+        request=serializers.EraseSubjectSerializer,
+        responses={200: serializers.ErasureSerializer, 404: NOT_FOUND, 409: CONFLICT},
+        description="Destroys the keys the user's data in the audit trail is sealed under: "
+        "their entries then show [erased], and the trail and its archives still verify. "
+        "Takes `audit.erase_subject`. 404: an id past any user's. 409: a legal hold keeps "
+        "some of their entries.",
+    )
+    def erase(self, request, user_id):
+        if int(user_id) >= 2**63:
+            raise NotFound("No user has this id.")
+        given = self.get_serializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        erasure = subjects.erase_subject(
+            int(user_id), basis=given.validated_data["basis"], via=AdminAction.Kind.API
+        )
+        return Response(serializers.ErasureSerializer(erasure).data)

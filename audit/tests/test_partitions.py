@@ -16,6 +16,7 @@ from audit.models import AuditLog
 from audit.tests.factories import AuditLogFactory
 from audit.tests.helpers import (
     age_entries,
+    entry_of_old_code,
     fetch,
     migrate_to_the_latest,
     partitions_of,
@@ -148,7 +149,7 @@ def test_the_migration_partitions_a_trail_in_place():
     executor = MigrationExecutor(connection)
     executor.migrate([before])
     assert not partitions.is_partitioned()
-    written = [AuditLogFactory() for _ in range(3)]
+    written = [entry_of_old_code() for _ in range(3)]
     age_entries(days=40, through_id=written[0].id)
     seal_all()
     rows = list(AuditLog.objects.order_by("id").values_list("id", "created_at", "digest"))
@@ -164,7 +165,7 @@ def test_the_migration_partitions_a_trail_in_place():
     assert partitions_of()["audit_auditlog_before"] == (
         f"FOR VALUES FROM (MINVALUE) TO ('{next_month} 00:00:00+00')"
     )
-    newer = AuditLogFactory()
+    newer = entry_of_old_code()
     assert newer.id == rows[-1][0] + 1
     seal_all()
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
@@ -186,7 +187,7 @@ def test_the_migration_back_makes_one_table_of_every_partition():
 
     assert not partitions.is_partitioned()
     assert list(AuditLog.objects.order_by("id").values_list("id", "created_at", "digest")) == rows
-    assert AuditLogFactory().id == rows[-1][0] + 1
+    assert entry_of_old_code().id == rows[-1][0] + 1
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         run_sql("DELETE FROM audit_auditlog")
     executor.loader.build_graph()

@@ -9,11 +9,11 @@ from django.db import DatabaseError, connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from audit import archive, holds, partitions, retention, services
+from audit import archive, holds, partitions, retention, services, subjects
 from audit.apps import check_app_role_cannot_rewrite_the_trail
-from audit.models import Archive, AuditLog, LegalHold
+from audit.models import Archive, AuditLog, LegalHold, SubjectKey
 from audit.roles import reconnected
-from audit.tests.factories import AuditLogFactory
+from audit.tests.factories import AuditLogFactory, request_context
 from audit.tests.helpers import (
     age_entries,
     entries_in,
@@ -22,6 +22,7 @@ from audit.tests.helpers import (
     run_sql,
     seal_all,
 )
+from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.billing.tests.factories import InvoiceFactory
 
 pytestmark = [
@@ -77,6 +78,8 @@ def app_role(django_db_setup, django_db_blocker):
         "UPDATE audit_legalhold SET reason = 'rewritten'",
         "UPDATE audit_legalhold SET category = 'auth'",
         "UPDATE audit_legalhold SET released_at = now()",  # a release with no audit entry
+        "UPDATE audit_subjectkey SET wrapped = NULL",  # an erasure with no audit entry
+        "DELETE FROM audit_subjectkey",
         "INSERT INTO audit_archive (month, first_id, last_id, row_count, manifest,"
         " manifest_sha256) VALUES ('2099-12-01', 1, 1, 1, 'm', 's')",
         "INSERT INTO audit_auditlog (id) VALUES (1)",  # ids come from the database
@@ -252,3 +255,39 @@ def test_a_hold_is_released_only_in_the_transaction_of_its_audit_entry(app_role)
         run_sql("SELECT audit_release_hold(%s, 'x@example.com', 'quietly')", params=[hold.pk])
 
     assert LegalHold.objects.get().released_at is None
+
+
+def test_the_app_role_erases_a_person_through_the_owners_function(app_role):
+    grace = UserFactory(email="grace@example.com")
+    with logged_in_as(app_role):
+        entry = AuditLogFactory(context=request_context(user_id=grace.pk, user_email=grace.email))
+        erasure = subjects.erase_subject(grace.pk, basis="a request", via="api")
+
+    assert erasure["keys"] == 1
+    assert AuditLog.objects.get(pk=entry.pk).user_email == "[erased]"
+    assert services.check_audit_log().ok
+
+
+def test_a_person_is_erased_only_in_the_transaction_of_its_audit_entry(app_role):
+    grace = UserFactory(email="grace@example.com")
+    AuditLogFactory(context=request_context(user_id=grace.pk, user_email=grace.email))
+    services.log("audit.subject_erased", target=("subject", grace.pk))  # another transaction
+
+    with logged_in_as(app_role), pytest.raises(DatabaseError, match="with its audit entry only"):
+        run_sql("SELECT audit_erase_subject(%s, 'x@example.com', 'quietly')", params=[grace.pk])
+
+    assert SubjectKey.objects.get().wrapped is not None
+
+
+def test_the_owners_erasure_refuses_what_a_hold_keeps(app_role):
+    """The check under the lock: a hold the service's own check did not see (placed after)."""
+    grace = UserFactory(email="grace@example.com")
+    AuditLogFactory(context=request_context(user_id=grace.pk, user_email=grace.email))
+    LegalHold.objects.create(reason="case", user_id=grace.pk, placed_by_email="x@example.com")
+
+    with logged_in_as(app_role), transaction.atomic():
+        services.log("audit.subject_erased", target=("subject", grace.pk))
+        with pytest.raises(subjects.Held):
+            subjects._erase_as_owner(grace.pk, "x@example.com", "a request")
+
+    assert SubjectKey.objects.get().wrapped is not None
