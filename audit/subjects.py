@@ -180,11 +180,30 @@ def _unwrap(subject: int, wrapped: bytes) -> AESGCM:
     return AESGCM(wrapping.decrypt(wrapped[:NONCE], wrapped[NONCE:], b"%d" % subject))
 
 
-def _part(key_id: int, key: AESGCM, fields: dict) -> str:
-    nonce = os.urandom(NONCE)
-    plain = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
-    sealed = nonce + key.encrypt(nonce, plain, b"%d" % key_id)
-    return f"{PREFIX}.{key_id}.{base64.urlsafe_b64encode(sealed).decode()}"
+class _Sealer:
+    """Seals the parts of a batch of entries. The same data under the same key is sealed once
+    a batch (a bulk write's entries share their actor's): equal ciphertexts tell only that
+    entries of one write hold the same data, and a nonce is never used for two texts."""
+
+    def __init__(self, keys: dict[int, tuple[int, AESGCM]]):
+        self.keys = keys
+        self.sealed: dict[tuple[int, str], str] = {}
+        self.hashed: dict[str, str] = {}
+
+    def part(self, subject: int, fields: dict) -> str:
+        key_id, key = self.keys[subject]
+        plain = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+        if (key_id, plain) not in self.sealed:
+            nonce = os.urandom(NONCE)
+            data = nonce + key.encrypt(nonce, plain.encode(), b"%d" % key_id)
+            text = base64.urlsafe_b64encode(data).decode()
+            self.sealed[key_id, plain] = f"{PREFIX}.{key_id}.{text}"
+        return self.sealed[key_id, plain]
+
+    def hash(self, text: str) -> str:
+        if text not in self.hashed:
+            self.hashed[text] = search_hash(text) if text else ""
+        return self.hashed[text]
 
 
 def seal(entries: list[dict]) -> list[dict]:
@@ -193,9 +212,9 @@ def seal(entries: list[dict]) -> list[dict]:
     subjects = {subject for found in parts for subject in found}
     if not subjects:
         return entries
-    keys = _live_keys(subjects)
+    sealer = _Sealer(_live_keys(subjects))
     return [
-        _sealed(entry, found, keys) if found else entry
+        _sealed(entry, found, sealer) if found else entry
         for entry, found in zip(entries, parts, strict=True)
     ]
 
@@ -215,14 +234,14 @@ def _parts_of(entry: dict) -> dict[int, dict]:
     return parts
 
 
-def _sealed(entry: dict, parts: dict[int, dict], keys: dict) -> dict:
+def _sealed(entry: dict, parts: dict[int, dict], sealer: _Sealer) -> dict:
     hidden = {field for fields in parts.values() for field in fields}
     stored = {
         **entry,
         **{field: BLANK[field] for field in hidden if field in BLANK},
-        "sealed": " ".join(_part(*keys[subject], fields) for subject, fields in parts.items()),
-        "email_hash": search_hash(entry["user_email"]) if entry["user_email"] else "",
-        "ip_hash": search_hash(entry["ip_address"]) if entry["ip_address"] else "",
+        "sealed": " ".join(sealer.part(subject, fields) for subject, fields in parts.items()),
+        "email_hash": sealer.hash(entry["user_email"]),
+        "ip_hash": sealer.hash(entry["ip_address"] or ""),
     }
     if "metadata" in hidden:
         stored["metadata"] = dict.fromkeys(entry["metadata"], ERASED)

@@ -53,6 +53,7 @@ from bench.capture import (
 )
 from bench.common import (
     ROOT,
+    archive_storage,
     compare_runs,
     env_int,
     interleaved,
@@ -670,7 +671,7 @@ def main() -> None:
         results["profile"] = profile_single_update(actor)
     capture.OURS.configure()
     if ROWS:
-        with scratch_database():
+        with scratch_database(), archive_storage():
             print(f"\nfilling {ROWS:,} audit rows ...", flush=True)
             results |= {"rows": ROWS, "fill_seconds": round(fill(ROWS), 1)}
             actor = User.objects.create_user("owner@example.com", "bench-password-1")

@@ -48,7 +48,6 @@ from unittest import mock
 
 from django.conf import settings
 from django.db import connection, connections, transaction
-from django.test.utils import override_settings
 from django.utils import timezone
 
 from audit import archive, integrity, partitions, registry, retention
@@ -59,6 +58,7 @@ from audit.verification import FIELDS, verify_audit_log
 from bench.bench_audit import fill
 from bench.bench_trail_scale import _scalar, _summary, server_facts
 from bench.common import (
+    archive_storage,
     env_int,
     print_table,
     print_verdicts,
@@ -175,18 +175,6 @@ def seal() -> float:
     while seal_audit_log():
         pass
     return time.perf_counter() - started
-
-
-@contextmanager
-def archive_storage():
-    """The archive in a temporary folder (FileSystemStorage), as conftest.py has it."""
-    with tempfile.TemporaryDirectory(prefix="bench-audit-archive-") as folder:
-        storage = {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": folder},
-        }
-        with override_settings(STORAGES={**settings.STORAGES, "audit_archive": storage}):
-            yield Path(folder)
 
 
 # The writer ------------------------------------------------------------------------------

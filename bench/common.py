@@ -8,12 +8,15 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from django.conf import settings
 from django.db import connection
+from django.test import override_settings
 from django.utils import timezone
 
 RESULTS = Path(__file__).parent / "results"
@@ -29,6 +32,19 @@ def scratch_database():
         yield connection.settings_dict["NAME"]
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+@contextmanager
+def archive_storage():
+    """The archive in a temporary folder (FileSystemStorage), as conftest.py has it: a run
+    never meets an earlier run's months."""
+    with tempfile.TemporaryDirectory(prefix="bench-audit-archive-") as folder:
+        storage = {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": folder},
+        }
+        with override_settings(STORAGES={**settings.STORAGES, "audit_archive": storage}):
+            yield Path(folder)
 
 
 def percentile(values: list[float], q: float) -> float:
