@@ -54,25 +54,22 @@ MAX_SEARCHED_USERS = 1000  # a search by the start of an email names at most thi
 HELD = "A legal hold keeps this person's entries: release it before erasing them."
 
 
-def _derived(purpose: bytes) -> bytes:
-    return hmac.digest(settings.AUDIT_HMAC_KEY.encode(), purpose, "sha256")
+@cache
+def _derived(hmac_key: str, purpose: bytes) -> bytes:
+    """A key of its own for each purpose, from AUDIT_HMAC_KEY (once per process)."""
+    return hmac.digest(hmac_key.encode(), purpose, "sha256")
 
 
 @cache
 def _wrapping(hmac_key: str) -> AESGCM:
-    return AESGCM(_derived(b"audit subject keys"))
+    return AESGCM(_derived(hmac_key, b"audit subject keys"))
 
 
 def search_hash(text: str) -> str:
     """What `email_hash` and `ip_hash` hold: a keyed hash, so that a copy of the database does
     not tell whose entries they are by hashing guesses."""
-    key = _index_key(settings.AUDIT_HMAC_KEY)
+    key = _derived(settings.AUDIT_HMAC_KEY, b"audit search index")
     return hmac.digest(key, text.strip().lower().encode(), "sha256")[:16].hex()
-
-
-@cache
-def _index_key(hmac_key: str) -> bytes:
-    return _derived(b"audit search index")
 
 
 @cache
