@@ -81,6 +81,18 @@ def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def held_sql(holds: str) -> str:
+    """Whether a hold in force keeps the entry `e`: LegalHold.entries() in the owner's
+    functions (a test holds the two to the same entries)."""
+    return f"""EXISTS (SELECT FROM {holds} h WHERE h.released_at IS NULL
+                    AND (h.user_id IS NULL OR e.user_id = h.user_id)
+                    AND (h.resource_type = '' OR e.resource_type = h.resource_type)
+                    AND (h.resource_id = '' OR e.resource_id = h.resource_id)
+                    AND (h.category = '' OR e.category = h.category)
+                    AND (h.starts_at IS NULL OR e.created_at >= h.starts_at)
+                    AND (h.ends_at IS NULL OR e.created_at < h.ends_at))"""
+
+
 def functions_sql(schema: str, min_retention_days: int, user_resource_type: str) -> list[str]:
     entries = f"{schema}.{AuditLog._meta.db_table}"
     checkpoints = f"{schema}.{Checkpoint._meta.db_table}"
@@ -92,15 +104,23 @@ def functions_sql(schema: str, min_retention_days: int, user_resource_type: str)
     subject_lock = SUBJECT_LOCK_SQL.replace("%s", "subject")
     days = int(min_retention_days)
 
-    def entry_first(action: str, resource_type: str, argument: str, refusal: str) -> str:
+    def entry_first(action: str, resource_type: str, argument: str, why: str, refusal: str) -> str:
         """The refusal unless this transaction wrote the action's entry about the argument
-        first (an entry's time is its transaction's)."""
+        first (an entry's time is its transaction's), giving the same reason (`why`, the
+        metadata's key) as the call."""
         return f"""IF NOT EXISTS (SELECT FROM {entries} e WHERE e.action = '{action}'
                     AND e.resource_type = '{resource_type}' AND e.resource_id = {argument}::text
-                    AND e.created_at >= now()) THEN
+                    AND e.metadata ->> '{why}' = why AND e.created_at >= now()) THEN
                 RAISE EXCEPTION '{refusal} with its audit entry only', {argument}
                     USING ERRCODE = 'insufficient_privilege';
             END IF;"""
+
+    release_first = entry_first(
+        "audit.hold_released", "legal_hold", "hold", "reason", "legal hold % is released"
+    )
+    erasure_first = entry_first(
+        "audit.subject_erased", ERASURE_TYPE, "subject", "basis", "subject % is erased"
+    )
 
     # The month a purge or a drop is about, and the last id of its archive.
     month_bounds = f"""
@@ -108,13 +128,7 @@ def functions_sql(schema: str, min_retention_days: int, user_resource_type: str)
             upper timestamptz := (month + interval '1 month')::timestamp AT TIME ZONE 'UTC';
             archived bigint := (SELECT a.last_id FROM {archives} a WHERE a.month = $1);"""  # noqa: S608
     in_month = "e.created_at >= lower AND e.created_at < upper"
-    held = f"""EXISTS (SELECT FROM {holds} h WHERE h.released_at IS NULL
-                    AND (h.user_id IS NULL OR e.user_id = h.user_id)
-                    AND (h.resource_type = '' OR e.resource_type = h.resource_type)
-                    AND (h.resource_id = '' OR e.resource_id = h.resource_id)
-                    AND (h.category = '' OR e.category = h.category)
-                    AND (h.starts_at IS NULL OR e.created_at >= h.starts_at)
-                    AND (h.ends_at IS NULL OR e.created_at < h.ends_at))"""
+    held = held_sql(holds)
     # A SECURITY DEFINER function runs with the owner's rights: it names its tables in full and
     # searches pg_catalog first and pg_temp last, so that no object a caller can create is
     # used in their place (the trigger it fires still finds the schema's tables).
@@ -297,7 +311,7 @@ def functions_sql(schema: str, min_retention_days: int, user_resource_type: str)
             hold bigint, by_email text, why text
         ) RETURNS void {header} AS $$
         BEGIN
-            {entry_first("audit.hold_released", "legal_hold", "hold", "legal hold % is released")}
+            {release_first}
             UPDATE {holds} h SET released_at = now(), released_by_email = by_email,
                 release_reason = why
             WHERE h.id = hold AND h.released_at IS NULL;
@@ -314,7 +328,7 @@ def functions_sql(schema: str, min_retention_days: int, user_resource_type: str)
         DECLARE
             erased bigint;
         BEGIN
-            {entry_first("audit.subject_erased", ERASURE_TYPE, "subject", "subject % is erased")}
+            {erasure_first}
             -- No hold placed, and no key made for them, until this commits (in this order,
             -- as a writer placing a hold takes them).
             LOCK TABLE {holds} IN SHARE MODE;

@@ -257,6 +257,31 @@ def test_a_hold_is_released_only_in_the_transaction_of_its_audit_entry(app_role)
     assert LegalHold.objects.get().released_at is None
 
 
+@pytest.mark.parametrize(
+    ("action", "target", "reason", "call"),
+    [
+        ("audit.hold_released", "legal_hold", "reason", "SELECT audit_release_hold(%s, %s, %s)"),
+        ("audit.subject_erased", "subject", "basis", "SELECT audit_erase_subject(%s, %s, %s)"),
+    ],
+)
+def test_the_owners_functions_want_the_reason_their_entry_gives(
+    app_role, action, target, reason, call
+):
+    """An entry written for the record, and another reason given to the function: refused."""
+    grace = UserFactory(email="grace@example.com")
+    AuditLogFactory(context=request_context(user_id=grace.pk, user_email=grace.email))
+    hold = LegalHold.objects.create(reason="case", placed_by_email="x@example.com")
+    about = hold.pk if target == "legal_hold" else grace.pk
+
+    with logged_in_as(app_role), transaction.atomic():
+        services.log(action, target=(target, about), metadata={reason: "the case closed"})
+        with pytest.raises(DatabaseError, match="with its audit entry only"), transaction.atomic():
+            run_sql(call, params=[about, "x@example.com", "quietly"])
+
+    assert LegalHold.objects.get().released_at is None
+    assert SubjectKey.objects.get().wrapped is not None
+
+
 def test_the_app_role_erases_a_person_through_the_owners_function(app_role):
     grace = UserFactory(email="grace@example.com")
     with logged_in_as(app_role):
@@ -286,7 +311,9 @@ def test_the_owners_erasure_refuses_what_a_hold_keeps(app_role):
     LegalHold.objects.create(reason="case", user_id=grace.pk, placed_by_email="x@example.com")
 
     with logged_in_as(app_role), transaction.atomic():
-        services.log("audit.subject_erased", target=("subject", grace.pk))
+        services.log(
+            "audit.subject_erased", target=("subject", grace.pk), metadata={"basis": "a request"}
+        )
         with pytest.raises(subjects.Held):
             subjects._erase_as_owner(grace.pk, "x@example.com", "a request")
 

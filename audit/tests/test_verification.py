@@ -10,16 +10,23 @@ import os
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
-from audit import archive, archive_format, holds, services, verification
+from audit import archive, archive_format, holds, roles, services, verification
 from audit import tasks as audit_tasks
 from audit.context import AuditContext
 from audit.integrity import row_digest
 from audit.models import AuditLog, Checkpoint, LegalHold, VerificationRun, VerifiedMonth
 from audit.tests.factories import AuditLogFactory
-from audit.tests.helpers import entries_in, months_ago, run_sql, seal_all, triggers_lifted
+from audit.tests.helpers import (
+    entries_in,
+    fetch,
+    months_ago,
+    run_sql,
+    seal_all,
+    triggers_lifted,
+)
 from audit.verification import verify_audit_log
 from invoicegen.accounts.tests.factories import UserFactory
 
@@ -256,6 +263,20 @@ def test_a_hold_matches_the_same_entries_in_python_as_in_the_database():
         in_database = set(AuditLog.objects.filter(hold.entries()).values_list("id", flat=True))
         rows = AuditLog.objects.values("id", "created_at", *holds.CRITERIA[:4])
         assert {row["id"] for row in rows if hold.holds(row)} == in_database, values
+        if connection.vendor == "postgresql":  # and in the owner's functions
+            assert kept_by_sql(hold) == in_database, values
+
+
+def kept_by_sql(hold: LegalHold) -> set[int]:
+    """The entries roles.held_sql() finds kept while `hold` is the only one in force."""
+    with transaction.atomic():
+        hold.save()
+        found = fetch(
+            f"SELECT e.id FROM {AuditLog._meta.db_table} e"  # noqa: S608
+            f" WHERE {roles.held_sql(LegalHold._meta.db_table)}"
+        )
+        transaction.set_rollback(True)
+    return {entry_id for (entry_id,) in found}
 
 
 @pytest.mark.django_db(transaction=True)
