@@ -11,32 +11,44 @@ when it holds the same bytes (the gzip stream has no time in it) and refused oth
 
 import bisect
 import datetime
-import gzip
 import hashlib
 import json
 import tempfile
 import zlib
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing, contextmanager
+from json.encoder import encode_basestring
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import storages
-from django.db import connection, transaction
-from django.db.models import Max, Min, TextField
-from django.db.models.functions import Cast
+from django.db import connection, models, transaction
+from django.db.models import Case, Max, Min, TextField, Value, When
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
+from isal import igzip
 
 from audit import archive_format as fmt
 from audit import services
-from audit.integrity import GENESIS, row_line
+from audit.integrity import GENESIS, row_text
 from audit.models import Archive, AuditLog, Checkpoint
 from audit.partitions import month_after, month_of
 from invoicegen.core.exceptions import ConflictError
 
-_LINE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+_LINE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 COLUMNS_BUT_METADATA = tuple(c for c in fmt.COLUMNS[2:-1] if c != "metadata")
-COMPRESS_LEVEL = 6  # zlib's default: 9 took twice as long for a few percent less
+# ISA-L's level 1: five times as fast as zlib's fastest level, for files 7% larger than zlib's
+# default level makes.
+COMPRESS_LEVEL = 1
+FETCH = 5000  # rows a fetch
+# An entry's time as text, as Python's isoformat() writes it in UTC (what the checkpoints
+# hash), made by PostgreSQL: a datetime from psycopg costs more than the rest of the line.
+_ISO_TIME = (
+    "replace(to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'),"
+    " '.000000', '') || '+00:00'"
+)
 
 
 class ArchiveError(ConflictError):
@@ -136,83 +148,184 @@ def _cut_short(store, name: str) -> bool:
     return False
 
 
-def _put_lines(store, name: str, lines) -> dict:
-    """Gzipped lines (no time in the gzip header: the same lines make the same bytes), written
-    a thousand at a time."""
+def _put_lines(store, name: str, chunks) -> dict:
+    """Gzipped chunks of lines (no time in the gzip header: the same lines make the same
+    bytes), each compressed in a thread while the next one is made (ISA-L lets go of the
+    interpreter's lock)."""
     with tempfile.SpooledTemporaryFile(max_size=64 << 20) as spool:
-        with gzip.GzipFile(
-            filename="", mode="wb", fileobj=spool, mtime=0, compresslevel=COMPRESS_LEVEL
-        ) as packer:
-            batch = []
-            for line in lines:
-                batch.append(line)
-                if len(batch) == 1000:
-                    packer.write(b"".join(batch))
-                    batch.clear()
-            packer.write(b"".join(batch))
+        with (
+            igzip.GzipFile(
+                filename="", mode="wb", fileobj=spool, mtime=0, compresslevel=COMPRESS_LEVEL
+            ) as packer,
+            ThreadPoolExecutor(1) as pool,
+        ):
+            written = None
+            for chunk in chunks:
+                if written:
+                    written.result()
+                written = pool.submit(packer.write, chunk)
+            if written:
+                written.result()
         return _put(store, name, spool)
 
 
+def _fetched(cursor):
+    """The cursor's rows a batch at a time, each batch fetched in a thread while the one before
+    is used (the database works meanwhile)."""
+    with ThreadPoolExecutor(1) as pool:
+        batch = pool.submit(cursor.fetchmany, FETCH)
+        while rows := batch.result():
+            batch = pool.submit(cursor.fetchmany, FETCH)
+            yield rows
+
+
+def _json_text(field: models.Field):
+    """The field's value as JSON text, made by the database; None for text, escaped here
+    (Python's escaping is faster than PostgreSQL's)."""
+    if isinstance(field, models.JSONField):
+        json = Cast(field.name, TextField())
+    elif isinstance(field, models.BooleanField):
+        json = Case(
+            When(**{field.name: True}, then=Value("true")),
+            default=Value("false"),
+            output_field=TextField(),
+        )
+    elif isinstance(getattr(field, "target_field", field), models.IntegerField):
+        json = Cast(field.attname, TextField())
+    else:
+        return None
+    return Coalesce(json, Value("null"), output_field=TextField()) if field.null else json
+
+
+def _utc_text(moment: datetime.datetime) -> str:
+    utc = moment.replace(tzinfo=datetime.UTC) if moment.tzinfo is None else moment
+    return utc.astimezone(datetime.UTC).isoformat()
+
+
+class _Lines:
+    """An entry's archive line: its fields in the archive's order (the metadata last but the
+    digest, as the line has always been written: a run again writes the same bytes), the id
+    as a number, created_at as text (_ISO_TIME), the other numbers, booleans and the metadata
+    as JSON made by the database, and the text escaped here."""
+
+    def __init__(self, queryset):
+        names = ("id", "created_at", *COLUMNS_BUT_METADATA, "metadata", "digest")
+        made, columns, self.texts, self.nullable_texts = {}, [], [], []
+        # SQLite hands over a datetime (its text has several shapes), made text in rows().
+        self.as_text = connection.vendor != "postgresql"
+        for at, field in enumerate(AuditLog._meta.get_field(name) for name in names):
+            json = None if field.primary_key else _json_text(field)
+            if field.name == "created_at":
+                if not self.as_text:
+                    made["created_at_text"] = RawSQL(_ISO_TIME, ())  # noqa: S611 (ours)
+                columns.append("created_at" if self.as_text else "created_at_text")
+                self.texts.append(at)
+            elif json is not None:
+                made[f"{field.column}_json"] = json
+                columns.append(f"{field.column}_json")
+            else:
+                columns.append(field.attname)
+                if not field.primary_key:
+                    (self.nullable_texts if field.null else self.texts).append(at)
+        query = queryset.annotate(**made).values_list(*columns).query
+        self.sql, self.params = query.sql_with_params()
+        self.format = "{" + ",".join(f'"{name}":%s' for name in names) + "}\n"
+
+    def rows(self, rows: list) -> list:
+        """The rows as fetched, with the time as text."""
+        if not self.as_text:
+            return rows
+        return [(row[0], _utc_text(row[1]), *row[2:]) for row in rows]
+
+    def of(self, rows: list) -> bytes:
+        lines = []
+        for row in rows:
+            values = list(row)
+            for at in self.texts:
+                values[at] = encode_basestring(values[at])
+            for at in self.nullable_texts:
+                values[at] = "null" if values[at] is None else encode_basestring(values[at])
+            lines.append(self.format % tuple(values))
+        return "".join(lines).encode()
+
+
 class _Rows:
-    """The month's entries read in id order, as archive lines, counted by checkpoint; the rows
-    of each checkpoint that lies in the month are hashed as they go by, and must be what it
-    sealed."""
+    """The month's entries read in id order, a batch at a time, as archive lines, counted by
+    checkpoint; the rows of each checkpoint are hashed as they go by, and those of each
+    checkpoint that lies wholly in the month must be what it sealed."""
 
     def __init__(self, queryset, checkpoints: list[Checkpoint]):
-        self.rows = iter(queryset.iterator(chunk_size=5000))
-        self.next = next(self.rows, None)
+        self.lines = _Lines(queryset)
         self.checkpoints = checkpoints
         self.ends = [c.last_id for c in checkpoints]
         self.here = [0] * len(checkpoints)
+        self.hashers = [hashlib.sha256() for _ in checkpoints]
         self.count = 0
-        self.at, self.hasher = None, None
-        self.unsealed: list[str] = []  # checkpoints whose rows are not those it sealed
+        self.rest: list = []  # rows fetched, not written yet
 
-    def lines(self, limit: int, file: dict):
-        """Up to `limit` lines; `file` gets their count and first and last ids."""
-        first_id, rows = self.next[0], 0
-        while self.next is not None and rows < limit:
-            row_id, created_at, *values, metadata, digest = self.next
-            created_at = created_at.astimezone(datetime.UTC)
-            self.seal_line(row_id, row_line(row_id, created_at, digest))
-            fields = dict(zip(COLUMNS_BUT_METADATA, values, strict=True))
-            head = _LINE.encode({"id": row_id, "created_at": created_at.isoformat(), **fields})
-            # The metadata as the database hands it over, JSON already.
-            yield f'{head[:-1]},"metadata":{metadata},"digest":{_LINE.encode(digest)}}}\n'.encode()
-            rows, last_id = rows + 1, row_id
-            self.next = next(self.rows, None)
-        self.count += rows
-        file.update(rows=rows, first_id=first_id, last_id=last_id)
+    def files(self, limit: int):
+        """The lines of up to `limit` rows at a time: (chunks of lines, a dict that gets their
+        count and first and last ids once the chunks are read)."""
+        # A plain cursor in the caller's transaction (outside one, PostgreSQL would copy the
+        # whole month aside before the first row, WITH HOLD).
+        with connection.chunked_cursor() as cursor:
+            cursor.execute(self.lines.sql, self.lines.params)
+            with closing(_fetched(cursor)) as batches:  # the fetch under way ends first
+                yield from self._files(batches, limit)
 
-    def seal_line(self, row_id: int, line: bytes) -> None:
-        at = bisect.bisect_left(self.ends, row_id)
-        self.here[at] += 1
-        if at != self.at:
-            self.close()
-            self.at, self.hasher = at, hashlib.sha256()
-        self.hasher.update(line)
+    def _files(self, batches, limit: int):
+        self.rest = next(batches, [])
+        while self.rest:
+            file = {}
+            yield self._lines(batches, limit, file), file
 
-    def close(self) -> None:
-        """The checkpoint hashed so far, if all its rows are this month's."""
-        if self.at is None:
-            return
-        checkpoint = self.checkpoints[self.at]
-        whole = self.here[self.at] == checkpoint.row_count
-        if whole and self.hasher.hexdigest() != checkpoint.rows_hash:
-            self.unsealed.append(str(checkpoint))
-        self.at = None
+    def _lines(self, batches, limit: int, file: dict):
+        """The lines of the next `limit` rows (their count and ids into `file`); the rows
+        fetched beyond them are kept for the next file."""
+        rows, first_id, count = self.rest, self.rest[0][0], 0
+        while rows and count < limit:
+            taken, rows = self.lines.rows(rows[: limit - count]), rows[limit - count :]
+            self._seal(taken)
+            yield self.lines.of(taken)
+            count, last_id = count + len(taken), taken[-1][0]
+            rows = rows or next(batches, [])
+        self.count += count
+        self.rest = rows
+        file.update(rows=count, first_id=first_id, last_id=last_id)
+
+    def _seal(self, rows: list) -> None:
+        """The rows' lines (id order) into their checkpoints' hashes."""
+        ids = [row[0] for row in rows]
+        start = 0
+        while start < len(rows):
+            at = bisect.bisect_left(self.ends, ids[start])
+            end = bisect.bisect_right(ids, self.ends[at], lo=start)
+            self.hashers[at].update(
+                "".join([row_text(r[0], r[1], r[-1]) for r in rows[start:end]]).encode()
+            )
+            self.here[at] += end - start
+            start = end
+
+    def unsealed(self) -> list[str]:
+        """The checkpoints wholly in the month whose rows are not those they sealed."""
+        return [
+            str(checkpoint)
+            for checkpoint, here, hasher in zip(
+                self.checkpoints, self.here, self.hashers, strict=True
+            )
+            if here == checkpoint.row_count and hasher.hexdigest() != checkpoint.rows_hash
+        ]
 
 
 def _write_entries(store, folder: str, rows: _Rows, progress) -> list[dict]:
     """The entries' files, AUDIT_ARCHIVE_ROWS_PER_FILE rows each."""
     files = []
-    while rows.next is not None:
-        file = {}
-        lines = rows.lines(settings.AUDIT_ARCHIVE_ROWS_PER_FILE, file)
-        entry = _put_lines(store, f"{folder}/entries-{len(files):04d}.jsonl.gz", lines)
-        files.append({**entry, **file})
-        if progress:
-            progress(rows.count)
+    with closing(rows.files(settings.AUDIT_ARCHIVE_ROWS_PER_FILE)) as written:
+        for lines, file in written:
+            entry = _put_lines(store, f"{folder}/entries-{len(files):04d}.jsonl.gz", lines)
+            files.append({**entry, **file})
+            if progress:
+                progress(rows.count)
     return files
 
 
@@ -256,24 +369,21 @@ def _archive_month(month: datetime.date, progress) -> Archive | None:
     checkpoints = list(
         Checkpoint.objects.filter(last_id__gte=span["first"], first_id__lte=span["last"])
     )
-    columns = ("id", "created_at", *COLUMNS_BUT_METADATA, "metadata_text", "digest")
-    listed = entries.annotate(metadata_text=Cast("metadata", TextField()))
-    listed = listed.filter(id__lte=span["last"])  # none written since the span was read
-    rows = _Rows(listed.order_by("id").values_list(*columns), checkpoints)
+    listed = entries.filter(id__lte=span["last"])  # none written since the span was read
+    rows = _Rows(listed.order_by("id"), checkpoints)
     files = _write_entries(store, folder, rows, progress)
-    rows.close()
-    if rows.unsealed:
-        raise ArchiveError(
-            f"entries of {month:%Y-%m} are not those sealed: {', '.join(rows.unsealed)}"
-        )
+    if unsealed := rows.unsealed():
+        raise ArchiveError(f"entries of {month:%Y-%m} are not those sealed: {', '.join(unsealed)}")
     listing = _put_lines(
         store,
         f"{folder}/checkpoints.jsonl.gz",
-        (
-            _LINE.encode({**_fields(checkpoint), "rows_here": here}).encode() + b"\n"
-            for checkpoint, here in zip(checkpoints, rows.here, strict=True)
-            if here
-        ),
+        [
+            "".join(
+                _LINE.encode({**_fields(checkpoint), "rows_here": here}) + "\n"
+                for checkpoint, here in zip(checkpoints, rows.here, strict=True)
+                if here
+            ).encode()
+        ],
     )
     key = signing_key()
     manifest = {

@@ -75,7 +75,12 @@ def row_digest(values: dict) -> str:
 
 
 def row_line(row_id: int, created_at, digest: str) -> bytes:
-    return f"{row_id}|{created_at.isoformat()}|{digest}\n".encode()
+    return row_text(row_id, created_at.isoformat(), digest).encode()
+
+
+def row_text(row_id: int, created_at: str, digest: str) -> str:
+    """A row as a checkpoint hashes it, its time given as Python's isoformat() writes it."""
+    return f"{row_id}|{created_at}|{digest}\n"
 
 
 def checkpoint_digest(

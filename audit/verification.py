@@ -26,6 +26,7 @@ import datetime
 import hashlib
 import logging
 import multiprocessing
+import operator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -49,6 +50,10 @@ from audit.partitions import month_after, month_of
 
 logger = logging.getLogger(__name__)
 FIELDS = ("id", "created_at", "digest", *DIGEST_FIELDS)
+# What an entry and its archived copy are compared on; a line archived before a column was
+# added lacks it (blank then), a line without a field that was always there differs.
+_COMPARED = operator.itemgetter("digest", *DIGEST_FIELDS)
+_ARCHIVED_DEFAULTS = dict.fromkeys(("digest", *DIGEST_FIELDS)) | dict.fromkeys(LATER_FIELDS, "")
 KEEP_RUNS = datetime.timedelta(days=30)
 WINDOW = 1000  # checkpoints read at a time
 RESUME_WITHIN = datetime.timedelta(days=2)  # an older run's outcomes are not taken on trust
@@ -198,9 +203,8 @@ class _Month:
     def same(self, row: dict, archived: dict, created_at: datetime.datetime) -> None:
         """An entry both in the database and in its month's archive (written before a column
         was added, its lines lack it: "" where the database has it blank)."""
-        fields = ("digest", *DIGEST_FIELDS)
-        differs = row["created_at"] != created_at or any(
-            row[f] != archived.get(f, "" if f in LATER_FIELDS else None) for f in fields
+        differs = row["created_at"] != created_at or (
+            _COMPARED(row) != _COMPARED({**_ARCHIVED_DEFAULTS, **archived})
         )
         self.add(row, differs=differs)
 

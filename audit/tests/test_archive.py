@@ -22,8 +22,9 @@ from django.utils import timezone
 from audit import archive, archive_format, services
 from audit import tasks as audit_tasks
 from audit.models import Archive, AuditLog
-from audit.tests.factories import AuditLogFactory
+from audit.tests.factories import AuditLogFactory, request_context
 from audit.tests.helpers import (
+    db_value,
     entries_in,
     last_entry_id,
     months_ago,
@@ -80,6 +81,58 @@ def test_a_sealed_month_is_written_read_back_and_recorded(folder, public_key):
     assert report.ok, report.problems
     assert (report.months, report.rows, report.checkpoints) == (1, 5, 1)
     archive.verify_stored(done)
+
+
+def test_each_line_holds_the_entry_as_stored_with_its_time_as_the_checkpoints_hash_it(
+    folder, public_key
+):
+    """The lines are made by the database and a format string, not by a JSON encoder: every
+    column, in the archive's order, as stored (nulls, quotes, control characters, non-ASCII
+    text, nested metadata), and the time as Python's isoformat() writes it, with or without
+    its microseconds."""
+    month = months_ago(2)
+    mark = last_entry_id()
+    odd = request_context(ip_address=None, user_agent='agent "quoted" \\ tab\t ünï €')
+    services.log(
+        "invoice.updated",
+        target=("invoice", 7),
+        metadata={"z": [1, None, "é\n"], "a": {"nested": True}},
+        context=odd,
+    )
+    AuditLogFactory(metadata={"amount": "12.50"})
+    AuditLogFactory()
+    ids = list(AuditLog.objects.filter(id__gt=mark).order_by("id").values_list("id", flat=True))
+    base = datetime.datetime(month.year, month.month, 10, 12, tzinfo=datetime.UTC)
+    # The third as the database's own default writes a time: SQLite's text has milliseconds.
+    own = f"{base:%Y-%m-%d %H:%M:%S}.500" if connection.vendor == "sqlite" else base
+    times = (db_value(base), db_value(base.replace(microsecond=120)), own)
+    with triggers_lifted():
+        for entry_id, moment in zip(ids, times, strict=True):
+            run_sql(
+                "UPDATE audit_auditlog SET created_at = %s WHERE id = %s",
+                params=[moment, entry_id],
+            )
+    seal_all()
+
+    done = archive.archive_month(month)
+
+    lines = gzip.decompress((folder / f"{month:%Y-%m}/entries-0000.jsonl.gz").read_bytes())
+    stored = AuditLog.objects.order_by("id").values(*archive_format.COLUMNS)
+    expected = [
+        {**row, "created_at": row["created_at"].astimezone(datetime.UTC).isoformat()}
+        for row in stored.filter(id__in=ids)
+    ]
+    rows = [json.loads(line) for line in lines.splitlines()]
+    assert rows == expected
+    order = [*archive_format.COLUMNS[:2], *archive.COLUMNS_BUT_METADATA, "metadata", "digest"]
+    assert all(list(row) == order for row in rows)
+    day = f"{month:%Y-%m}-10T12:00:00"
+    assert [row["created_at"] for row in rows] == [
+        f"{day}+00:00",
+        f"{day}.000120+00:00",
+        f"{day}.500000+00:00" if connection.vendor == "sqlite" else f"{day}+00:00",
+    ]
+    assert done.row_count == 3 and verify(folder, public_key).ok
 
 
 def test_months_chain_and_a_checkpoint_over_two_months_is_recomputed_from_both(
@@ -485,6 +538,58 @@ def test_one_run_archives_at_a_time(folder):
         other.close()
 
     assert len(archive.archive_ended_months()) == 1
+
+
+def test_fetches_files_and_checkpoints_cut_across_each_other(
+    folder, settings, monkeypatch, public_key
+):
+    """Rows are fetched two at a time, written three to a file, and sealed two to a
+    checkpoint: every cut falls somewhere else, and each checkpoint is still checked whole."""
+    monkeypatch.setattr(archive, "FETCH", 2)
+    settings.AUDIT_ARCHIVE_ROWS_PER_FILE = 3
+    month = months_ago(2)
+    ids = entries_in(month, 7)
+    while services.seal_audit_log(max_rows=2):
+        pass
+
+    done = archive.archive_month(month)
+
+    manifest = json.loads((folder / done.manifest).read_bytes())
+    assert [(f["rows"], f["first_id"], f["last_id"]) for f in manifest["files"]] == [
+        (3, ids[0], ids[2]),
+        (3, ids[3], ids[5]),
+        (1, ids[6], ids[6]),
+    ]
+    keys = {"name", "bytes", "sha256", "rows", "first_id", "last_id"}
+    assert all(set(file) == keys for file in manifest["files"])
+    report = verify(folder, public_key)
+    assert report.ok and (report.rows, report.checkpoints) == (7, 4)
+
+
+def test_a_storage_failing_mid_month_leaves_nothing_recorded_and_a_run_again_archives(
+    folder, settings, monkeypatch, public_key
+):
+    monkeypatch.setattr(archive, "FETCH", 2)
+    settings.AUDIT_ARCHIVE_ROWS_PER_FILE = 2
+    month = months_ago(2)
+    entries_in(month, 5)
+    seal_all()
+    put = archive._put
+
+    def failing(store, name, spool):
+        if name.endswith("entries-0001.jsonl.gz"):
+            raise OSError("the storage is gone")
+        return put(store, name, spool)
+
+    monkeypatch.setattr(archive, "_put", failing)
+    with pytest.raises(OSError, match="the storage is gone"):
+        archive.archive_month(month)
+    assert not Archive.objects.exists()
+    monkeypatch.setattr(archive, "_put", put)
+
+    done = archive.archive_month(month)
+
+    assert done.row_count == 5 and verify(folder, public_key).ok
 
 
 def test_a_file_size_below_one_row_is_refused(settings):
