@@ -3,8 +3,8 @@
 Two scratch databases hold the same trail of BENCH_TRAIL_ROWS entries (10M), loaded with
 COPY from bench_audit's FILL_SQL (the same rows: ids grow with time over 800 days):
 
-- "one table": migrated, then `audit` migrated back to 0006, which makes the trail one plain
-  table again (audit/partitions.py `unpartition`);
+- "one table": migrated, then made one plain table again by what migration 0007 undoes
+  (audit/partitions.py `unpartition`), every other table and column as shipped;
 - "monthly partitions": migrated as shipped, and `audit_add_partitions()` called for every
   month of the data before the load, so that each row lands in its month (the default
   partition is checked empty after it).
@@ -50,11 +50,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import psycopg
+from django.apps import apps
 from django.conf import settings
-from django.core.management import call_command
 from django.db import connection, transaction
 from rest_framework.pagination import Cursor
 
+from audit import partitions
 from bench import capture
 from bench.bench_audit import _SECONDARY_INDEXES, _fill_sql, _timed_get
 from bench.capture import AuditLog, Invoice, NewestFirstCursor, User, create_auth_token
@@ -131,7 +132,10 @@ def _is_partitioned() -> bool:
 
 
 def make_one_table() -> None:
-    call_command("migrate", "audit", "0006_resource_label", verbosity=0)
+    """What migration 0007 undoes, on the schema as shipped (migrating back before it would
+    drop the tables and columns added since, which the code writes to)."""
+    with connection.schema_editor() as editor:
+        partitions.unpartition(apps, editor)
     assert not _is_partitioned()
 
 
