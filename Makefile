@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: run test lint format bench soak screens demo install install-dev worker beat clean \
-	messages update-messages
+	messages update-messages client-ts
 
 $(VENV)/bin/python:
 	@$(PYTHON) -m venv $(VENV) || { echo "Could not create $(VENV): on Debian run 'apt-get install python3-venv'."; exit 1; }
@@ -48,7 +48,7 @@ run: install
 	$(PY) manage.py ensure_dev_superuser
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
-test: install-dev
+test: install-dev client-ts
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: install-dev
@@ -77,6 +77,18 @@ screens: install-dev
 demo: install
 	$(PY) manage.py migrate --noinput
 	$(PY) -m demo
+
+# The TypeScript client typed from the API schema (clients/ts): the schema dumped (no database
+# needed), the client generated, type-checked under --strict and built; tests/
+# test_typescript_client.py then walks the SPA's flows with it against the running app.
+CLIENT_TS := clients/ts
+$(CLIENT_TS)/node_modules/.installed: $(CLIENT_TS)/package-lock.json
+	cd $(CLIENT_TS) && npm ci --no-audit --no-fund
+	@touch $@
+client-ts: install-dev $(CLIENT_TS)/node_modules/.installed
+	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py spectacular --format openapi-json \
+		--file $(CLIENT_TS)/openapi.json
+	cd $(CLIENT_TS) && npm run generate && npm run check && npm run build
 
 worker: install
 	$(VENV)/bin/celery -A invoicegen worker --loglevel=INFO

@@ -11,6 +11,9 @@ from audit import subjects
 from emails.tests.helpers import RedisServer
 from invoicegen import celery_app
 from invoicegen.accounts.tests.factories import UserFactory
+from tests.contract import ServedContract
+
+CONTRACT = ServedContract()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,6 +38,33 @@ def _flush_passes_the_audit_triggers():
     BaseDatabaseOperations.execute_sql_flush = execute_sql_flush
     yield
     BaseDatabaseOperations.execute_sql_flush = original
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _answers_keep_to_the_schema():
+    """Each answer of the test clients (Django's and DRF's) is checked against the served
+    schema (tests/contract.py)."""
+    from django.test import Client
+
+    original = Client.request
+
+    def request(self, **kwargs):
+        response = original(self, **kwargs)
+        if CONTRACT.enabled:
+            CONTRACT.check(response)
+        return response
+
+    Client.request = request
+    yield
+    Client.request = original
+
+
+@pytest.fixture(autouse=True)
+def _contract(request):
+    """Off for a test that provokes, on purpose, an answer no schema declares (a crash)."""
+    CONTRACT.enabled = request.node.get_closest_marker("off_contract") is None
+    yield
+    CONTRACT.enabled = False
 
 
 @pytest.fixture(autouse=True)

@@ -237,7 +237,15 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # A user's language and an invoice client's are one set: one enum in the schema.
-    "ENUM_NAME_OVERRIDES": {"LanguageEnum": "invoicegen.accounts.models.User.Language"},
+    # Sets that spectacular would name alike (one DeliveryStatusEnum for an invoice's and a
+    # webhook delivery's, one CurrencyEnum for what an invoice takes and what it keeps).
+    "ENUM_NAME_OVERRIDES": {
+        "LanguageEnum": "invoicegen.accounts.models.User.Language",
+        "InvoiceDeliveryStatusEnum": "invoicegen.billing.timeline.DELIVERY_STATES",
+        "CurrencyEnum": "invoicegen.billing.api.serializers.ISSUED_CURRENCIES",
+        "CurrencyInputEnum": "invoicegen.billing.api.serializers.CURRENCY_CODES",
+        "NotificationTypeEnum": "notifications.types.choices",
+    },
 }
 
 # Email: the console unless SMTP_HOST is set.

@@ -5,7 +5,16 @@ from rest_framework import renderers
 
 from emails.views import unsubscribe
 
+handler400 = "invoicegen.core.errors.bad_request"
 handler500 = "invoicegen.core.errors.server_error"
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI schema: YAML, or JSON for `Accept: application/json`, `?format=json` or
+    `/api/schema.json`."""
+
+    def get_format_suffix(self, **kwargs):
+        return kwargs.get("format") or self.request.query_params.get("format")
 
 
 class SwaggerView(SpectacularSwaggerView):
@@ -32,7 +41,8 @@ urlpatterns = [
     re_path(r"^unsubscribe/(?P<token>[\s\S]*)$", unsubscribe, name="unsubscribe"),
     path("", include("invoicegen.accounts.urls")),
     path("", include("notifications.urls")),
-    re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
+    re_path(r"^api/schema/?$", SchemaView.as_view(), name="schema"),
+    re_path(r"^api/schema\.json$", SchemaView.as_view(), {"format": "json"}, name="schema-json"),
     re_path(r"^api/docs/?$", SwaggerView.as_view(url_name="schema"), name="docs"),
 ]
 

@@ -39,7 +39,7 @@ def api_routes() -> list[tuple[str, dict]]:
 
 ROUTES = api_routes()
 # The schema answers in its own media types (OpenAPI YAML or JSON), errors included.
-OPENAPI_ROUTES = {"schema"}
+OPENAPI_ROUTES = {"schema", "schema-json"}
 
 
 def route_path(name: str, kwargs: dict, value: str = "1") -> str:
@@ -184,6 +184,37 @@ def test_a_body_of_another_content_type_is_a_415(api, content_type):
     response = post_raw(api, INVOICES, "client_name=x", content_type=content_type)
 
     assert_json_error(response, 415)
+
+
+# Query parameters
+
+
+@pytest.mark.parametrize(
+    ("path", "known"),
+    [
+        (INVOICES, {"status": "draft"}),
+        ("/api/notifications/", {"is_read": "false"}),
+        ("/api/audit/logs/", {"action": "invoice."}),
+        ("/api/audit/user/1/logs/", {"success": "true"}),
+        ("/api/audit/resource/invoice/1/logs/", {"origin": "api"}),
+        ("/api/audit/security-events/", {"page_size": "5"}),
+        ("/api/audit/logs/export/", {"format": "jsonl"}),
+        ("/api/audit/admin-actions/", {"cursor": ""}),
+        ("/api/audit/holds/", {"page_size": "5"}),
+        ("/api/emails/suppressions/", {"reason": "bounced"}),
+        ("/api/webhooks/endpoints/", {"page": "1"}),
+    ],
+)
+def test_a_list_refuses_a_parameter_it_does_not_take(staff_api, path, known):
+    """A misspelt filter (`stauts`) would answer the whole list as if it had applied."""
+    assert staff_api.get(path, known).status_code == 200
+
+    response = staff_api.get(path, {**known, "stauts": "draft"})
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["stauts"]
+    for name in known:
+        assert name in response.json()["stauts"][0]
 
 
 # Every route of the API

@@ -174,3 +174,101 @@ def test_a_new_decimal_field_gets_an_example_by_its_name_within_its_bounds(name,
     field.bind(name, serializers.Serializer())
 
     assert decimal_example(field) == example
+
+
+def test_operation_ids_are_readable_and_unique(paths):
+    ids = [operation["operationId"] for _, operation in operations(paths)]
+
+    assert len(ids) == len(set(ids))
+    assert [i for i in ids if not re.fullmatch("[a-z]+([A-Z][a-z]+)*", i)] == []
+    assert paths["/api/auth/login/"]["post"]["operationId"] == "login"
+    assert paths["/api/invoices/{id}/finalize/"]["post"]["operationId"] == "finalizeInvoice"
+    assert paths["/api/audit/logs/export/"]["get"]["operationId"] == "exportAuditLogs"
+    assert paths["/api/audit/user/{user_id}/logs/"]["get"]["operationId"] == "listUserAuditLogs"
+
+
+def test_path_ids_are_integers(paths):
+    ids = {
+        (name, parameter["name"]): parameter["schema"]
+        for name, operation in operations(paths)
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "path"
+        and parameter["name"] != "resource_id"
+        and parameter["name"] != "resource_type"
+    }
+    assert len(ids) > 20
+    for where, schema in ids.items():
+        assert schema == {"type": "integer", "format": "int64", "minimum": 1}, where
+
+
+def test_an_answer_requires_every_field_it_has(document):
+    """DRF writes every field of a serializer, so a generated client need not test for one."""
+    answers = {
+        name: component
+        for name, component in document["components"]["schemas"].items()
+        if "properties" in component and not name.endswith("Request")
+    }
+    assert {"User", "SignupResponse", "Invoice", "PaginatedAuditLogList"} <= set(answers)
+    for name, component in answers.items():
+        assert sorted(component.get("required", [])) == sorted(component["properties"]), name
+
+
+def test_a_patch_body_requires_nothing_and_defaults_nothing(document):
+    patches = {
+        name: component
+        for name, component in document["components"]["schemas"].items()
+        if name.startswith("Patched")
+    }
+    assert "PatchedInvoiceInputRequest" in patches
+    for name, component in patches.items():
+        assert "required" not in component, name
+        assert [f for f, s in component["properties"].items() if "default" in s] == [], name
+    create = document["components"]["schemas"]["InvoiceInputRequest"]
+    assert "currency" not in create["required"]
+
+
+def test_json_fields_are_objects_and_lists(document):
+    schemas = document["components"]["schemas"]
+    an_object = {"type": "object", "additionalProperties": {}, "readOnly": True}
+
+    assert schemas["AuditLog"]["properties"]["metadata"] == an_object
+    assert schemas["AdminAction"]["properties"]["details"] == an_object
+    assert schemas["Notification"]["properties"]["metadata"] == an_object
+    assert schemas["Endpoint"]["properties"]["event_types"]["items"] == {"type": "string"}
+
+
+def test_field_errors_nest_as_the_answers_do(document):
+    """`{"items": [{}, {"quantity": ["..."]}]}` or `{"items": {"1": {...}}}`: messages or more
+    field errors, to any depth."""
+    errors = document["components"]["schemas"]["FieldErrors"]["additionalProperties"]["anyOf"]
+    itself = {"$ref": "#/components/schemas/FieldErrors"}
+
+    assert errors == [
+        {"type": "array", "items": {"anyOf": [{"type": "string"}, itself]}},
+        itself,
+    ]
+
+
+def test_the_auth_schemes_say_token_and_the_csrf_header(document):
+    schemes = document["components"]["securitySchemes"]
+
+    assert schemes["tokenAuth"]["name"] == "Authorization"
+    assert 'required prefix "Token"' in schemes["tokenAuth"]["description"]
+    assert "X-CSRFToken" in schemes["cookieAuth"]["description"]
+
+
+@pytest.mark.parametrize(
+    ("path", "media_type"),
+    [
+        ("/api/schema.json", "application/vnd.oai.openapi+json"),
+        ("/api/schema/?format=json", "application/vnd.oai.openapi+json"),
+        ("/api/schema/", "application/vnd.oai.openapi"),
+    ],
+)
+def test_the_schema_is_served_as_json_where_asked(client, path, media_type):
+    response = client.get(path)
+
+    assert response.status_code == 200
+    assert response["Content-Type"].split(";")[0] == media_type
+    if media_type.endswith("+json"):
+        assert response.json()["openapi"].startswith("3.")

@@ -18,6 +18,7 @@ from invoicegen.accounts.services import create_auth_token
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.billing.models import Invoice
 from invoicegen.billing.tests.factories import invoice_in_status
+from invoicegen.core.api import MAX_ID
 from notifications.tests.factories import NotificationFactory
 
 pytestmark = pytest.mark.django_db
@@ -97,16 +98,17 @@ def caller(request, settings, monkeypatch, in_the_test_transaction):
 
 def aim_at_own_objects(case, ids: dict) -> None:
     """An even generated id is swapped for one of the caller's objects, so that operations
-    are also run past their 404; an odd or malformed one stays, to be refused."""
+    are also run past their 404; an odd, malformed or out of range one (0, or past a bigint
+    as the schema's int64 says) stays, to be refused."""
     for prefix, by_parameter in ids.items():
         if not case.operation.path.startswith(prefix):
             continue
         for name, own in by_parameter.items():
-            value = case.path_parameters.get(name)
-            if isinstance(value, str) and value.isascii() and value.isdigit():
+            value = str(case.path_parameters.get(name))
+            if value.isascii() and value.isdigit() and 0 < int(value) <= MAX_ID:
                 number = int(value)
                 if number % 2 == 0:
-                    case.path_parameters[name] = str(own[number // 2 % len(own)])
+                    case.path_parameters[name] = own[number // 2 % len(own)]
 
 
 @schema.parametrize()

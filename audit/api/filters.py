@@ -12,7 +12,7 @@ from audit import subjects
 from audit.models import AuditLog, Checkpoint, Origin
 from invoicegen.core.api import IdFilter, TrueFalseFilter, UTCDateTimeFilter
 
-IP_ADDRESS = {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
+IP_ADDRESS = {"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}]}
 
 # `since` and `until`, bounded in ids. Lists are newest first by id, and a date condition alone
 # lets PostgreSQL walk the id index down from the newest entry past every entry newer than

@@ -10,6 +10,8 @@ from invoicegen.core.api import TrueFalseQueryField, datetime_text
 
 
 class AuditLogSerializer(serializers.ModelSerializer):
+    metadata = serializers.DictField(read_only=True)
+
     class Meta:
         model = AuditLog
         fields = [
@@ -43,6 +45,8 @@ class AuditLogSerializer(serializers.ModelSerializer):
 
 
 class AdminActionSerializer(serializers.ModelSerializer):
+    details = serializers.DictField(read_only=True)
+
     class Meta:
         model = AdminAction
         fields = [

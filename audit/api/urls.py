@@ -9,20 +9,28 @@ from audit.api.views import (
 
 app_name = "audit"
 
-logs = AuditLogViewSet.as_view({"get": "list"})
+
+def logs(operation_id: str):
+    """The trail's list, on each path that narrows it."""
+    return AuditLogViewSet.as_view({"get": "list"}, operation_id=operation_id)
+
 
 urlpatterns = [
-    re_path(r"^logs/?$", logs, name="logs"),
-    re_path(r"^logs/export/?$", AuditLogViewSet.as_view({"get": "export"}), name="export"),
+    re_path(r"^logs/?$", logs("listAuditLogs"), name="logs"),
+    re_path(
+        r"^logs/export/?$",
+        AuditLogViewSet.as_view({"get": "export"}, query_parameters=("format",)),
+        name="export",
+    ),
     re_path(
         r"^security-events/?$",
         AuditLogViewSet.as_view({"get": "security_events"}),
         name="security-events",
     ),
-    re_path(r"^user/(?P<user_id>[0-9]+)/logs/?$", logs, name="user-logs"),
+    re_path(r"^user/(?P<user_id>[0-9]+)/logs/?$", logs("listUserAuditLogs"), name="user-logs"),
     re_path(
         r"^resource/(?P<resource_type>[A-Za-z0-9_.-]{1,50})/(?P<resource_id>[^/\x00]{1,64})/logs/?$",
-        logs,
+        logs("listResourceAuditLogs"),
         name="resource-logs",
     ),
     re_path(r"^cleanup/?$", AuditLogViewSet.as_view({"delete": "cleanup"}), name="cleanup"),

@@ -3,7 +3,7 @@ import re
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, pagination, viewsets
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import BasePermission, IsAdminUser
@@ -13,7 +13,7 @@ from audit import export, holds, registry, retention, services, subjects
 from audit.api import serializers
 from audit.api.filters import AuditLogFilter
 from audit.models import AdminAction, AuditLog, LegalHold
-from invoicegen.core.api import BoundedPageSize
+from invoicegen.core.api import MAX_ID, BoundedPageSize
 from invoicegen.core.schema import CONFLICT, NOT_FOUND
 
 ID = re.compile("[0-9]+")
@@ -44,21 +44,25 @@ class AuditLogViewSet(mixins.ListModelMixin, StaffOnly):
     queryset = AuditLog.objects.all()
     serializer_class = serializers.AuditLogSerializer
     filterset_class = AuditLogFilter
+    operation_id = None  # the list's, by the path it is routed on (urls.py)
+    query_parameters = ()  # the export's format, beside the filters (urls.py)
 
     def get_queryset(self):
         queryset = super().get_queryset()
         kwargs = self.kwargs
         if "user_id" in kwargs:
-            # Through the user's id: its lookup answers nothing for an id past a bigint,
-            # where `user_id=` hands SQLite an integer it cannot hold.
-            queryset = queryset.filter(user__id=kwargs["user_id"])
+            if not 0 < int(kwargs["user_id"]) <= MAX_ID:  # an id no user can have
+                raise NotFound("No user has this id.")
+            queryset = queryset.filter(user_id=kwargs["user_id"])
         if "resource_type" in kwargs:
             queryset = queryset.filter(
                 resource_type=kwargs["resource_type"], resource_id=kwargs["resource_id"]
             )
         return queryset
 
-    @extend_schema(responses=serializers.AuditLogSerializer(many=True))
+    @extend_schema(
+        operation_id="listSecurityEvents", responses=serializers.AuditLogSerializer(many=True)
+    )
     def security_events(self, request):
         queryset = self.filter_queryset(self.get_queryset()).filter(
             action__in=registry.security_actions()
@@ -67,10 +71,11 @@ class AuditLogViewSet(mixins.ListModelMixin, StaffOnly):
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     @extend_schema(
+        operation_id="exportAuditLogs",
         parameters=[OpenApiParameter("format", enum=list(export.FORMATS), default="csv")],
         filters=True,
         responses={
-            (200, media_type.split(";")[0]): OpenApiTypes.BINARY
+            (200, media_type.split(";")[0]): OpenApiTypes.STR  # text: CSV or JSON lines
             for media_type in export.FORMATS.values()
         },
     )
@@ -91,6 +96,7 @@ class AuditLogViewSet(mixins.ListModelMixin, StaffOnly):
         return response
 
     @extend_schema(
+        operation_id="cleanupAuditLogs",
         parameters=[serializers.CleanupQuerySerializer],
         responses={200: serializers.CleanupResultSerializer, 409: CONFLICT},
         description="Removes what is past retention in the months archived already (the beat "
@@ -106,6 +112,7 @@ class AuditLogViewSet(mixins.ListModelMixin, StaffOnly):
         return Response(serializers.CleanupResultSerializer(result).data)
 
     @extend_schema(
+        operation_id="verifyAuditLogs",
         parameters=[serializers.VerifyQuerySerializer],
         responses={200: serializers.VerificationSerializer},
     )
@@ -116,6 +123,7 @@ class AuditLogViewSet(mixins.ListModelMixin, StaffOnly):
         return Response(serializers.VerificationSerializer(result).data)
 
 
+@extend_schema_view(list=extend_schema(operation_id="listAdminActions"))
 class AdminActionViewSet(mixins.ListModelMixin, StaffOnly):
     queryset = AdminAction.objects.all()
     serializer_class = serializers.AdminActionSerializer
@@ -132,6 +140,10 @@ class MayHold(BasePermission):
         return needed is None or request.user.has_perm(needed)
 
 
+@extend_schema_view(
+    list=extend_schema(operation_id="listLegalHolds"),
+    retrieve=extend_schema(operation_id="getLegalHold"),
+)
 class LegalHoldViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffOnly):
     """Legal holds, newest first: the entries they match are never deleted or erased."""
 
@@ -140,6 +152,7 @@ class LegalHoldViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffOn
     permission_classes = [IsAdminUser, MayHold]
 
     @extend_schema(
+        operation_id="placeLegalHold",
         request=serializers.PlaceLegalHoldSerializer,
         responses={201: serializers.LegalHoldSerializer},
     )
@@ -150,6 +163,7 @@ class LegalHoldViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffOn
         return Response(self.get_serializer(hold).data, status=201)
 
     @extend_schema(
+        operation_id="releaseLegalHold",
         request=serializers.ReleaseLegalHoldSerializer,
         responses={200: serializers.LegalHoldSerializer},
     )
@@ -176,6 +190,7 @@ class SubjectViewSet(StaffOnly):
     serializer_class = serializers.EraseSubjectSerializer
 
     @extend_schema(
+        operation_id="eraseSubject",
         request=serializers.EraseSubjectSerializer,
         responses={200: serializers.ErasureSerializer, 404: NOT_FOUND, 409: CONFLICT},
         description="Destroys the keys the user's data in the audit trail is sealed under: "
@@ -184,7 +199,7 @@ class SubjectViewSet(StaffOnly):
         "some of their entries.",
     )
     def erase(self, request, user_id):
-        if int(user_id) >= 2**63:
+        if int(user_id) > MAX_ID:
             raise NotFound("No user has this id.")
         given = self.get_serializer(data=request.data)
         given.is_valid(raise_exception=True)

@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.permissions import IsAdminUser
 
@@ -8,6 +9,10 @@ from emails.api.filters import SuppressionFilter
 from emails.models import EmailSuppression
 
 
+@extend_schema_view(
+    list=extend_schema(operation_id="listSuppressions"),
+    destroy=extend_schema(operation_id="deleteSuppression"),
+)
 class SuppressionViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
     """Staff: the addresses no email goes to, newest first (`?address=`, `?reason=`); DELETE
     lets emails go to one again (audited)."""

@@ -68,6 +68,12 @@ class BoundedPageSize:
     def query_bounds(self) -> dict[str, dict]:
         return {self.page_size_query_param: {"minimum": 1, "default": self.page_size}}
 
+    def get_paginated_response_schema(self, schema):
+        """A page has each of its keys (`next` and `previous` null at an end)."""
+        page = super().get_paginated_response_schema(schema)
+        page["required"] = sorted(page["properties"])
+        return page
+
     def get_schema_operation_parameters(self, view):
         parameters = super().get_schema_operation_parameters(view)
         bounds = self.query_bounds()
@@ -96,17 +102,29 @@ class PageSizePagination(BoundedPageSize, pagination.PageNumberPagination):
 class FilterBackend(DjangoFilterBackend):
     """django-filter's backend for lists only: DRF's get_object() filters too, so a list's
     filters would otherwise apply to a detail route (`/api/invoices/7/?status=draft` a 404),
-    which the schema does not say. Skipped as well when the query names none of the view's
-    filters: the filterset it would build (a deep copy of every filter, a form to validate)
-    would change nothing, at the cost of a good part of an unfiltered list's time."""
+    which the schema does not say. A list refuses a query parameter it does not take (a 400
+    naming it), where a misspelt filter would answer the whole list as if it had applied.
+    The filterset is skipped when the query names none of its filters: the one it would build
+    (a deep copy of every filter, a form to validate) would change nothing, at the cost of a
+    good part of an unfiltered list's time."""
+
+    PAGING = ("page_query_param", "page_size_query_param", "cursor_query_param")
 
     def filter_queryset(self, request, queryset, view):
+        if getattr(view, "detail", False):
+            return queryset
         filterset_class = self.get_filterset_class(view, queryset)
-        if (
-            filterset_class is None
-            or getattr(view, "detail", False)
-            or request.query_params.keys().isdisjoint(filterset_class.base_filters)
-        ):
+        filters = filterset_class.base_filters if filterset_class else {}
+        paginator = view.paginator
+        taken = {
+            *filters,
+            *getattr(view, "query_parameters", ()),
+            *(getattr(paginator, name, None) for name in self.PAGING),
+        }
+        if unknown := sorted(request.query_params.keys() - taken):
+            message = f"Unknown parameter; this list takes {', '.join(sorted(taken - {None}))}."
+            raise exceptions.ValidationError({name: [message] for name in unknown})
+        if request.query_params.keys().isdisjoint(filters):
             return queryset
         return super().filter_queryset(request, queryset, view)
 

@@ -1,4 +1,5 @@
-"""The answers to a request no view completed: Django's handler404 and handler500.
+"""The answers to a request no view completed: Django's handler400, handler404 and
+handler500.
 
 Under /api/ every answer is JSON in DRF's shape, a path no route matches (an id that is not a
 number, a typo) included; other pages keep Django's.
@@ -41,6 +42,13 @@ def database_unavailable(error: BaseException | None) -> bool:
 
 def _is_api(request) -> bool:
     return request.path_info.startswith("/api/")
+
+
+def bad_request(request, exception):
+    """A request refused before any view: a Host header this server does not serve."""
+    if _is_api(request):
+        return JsonResponse({"detail": "Bad request."}, status=400)
+    return defaults.bad_request(request, exception)
 
 
 def not_found(request, exception):

@@ -6,12 +6,21 @@ from how the operation is built: its body, query, authentication, permissions, t
 path, and a 503 for the database being unreachable, which any operation can meet.
 """
 
+import json
 from decimal import Decimal
 
+from django.conf import settings
 from drf_spectacular import openapi
 from drf_spectacular.contrib.django_filters import DjangoFilterExtension
-from drf_spectacular.extensions import OpenApiSerializerFieldExtension
-from drf_spectacular.plumbing import ResolvedComponent, is_list_serializer
+from drf_spectacular.extensions import (
+    OpenApiAuthenticationExtension,
+    OpenApiSerializerFieldExtension,
+)
+from drf_spectacular.plumbing import (
+    ResolvedComponent,
+    is_list_serializer,
+    is_patched_serializer,
+)
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import permissions, serializers
 
@@ -21,7 +30,17 @@ FIELD_ERRORS = {
         "Messages by field name (`non_field_errors` for the body as a whole); the messages "
         "of a nested list or object are a list or object of such objects."
     ),
-    "additionalProperties": {"anyOf": [{"type": "array"}, {"type": "object"}]},
+    "additionalProperties": {
+        "anyOf": [
+            {
+                "type": "array",
+                "items": {
+                    "anyOf": [{"type": "string"}, {"$ref": "#/components/schemas/FieldErrors"}]
+                },
+            },
+            {"$ref": "#/components/schemas/FieldErrors"},
+        ]
+    },
 }
 BAD_INPUT = {
     "anyOf": [
@@ -39,6 +58,10 @@ OWN_PERMISSIONS = (permissions.AllowAny, permissions.IsAuthenticated)
 # Django's and DRF's text fields refuse NUL characters (PostgreSQL cannot store them). The
 # empty string is left to each field: spectacular adds it as an alternative for a blank one.
 WITHOUT_NUL = "^[^\\x00]+$"
+# A path's id as its route takes it (`\d+`): the number of a row (one past a bigint is
+# no row's: a 404).
+DIGITS = ("^\\d+$", "^[0-9]+$")
+ROW_ID = {"type": "integer", "format": "int64", "minimum": 1}
 
 
 # Decimal examples by a word of the field's name; any other decimal is an amount of money.
@@ -114,6 +137,27 @@ class DecimalFieldExtension(OpenApiSerializerFieldExtension):
         return {"type": "string", "format": "decimal", "pattern": self.target.pattern}
 
 
+class SessionScheme(OpenApiAuthenticationExtension):
+    """Django's session, as the admin and a SPA on this site sign in, with what DRF asks of
+    it: the CSRF token on every request that changes something."""
+
+    target_class = "rest_framework.authentication.SessionAuthentication"
+    name = "cookieAuth"
+    priority = 1
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": settings.SESSION_COOKIE_NAME,
+            "description": (
+                "Django's session cookie. A request that changes something (POST, PUT, PATCH, "
+                f"DELETE) also sends the `{settings.CSRF_COOKIE_NAME}` cookie's value in the "
+                "`X-CSRFToken` header, else it is refused with 403."
+            ),
+        }
+
+
 class AutoSchema(openapi.AutoSchema):
     def get_operation(self, path, path_regex, path_prefix, method, registry):
         operation = super().get_operation(path, path_regex, path_prefix, method, registry)
@@ -132,6 +176,8 @@ class AutoSchema(openapi.AutoSchema):
             # optional parameter as if it were absent.
             if parameter["in"] == "query" and not parameter.get("required"):
                 parameter["allowEmptyValue"] = True
+            if parameter["in"] == "path" and parameter["schema"].get("pattern") in DIGITS:
+                parameter["schema"] = dict(ROW_ID)
         error = self.resolve_serializer(ErrorSerializer, "response").ref
         responses = operation["responses"]
         for code, (description, schema) in self._errors(operation).items():
@@ -160,7 +206,7 @@ class AutoSchema(openapi.AutoSchema):
         errors = {}
         bad = ["a body that is not JSON", "fields that are wrong"] if has_body else []
         if has_query:
-            bad.append("query parameters that are wrong")
+            bad.append("query parameters that are wrong or unknown")
         if bad:
             errors[400] = (f"Bad input, named where it has a name: {', '.join(bad)}.", BAD_INPUT)
         errors[401] = (
@@ -189,6 +235,33 @@ class AutoSchema(openapi.AutoSchema):
             errors[429] = ("Too many requests; retry later.", None)
         errors[503] = ("The database is unreachable; retry later.", None)
         return errors
+
+    def get_operation_id(self) -> str:
+        """A view routed on several paths names each route's operation (its `operation_id`
+        given to as_view()); the rest name theirs with extend_schema."""
+        return getattr(self.view, "operation_id", None) or super().get_operation_id()
+
+    def _map_basic_serializer(self, serializer, direction):
+        """An answer holds every field its serializer declares (DRF writes each one, null
+        where there is nothing), so each is required there: a client need not test for it.
+
+        A request's default is said in words: client generators take a field with a
+        `default` for one the client must send (openapi-typescript does, unless told not to),
+        and a PATCH changes the fields it names only, so no default applies there at all."""
+        schema = super()._map_basic_serializer(serializer, direction)
+        if direction == "response" and schema.get("properties"):
+            schema["required"] = sorted(schema["properties"])
+        if direction == "request":
+            patch = is_patched_serializer(serializer, direction)
+            for field in schema.get("properties", {}).values():
+                default = next(
+                    (s.pop("default") for s in [field, *field.get("oneOf", [])] if "default" in s),
+                    None,
+                )
+                if default is not None and not patch:
+                    said = f"Left out: `{json.dumps(default)}`."
+                    field["description"] = f"{field.get('description', '')}\n\n{said}".strip()
+        return schema
 
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
         """A nested list's bounds, which spectacular leaves out; text without NUL; decimals

@@ -13,7 +13,7 @@ class NotificationSerializer(serializers.ModelSerializer):
 
     title = serializers.CharField(read_only=True)
     message = serializers.CharField(read_only=True)
-    metadata = serializers.JSONField(source="params", read_only=True)
+    metadata = serializers.DictField(source="params", read_only=True)
     is_read = serializers.BooleanField(read_only=True)
 
     class Meta:
@@ -23,6 +23,13 @@ class NotificationSerializer(serializers.ModelSerializer):
             "is_read", "read_at", "created_at",
         ]  # fmt: skip
         read_only_fields = fields
+
+    def get_fields(self):
+        """`type` among the types the apps registered in their ready(), which may run after
+        this module is imported."""
+        fields = super().get_fields()
+        fields["type"] = serializers.ChoiceField(types.choices(), read_only=True)
+        return fields
 
     def to_representation(self, notification: Notification) -> dict:
         """What the declared fields would write, rendering the text once and without DRF's

@@ -1,4 +1,4 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, throttling, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -18,6 +18,10 @@ class SocketTicketThrottle(FailOpen, throttling.UserRateThrottle):
     scope = "ws_ticket"
 
 
+@extend_schema_view(
+    list=extend_schema(operation_id="listNotifications"),
+    retrieve=extend_schema(operation_id="getNotification"),
+)
 class NotificationViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
@@ -34,29 +38,47 @@ class NotificationViewSet(
             return notifications.values_list(*serializers.LIST_COLUMNS, named=True)
         return notifications
 
-    @extend_schema(responses=serializers.UnreadCountSerializer)
+    @extend_schema(
+        operation_id="countUnreadNotifications", responses=serializers.UnreadCountSerializer
+    )
     @action(detail=False, url_path="unread-count")
     def unread_count(self, request):
         return Response({"unread_count": services.unread_count(request.user)})
 
-    @extend_schema(request=None, responses=serializers.NotificationSerializer)
+    @extend_schema(
+        operation_id="markNotificationRead",
+        request=None,
+        responses=serializers.NotificationSerializer,
+    )
     @action(detail=True, methods=["put"])
     def read(self, request, pk=None):
         notification = services.mark_read(self.get_object())
         return Response(self.get_serializer(notification).data)
 
-    @extend_schema(request=None, responses=serializers.MarkedSerializer)
+    @extend_schema(
+        operation_id="markAllNotificationsRead",
+        request=None,
+        responses=serializers.MarkedSerializer,
+    )
     @action(detail=False, methods=["put"], url_path="mark-all-read")
     def mark_all_read(self, request):
         return Response({"marked": services.mark_all_read(request.user)})
 
-    @extend_schema(request=None, responses={201: serializers.NotificationSerializer})
+    @extend_schema(
+        operation_id="sendTestNotification",
+        request=None,
+        responses={201: serializers.NotificationSerializer},
+    )
     @action(detail=False, methods=["post"], throttle_classes=[NotificationTestThrottle])
     def test(self, request):
         notification = services.send_test_notification(request.user)
         return Response(self.get_serializer(notification).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses={201: serializers.SocketTicketSerializer})
+    @extend_schema(
+        operation_id="createSocketTicket",
+        request=None,
+        responses={201: serializers.SocketTicketSerializer},
+    )
     @action(
         detail=False,
         methods=["post"],
@@ -70,9 +92,15 @@ class NotificationViewSet(
         body = {"ticket": raw, "expires_at": ticket.expires_at}
         return Response(serializers.SocketTicketSerializer(body).data, status=201)
 
-    @extend_schema(methods=["get"], request=None, responses=serializers.PreferencesSerializer)
+    @extend_schema(
+        methods=["get"],
+        operation_id="getNotificationPreferences",
+        request=None,
+        responses=serializers.PreferencesSerializer,
+    )
     @extend_schema(
         methods=["put"],
+        operation_id="setNotificationPreferences",
         request=serializers.PreferencesSerializer,
         responses=serializers.PreferencesSerializer,
     )

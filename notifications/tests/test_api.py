@@ -539,7 +539,7 @@ def test_a_list_without_filters_builds_no_filterset(api, user, monkeypatch):
 
     monkeypatch.setattr(NotificationFilter, "__init__", counting_init)
 
-    assert api.get(LIST, {"page_size": 10, "unknown": "x"}).json()["count"] == 1
+    assert api.get(LIST, {"page_size": 10}).json()["count"] == 1
     assert built == []
     assert api.get(LIST, {"is_read": "true"}).json()["count"] == 0
     assert len(built) == 1

@@ -18,6 +18,7 @@ class EndpointSerializer(serializers.ModelSerializer):
     """`secret_rotation_ends_at`: while a rotated-out secret still signs beside the new one."""
 
     secret_rotation_ends_at = serializers.SerializerMethodField()
+    event_types = serializers.ListField(child=serializers.CharField(), read_only=True)
 
     class Meta:
         model = WebhookEndpoint

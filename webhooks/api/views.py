@@ -1,5 +1,5 @@
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, throttling, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -16,6 +16,10 @@ class WebhookActionThrottle(FailOpen, throttling.UserRateThrottle):
     scope = "webhook_action"
 
 
+@extend_schema_view(
+    list=extend_schema(operation_id="listWebhookEndpoints"),
+    retrieve=extend_schema(operation_id="getWebhookEndpoint"),
+)
 class EndpointViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -40,6 +44,7 @@ class EndpointViewSet(
         return [*super().get_throttles(), WebhookActionThrottle()]
 
     @extend_schema(
+        operation_id="createWebhookEndpoint",
         request=serializers.EndpointInputSerializer,
         responses={201: serializers.EndpointWithSecretSerializer, 409: CONFLICT},
         description="409: the account has WEBHOOK_MAX_ENDPOINTS endpoints already.",
@@ -53,6 +58,7 @@ class EndpointViewSet(
         return Response(_with_secret(endpoint, secret), status=status.HTTP_201_CREATED)
 
     @extend_schema(
+        operation_id="updateWebhookEndpoint",
         request=serializers.EndpointInputSerializer,
         responses={200: serializers.EndpointSerializer},
     )
@@ -63,11 +69,16 @@ class EndpointViewSet(
         endpoint = services.update_endpoint(endpoint, **data.validated_data, actor=request.user)
         return Response(self.get_serializer(endpoint).data)
 
+    @extend_schema(operation_id="deleteWebhookEndpoint")
     def destroy(self, request, pk=None):
         services.delete_endpoint(self.get_object(), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=None, responses={200: serializers.EndpointWithSecretSerializer})
+    @extend_schema(
+        operation_id="rotateWebhookSecret",
+        request=None,
+        responses={200: serializers.EndpointWithSecretSerializer},
+    )
     @action(
         detail=True,
         methods=["post"],
@@ -81,7 +92,11 @@ class EndpointViewSet(
         endpoint.refresh_from_db()
         return Response(_with_secret(endpoint, secret))
 
-    @extend_schema(request=None, responses={201: serializers.DeliverySerializer, 409: CONFLICT})
+    @extend_schema(
+        operation_id="sendTestWebhook",
+        request=None,
+        responses={201: serializers.DeliverySerializer, 409: CONFLICT},
+    )
     @action(detail=True, methods=["post"])
     def test(self, request, pk=None):
         """Send a `webhook.test` event to this endpoint alone, whatever it subscribes to; its
@@ -90,6 +105,7 @@ class EndpointViewSet(
         return Response(serializers.DeliverySerializer(delivery).data, status=201)
 
     @extend_schema(
+        operation_id="recoverWebhookDeliveries",
         request=serializers.RecoverSerializer,
         responses={200: serializers.RecoveredSerializer, 409: CONFLICT},
     )
@@ -104,7 +120,10 @@ class EndpointViewSet(
         since = data.validated_data["since"]
         return Response(services.recover_failed(endpoint, since=since, actor=request.user))
 
-    @extend_schema(responses={200: serializers.DeliverySerializer(many=True)})
+    @extend_schema(
+        operation_id="listWebhookDeliveries",
+        responses={200: serializers.DeliverySerializer(many=True)},
+    )
     @action(detail=True, pagination_class=NewestFirstCursor)
     def deliveries(self, request, pk=None):
         """The endpoint's deliveries, newest first, each with its attempts."""
@@ -114,6 +133,7 @@ class EndpointViewSet(
         return self.get_paginated_response(data)
 
     @extend_schema(
+        operation_id="replayWebhookDelivery",
         request=None,
         responses={201: serializers.DeliverySerializer, 409: CONFLICT},
     )
@@ -141,7 +161,10 @@ class EventTypeViewSet(viewsets.GenericViewSet):
     pagination_class = None
     filter_backends = []
 
-    @extend_schema(responses=serializers.EventTypeSerializer(many=True))
+    @extend_schema(
+        operation_id="listWebhookEventTypes",
+        responses=serializers.EventTypeSerializer(many=True),
+    )
     def list(self, request):
         rows = [{"name": k, "description": v} for k, v in types.registered().items()]
         return Response(self.get_serializer(rows, many=True).data)

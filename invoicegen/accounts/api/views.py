@@ -1,4 +1,4 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.generics import RetrieveUpdateAPIView
 from rest_framework.permissions import AllowAny
@@ -26,7 +26,9 @@ class AnonymousAuthView(APIView):
 
 class SignupView(AnonymousAuthView):
     @extend_schema(
-        request=serializers.SignupSerializer, responses={201: serializers.SignupResponseSerializer}
+        operation_id="signup",
+        request=serializers.SignupSerializer,
+        responses={201: serializers.SignupResponseSerializer},
     )
     def post(self, request):
         user = services.sign_up(**_valid_data(serializers.SignupSerializer, request))
@@ -42,7 +44,9 @@ class LoginView(AnonymousAuthView):
     throttle_classes = LOGIN_THROTTLES
 
     @extend_schema(
-        request=serializers.LoginSerializer, responses={200: serializers.LoginResponseSerializer}
+        operation_id="login",
+        request=serializers.LoginSerializer,
+        responses={200: serializers.LoginResponseSerializer},
     )
     def post(self, request):
         data = _valid_data(serializers.LoginSerializer, request)
@@ -51,12 +55,16 @@ class LoginView(AnonymousAuthView):
 
 
 class LogoutView(APIView):
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(operation_id="logout", request=None, responses={204: None})
     def post(self, request):
         services.log_out(request._request, token=request.auth)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@extend_schema_view(
+    get=extend_schema(operation_id="getCurrentUser"),
+    patch=extend_schema(operation_id="updateCurrentUser"),
+)
 class MeView(RetrieveUpdateAPIView):
     serializer_class = serializers.UserSerializer
     http_method_names = ["get", "patch", "head", "options"]
@@ -71,7 +79,11 @@ class MeView(RetrieveUpdateAPIView):
 
 
 class PasswordChangeView(APIView):
-    @extend_schema(request=serializers.PasswordChangeSerializer, responses={204: None})
+    @extend_schema(
+        operation_id="changePassword",
+        request=serializers.PasswordChangeSerializer,
+        responses={204: None},
+    )
     def post(self, request):
         data = _valid_data(serializers.PasswordChangeSerializer, request)
         services.change_password(
@@ -81,21 +93,31 @@ class PasswordChangeView(APIView):
 
 
 class PasswordResetView(AnonymousAuthView):
-    @extend_schema(request=serializers.PasswordResetSerializer, responses={202: None})
+    @extend_schema(
+        operation_id="requestPasswordReset",
+        request=serializers.PasswordResetSerializer,
+        responses={202: None},
+    )
     def post(self, request):
         services.request_password_reset(**_valid_data(serializers.PasswordResetSerializer, request))
         return Response(status=status.HTTP_202_ACCEPTED)
 
 
 class PasswordResetConfirmView(AnonymousAuthView):
-    @extend_schema(request=serializers.PasswordResetConfirmSerializer, responses={204: None})
+    @extend_schema(
+        operation_id="confirmPasswordReset",
+        request=serializers.PasswordResetConfirmSerializer,
+        responses={204: None},
+    )
     def post(self, request):
         services.reset_password(**_valid_data(serializers.PasswordResetConfirmSerializer, request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class VerifyEmailView(AnonymousAuthView):
-    @extend_schema(request=serializers.EmailLinkSerializer, responses={204: None})
+    @extend_schema(
+        operation_id="verifyEmail", request=serializers.EmailLinkSerializer, responses={204: None}
+    )
     def post(self, request):
         services.verify_email(**_valid_data(serializers.EmailLinkSerializer, request))
         return Response(status=status.HTTP_204_NO_CONTENT)

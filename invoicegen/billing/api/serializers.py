@@ -26,7 +26,8 @@ from invoicegen.core import json_fields
 from invoicegen.core.api import datetime_text, decimal_text
 
 MAX_ITEMS = 200
-CURRENCY_CODES = [*sorted(ISO_4217_CODES), *sorted(code.lower() for code in ISO_4217_CODES)]
+ISSUED_CURRENCIES = sorted(ISO_4217_CODES)  # as an invoice keeps its code: upper case
+CURRENCY_CODES = [*ISSUED_CURRENCIES, *(code.lower() for code in ISSUED_CURRENCIES)]
 
 
 class InvoiceItemSerializer(json_fields.ModelSerializer):
@@ -49,6 +50,7 @@ class InvoiceListSerializer(serializers.ListSerializer):
 
 class InvoiceSerializer(serializers.ModelSerializer):
     items = InvoiceItemSerializer(many=True, read_only=True)
+    currency = serializers.ChoiceField(ISSUED_CURRENCIES, read_only=True)
     balance_due = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True)
     delivery_status = serializers.ChoiceField(
         timeline.DELIVERY_STATES,

@@ -13,12 +13,16 @@ urlpatterns = [
     re_path(r"^subscription/?$", views.SubscriptionView.as_view(), name="subscription"),
     re_path(
         r"^subscription/cancel/?$",
-        views.CancelSubscriptionView.as_view(change=services.cancel_subscription),
+        views.CancelSubscriptionView.as_view(
+            change=services.cancel_subscription, operation_id="cancelSubscription"
+        ),
         name="subscription-cancel",
     ),
     re_path(
         r"^subscription/renew/?$",
-        views.SubscriptionChangeView.as_view(change=services.renew_subscription),
+        views.SubscriptionChangeView.as_view(
+            change=services.renew_subscription, operation_id="renewSubscription"
+        ),
         name="subscription-renew",
     ),
 ]

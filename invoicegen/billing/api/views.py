@@ -75,6 +75,10 @@ class TimelineCursor(BoundedPageSize, pagination.CursorPagination):
         return self._link(page.first, reverse=True) if page.more_before and page.first else None
 
 
+@extend_schema_view(
+    list=extend_schema(operation_id="listInvoices"),
+    retrieve=extend_schema(operation_id="getInvoice"),
+)
 class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     queryset = Invoice.objects.all()
     serializer_class = serializers.InvoiceSerializer
@@ -93,7 +97,9 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return Response(serializers.InvoiceSerializer(invoice).data, status=code)
 
     @extend_schema(
-        request=serializers.InvoiceInputSerializer, responses={201: serializers.InvoiceSerializer}
+        operation_id="createInvoice",
+        request=serializers.InvoiceInputSerializer,
+        responses={201: serializers.InvoiceSerializer},
     )
     def create(self, request):
         data = serializers.InvoiceInputSerializer(data=request.data)
@@ -102,6 +108,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return self._answer(invoice, status.HTTP_201_CREATED)
 
     @extend_schema(
+        operation_id="updateInvoice",
         request=serializers.InvoiceInputSerializer,
         responses={200: serializers.InvoiceSerializer, 409: CONFLICT},
         description="Edit a draft (409 otherwise). `reminders_enabled` alone may also change on "
@@ -116,6 +123,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         )
 
     @extend_schema(
+        operation_id="deleteInvoice",
         responses={204: None, 409: CONFLICT},
         description="Delete a draft; the drafts numbered after it move down one, so the "
         "year's numbers stay gap-free. Not a draft, or one with an issued invoice after it: 409.",
@@ -125,6 +133,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
+        operation_id="finalizeInvoice",
         request=None,
         responses={200: serializers.InvoiceSerializer, 400: INCOMPLETE, 409: CONFLICT},
     )
@@ -133,6 +142,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return self._answer(services.finalize_invoice(self.get_object(), actor=request.user))
 
     @extend_schema(
+        operation_id="sendInvoice",
         request=serializers.SendInvoiceSerializer,
         responses={
             202: serializers.InvoiceSerializer,
@@ -159,6 +169,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return self._answer(invoice, status.HTTP_202_ACCEPTED)
 
     @extend_schema(
+        operation_id="recordPayment",
         request=serializers.PaymentSerializer,
         responses={201: serializers.PaymentSerializer, 409: CONFLICT},
     )
@@ -171,6 +182,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return Response(serializers.PaymentSerializer(payment).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
+        operation_id="voidInvoice",
         request=None,
         responses={200: serializers.InvoiceSerializer, 409: CONFLICT},
         description="Void a finalized or sent invoice without payments; every download link "
@@ -181,6 +193,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return self._answer(services.void_invoice(self.get_object(), actor=request.user))
 
     @extend_schema(
+        operation_id="listInvoiceTimeline",
         request=None,
         responses=serializers.TimelineItemSerializer(many=True),
         filters=False,
@@ -198,7 +211,9 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             serializers.TimelineItemSerializer(items, many=True).data
         )
 
-    @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY})
+    @extend_schema(
+        operation_id="getInvoicePdf", responses={(200, "application/pdf"): OpenApiTypes.BINARY}
+    )
     @action(detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, PDFRenderer])
     def pdf(self, request, pk=None):
         invoice = self.get_object()
@@ -208,12 +223,14 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     @extend_schema(
         methods=["GET"],
+        operation_id="listDownloadLinks",
         request=None,
         responses=serializers.DownloadLinkSerializer(many=True),
         filters=False,  # an invoice's links, not the invoice list: its filters do not apply
     )
     @extend_schema(
         methods=["POST"],
+        operation_id="createDownloadLink",
         request=serializers.DownloadLinkInputSerializer,
         responses={201: serializers.NewDownloadLinkSerializer, 409: CONFLICT},
     )
@@ -239,7 +256,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             serializers.NewDownloadLinkSerializer(answer).data, status=status.HTTP_201_CREATED
         )
 
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(operation_id="revokeDownloadLink", request=None, responses={204: None})
     @action(
         detail=True,
         methods=["delete"],
@@ -258,12 +275,15 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 class BusinessProfileView(APIView):
     """The caller's business profile, as their invoices print it (empty until first set)."""
 
-    @extend_schema(responses={200: serializers.BusinessProfileSerializer})
+    @extend_schema(
+        operation_id="getBusinessProfile", responses={200: serializers.BusinessProfileSerializer}
+    )
     def get(self, request):
         profile = services.business_profile_of(request.user)
         return Response(serializers.BusinessProfileSerializer(profile).data)
 
     @extend_schema(
+        operation_id="updateBusinessProfile",
         request=serializers.BusinessProfileSerializer,
         responses={200: serializers.BusinessProfileSerializer, 409: CONFLICT},
     )
@@ -277,12 +297,16 @@ class BusinessProfileView(APIView):
 
 
 class SubscriptionView(APIView):
-    @extend_schema(responses={200: serializers.SubscriptionSerializer, 404: NOT_FOUND})
+    @extend_schema(
+        operation_id="getSubscription",
+        responses={200: serializers.SubscriptionSerializer, 404: NOT_FOUND},
+    )
     def get(self, request):
         subscription = get_object_or_404(Subscription, user=request.user)
         return Response(serializers.SubscriptionSerializer(subscription).data)
 
     @extend_schema(
+        operation_id="activateSubscription",
         request=serializers.ActivateSubscriptionSerializer,
         responses={201: serializers.SubscriptionSerializer, 409: CONFLICT},
     )
@@ -301,6 +325,7 @@ class SubscriptionChangeView(APIView):
     """POST cancel/ or renew/ on the caller's subscription."""
 
     change = None
+    operation_id = None
 
     @extend_schema(
         request=None, responses={200: serializers.SubscriptionSerializer, 404: NOT_FOUND}
