@@ -3,6 +3,7 @@
 
 Tampering is done as a database superuser would: with the append-only triggers dropped."""
 
+import hashlib
 import io
 from contextlib import contextmanager
 
@@ -474,3 +475,83 @@ def test_a_checkpoint_whose_times_were_blanked_is_reported(db_superuser):
     run_sql("UPDATE audit_checkpoint SET oldest_at = NULL WHERE id = %s", params=[second.id])
 
     assert_broken_at(second.first_id)
+
+
+# The canonical form, pinned: a change to it (key order, separators, escapes, the genesis
+# value), made in the writer and the verifier together, passes every other test and breaks every
+# entry already stored once deployed.
+
+GOLDEN_KEY = "golden-key"
+GOLDEN_ENTRY = {
+    "action": "invoice.paid", "category": "invoice",
+    "description": "Zoë paid invoice INV-2026-001: 1 250,00 €",
+    "user_id": None, "user_email": "", "resource_type": "invoice", "resource_id": "7",
+    "ip_address": None, "user_agent": "", "method": "POST",
+    "path": "/api/invoices/7/payments/", "request_id": "req-1",
+    # Keys out of order, at two depths, and text beyond ASCII.
+    "metadata": {
+        "zeta": "ünï", "alpha": [2, 1], "amount": "1250.00", "nested": {"b": True, "a": None},
+    },
+    "success": True, "origin": "api", "resource_label": "INV-2026-001",
+    "sealed": "", "email_hash": "", "ip_hash": "",
+}  # fmt: skip
+GOLDEN_CANONICAL = (
+    '["invoice.paid","invoice","Zo\\u00eb paid invoice INV-2026-001: 1 250,00 \\u20ac",null,"",'
+    '"invoice","7",null,"","POST","/api/invoices/7/payments/","req-1",{"alpha":[2,1],'
+    '"amount":"1250.00","nested":{"a":null,"b":true},"zeta":"\\u00fcn\\u00ef"},true,"api",'
+    '"INV-2026-001"]'
+)
+GOLDEN_DIGEST = "67c1996b5c5330b370b7e1ee63b1fb550321ebccc15eb16ba1b1c92d480da77b"
+GOLDEN_CHECKPOINT = "b6eeeb8db597802b7fcadf7b23e24aa98a4d499363dc99aa04560908cb326a52"
+
+
+def test_the_canonical_form_of_an_entry_is_pinned(settings):
+    settings.AUDIT_HMAC_KEY = GOLDEN_KEY
+    fields = integrity._digested_fields(GOLDEN_ENTRY)
+
+    assert integrity._CANONICAL.encode([GOLDEN_ENTRY[f] for f in fields]) == GOLDEN_CANONICAL
+    assert integrity.row_digest(GOLDEN_ENTRY) == GOLDEN_DIGEST
+
+
+def test_the_checkpoint_digest_and_the_chain_start_are_pinned(settings):
+    settings.AUDIT_HMAC_KEY = GOLDEN_KEY
+
+    assert integrity.GENESIS == "0" * 64
+    digest = integrity.checkpoint_digest(
+        previous_digest=integrity.GENESIS, first_id=1, last_id=3, row_count=3, rows_hash="ab" * 32
+    )
+    assert digest == GOLDEN_CHECKPOINT
+    assert integrity.row_text(7, "2026-01-31T09:00:00.250000+00:00", "d" * 64) == (
+        f"7|2026-01-31T09:00:00.250000+00:00|{'d' * 64}\n"
+    )
+
+
+def test_an_entry_stored_and_read_back_has_the_pinned_digest(settings):
+    """Through the database (PostgreSQL's jsonb reorders an object's keys, SQLite keeps its
+    text): what is stored, and what reads back, digest as the golden entry does."""
+    settings.AUDIT_HMAC_KEY = GOLDEN_KEY
+
+    entry = services.insert_entry(dict(GOLDEN_ENTRY))
+
+    stored = AuditLog.objects.values(*integrity.DIGEST_FIELDS, "digest").get(pk=entry.pk)
+    assert stored["digest"] == GOLDEN_DIGEST
+    assert integrity.row_digest(stored) == GOLDEN_DIGEST
+    assert verify_audit_log().ok
+
+
+def test_a_checkpoint_recounted_and_rehashed_over_a_deleted_row_is_detected(db_superuser):
+    """A row count and a SHA-256 of the rows anyone can recompute after deleting a row: the
+    checkpoint's HMAC over them is what no one without the key can."""
+    entries, checkpoint = sealed_entries(4)
+    run_sql("DELETE FROM audit_auditlog WHERE id = %s", params=[entries[1].id])
+    kept = AuditLog.objects.filter(id__range=(checkpoint.first_id, checkpoint.last_id))
+    hasher = hashlib.sha256()
+    for row in kept.order_by("id").values_list("id", "created_at", "digest"):
+        hasher.update(integrity.row_line(*row))
+
+    run_sql(
+        "UPDATE audit_checkpoint SET row_count = %s, rows_hash = %s WHERE id = %s",
+        params=[kept.count(), hasher.hexdigest(), checkpoint.id],
+    )
+
+    assert_broken_at(checkpoint.first_id)

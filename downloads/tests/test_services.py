@@ -191,6 +191,23 @@ def test_a_link_is_refused_once_its_expiry_has_passed():
     assert reload(token).download_count == 0
 
 
+def test_a_link_is_expired_at_its_expiry_instant_itself(monkeypatch):
+    """Valid until, not through, its expiry: at that very instant the page refuses it, and a
+    download refused then is recorded as expired, not used up."""
+    _, token, raw = invoice_link()
+    expire(token, ago=datetime.timedelta(seconds=5))  # past by the database's clock too
+    instant = reload(token).expires_at
+    monkeypatch.setattr(services.timezone, "now", lambda: instant)
+
+    with pytest.raises(services.DownloadDenied) as inspected:
+        services.inspect_token(raw)
+    with pytest.raises(services.DownloadDenied) as redeemed:
+        services.redeem_token(raw)
+
+    assert inspected.value.reason == redeemed.value.reason == Reason.EXPIRED
+    assert DownloadEvent.objects.get(token=token).reason == Reason.EXPIRED
+
+
 def test_a_revoked_link_is_refused_although_downloads_and_time_are_left():
     _, token, raw = invoice_link()
 
@@ -290,6 +307,22 @@ def test_purge_counts_links_and_drops_old_events_of_unknown_links(links_by_expir
 
     unknown = DownloadEvent.objects.filter(token=None).values_list("pk", flat=True)
     assert list(unknown) == [recent.pk]
+
+
+def test_purge_keeps_every_event_of_a_link_it_keeps_however_old(links_by_expiry):
+    """Only the events of no link (an unknown token's) go by their age: a kept link keeps
+    its whole history."""
+    kept = [links_by_expiry["expired_within_retention"], links_by_expiry["valid"]]
+    old = [
+        DownloadEvent.objects.create(token=link, granted=True, reason="granted") for link in kept
+    ]
+    DownloadEvent.objects.filter(pk__in=[event.pk for event in old]).update(
+        created_at=timezone.now() - datetime.timedelta(days=400)
+    )
+
+    services.purge_expired_tokens()
+
+    assert DownloadEvent.objects.filter(pk__in=[event.pk for event in old]).count() == 2
 
 
 def test_purge_follows_the_retention_setting(links_by_expiry, settings):

@@ -81,6 +81,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     message: EmailMessage
+    peer: tuple  # the client's address and port: one per connection
 
 
 @dataclass
@@ -132,7 +133,9 @@ class RecordingHandler:
             return reply
         message = message_from_bytes(envelope.content, policy=policy.default)
         with self.lock:
-            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+            self.received.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), message, session.peer)
+            )
         if self.after_accept is not None:
             self.after_accept()
         return "250 Message accepted for delivery"

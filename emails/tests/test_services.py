@@ -167,6 +167,17 @@ def test_server_back_up_gets_the_email_once_with_the_message_id_of_the_first_try
     assert [message["Message-ID"] for message in smtp.messages] == [message_id]
 
 
+def test_emails_a_worker_sends_go_through_the_connection_it_keeps(smtp, queue):
+    """Opening and greeting cost as much as a send: a worker keeps its connection open."""
+    emails = [queue(f"user{n}@example.com") for n in range(3)]
+
+    for email in emails:
+        assert services.deliver_email(email.pk).status == EmailLog.Status.SENT
+
+    assert len(smtp.received) == 3
+    assert len({received.peer for received in smtp.received}) == 1
+
+
 def test_email_after_a_server_restart_goes_out_at_once_on_a_new_connection(smtp, queue):
     first, second = queue("first@example.com"), queue("second@example.com")
     assert services.deliver_email(first.pk).status == EmailLog.Status.SENT
@@ -177,6 +188,7 @@ def test_email_after_a_server_restart_goes_out_at_once_on_a_new_connection(smtp,
 
     assert reload(second).attempts == 1
     assert [r.rcpt_tos for r in smtp.received] == [["first@example.com"], ["second@example.com"]]
+    assert smtp.received[0].peer != smtp.received[1].peer
 
 
 def test_retry_delay_doubles_with_each_attempt_up_to_the_cap_within_a_quarter(settings):
@@ -199,8 +211,9 @@ def test_retry_delay_is_jittered_so_retries_spread_out(settings):
 
 
 @pytest.mark.parametrize("stage", ["RCPT", "DATA"])
-def test_permanent_reply_fails_the_row_at_once_and_audits_it(smtp, queue, stage):
-    smtp.answer("550 5.1.1 No such mailbox here", stage=stage)
+@pytest.mark.parametrize("code", ["500", "550", "599"])  # every 5xx, the first and last
+def test_permanent_reply_fails_the_row_at_once_and_audits_it(smtp, queue, stage, code):
+    smtp.answer(f"{code} 5.1.1 No such mailbox here", stage=stage)
     email = queue()
     mark = last_entry_id()
 
@@ -209,7 +222,7 @@ def test_permanent_reply_fails_the_row_at_once_and_audits_it(smtp, queue, stage)
     row = reload(email)
     assert row.status == EmailLog.Status.FAILED
     assert row.attempts == 1
-    assert "550" in row.last_error
+    assert code in row.last_error
     assert "No such mailbox here" in row.last_error
     assert row.sent_at is None
     entry = only_entry(mark, "email.failed")
@@ -316,6 +329,29 @@ def test_workers_delivering_the_same_rows_at_once_send_each_email_once(smtp, que
 
 
 # A worker killed mid-send
+
+
+def test_a_sent_or_failed_row_is_never_taken_again_however_old_its_claim(smtp, queue, settings):
+    """Only a `sending` row's lease lets another worker take it: a sent email would go out
+    again, and a failed one be retried, once their claim is older than the lease."""
+    settings.EMAIL_SENDING_LEASE_SECONDS = 45
+    sent = queue("sent@example.com")
+    services.deliver_email(sent.pk)
+    smtp.answer("550 5.1.1 No such mailbox here")
+    failed = queue("failed@example.com")
+    services.deliver_email(failed.pk)
+    long_ago = timezone.now() - datetime.timedelta(days=1)
+    EmailLog.objects.update(claimed_at=long_ago, next_attempt_at=long_ago)
+
+    assert services.redispatch_pending() == 0
+    assert services.deliver_email(sent.pk).status is None
+    assert services.deliver_email(failed.pk).status is None
+
+    assert [(row.status, row.attempts) for row in (reload(sent), reload(failed))] == [
+        ("sent", 1),
+        ("failed", 1),
+    ]
+    assert len(smtp.received) == 1
 
 
 def test_sweeper_sends_a_row_stuck_in_sending_past_its_lease(smtp, queue, settings):
@@ -514,6 +550,19 @@ def test_resend_of_a_failed_row_leaves_the_failed_row_as_it_was(
     assert reload(email).status == EmailLog.Status.FAILED
     assert reload(copy).status == EmailLog.Status.SENT
     assert [m["Message-ID"] for m in smtp.messages] == [copy.message_id]
+
+
+def test_a_subject_is_one_line_of_at_most_255_characters():
+    """A title with line breaks (a header injected, in a raw message) reads as one line, and
+    a long one is cut where the row's column ends."""
+
+    def subject(title: str) -> str:
+        context = {"name": "Ada", "title": title, "message": "Hello."}
+        return services.queue_email("admin_message", to="ada@example.com", context=context).subject
+
+    assert subject("\nPaid\r\nBcc: eve@example.com\nnow\r\n") == "Paid  Bcc: eve@example.com now"
+    assert subject("é" * 300) == "é" * 255
+    assert subject("é" * 255) == "é" * 255
 
 
 def test_the_stored_subject_is_the_sent_subject_unescaped():

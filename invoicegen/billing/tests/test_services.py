@@ -91,6 +91,22 @@ def test_create_invoice_totals_its_lines_each_rounded_half_up_to_cents():
     assert invoice.amount_paid == Decimal("0.00")
 
 
+def test_the_largest_total_is_999_999_999_999_99_and_a_cent_more_is_refused():
+    """What the amount columns hold (14 digits, 2 of them cents), written out: a limit moved
+    by a cent either way, or a comparison loosened, fails here."""
+    largest = [item(quantity="100", unit_price="9999999999.99"), item(unit_price="0.99")]
+
+    invoice = InvoiceFactory(items=largest)
+    invoice.refresh_from_db()
+    assert invoice.total == Decimal("999999999999.99")
+
+    with pytest.raises(ValidationError) as refused:
+        InvoiceFactory(items=[*largest, item(unit_price="0.01")])
+    assert refused.value.message_dict == {
+        "items": ["The invoice total cannot exceed 999999999999.99."]
+    }
+
+
 def test_invoices_near_the_largest_amounts_are_stored_to_the_cent():
     """SQLite adds decimals as floating point: its check of total = subtotal + tax missed a
     quarter of these sums by a fraction of a cent, and the invoice was refused with a 500."""
