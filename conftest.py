@@ -11,9 +11,7 @@ from audit import subjects
 from emails.tests.helpers import RedisServer
 from invoicegen import celery_app
 from invoicegen.accounts.tests.factories import UserFactory
-from tests.contract import ServedContract
-
-CONTRACT = ServedContract()
+from tests.contract import served_contract
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -43,28 +41,20 @@ def _flush_passes_the_audit_triggers():
 @pytest.fixture(scope="session", autouse=True)
 def _answers_keep_to_the_schema():
     """Each answer of the test clients (Django's and DRF's) is checked against the served
-    schema (tests/contract.py)."""
+    schema (tests/contract.py), made once, before any test changes a setting."""
     from django.test import Client
 
+    contract = served_contract()
     original = Client.request
 
     def request(self, **kwargs):
         response = original(self, **kwargs)
-        if CONTRACT.enabled:
-            CONTRACT.check(response)
+        contract.check(response.request["REQUEST_METHOD"], response.request["PATH_INFO"], response)
         return response
 
     Client.request = request
     yield
     Client.request = original
-
-
-@pytest.fixture(autouse=True)
-def _contract(request):
-    """Off for a test that provokes, on purpose, an answer no schema declares (a crash)."""
-    CONTRACT.enabled = request.node.get_closest_marker("off_contract") is None
-    yield
-    CONTRACT.enabled = False
 
 
 @pytest.fixture(autouse=True)

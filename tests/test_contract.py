@@ -1,10 +1,12 @@
 """The check that holds every test's answers to the schema (tests/contract.py) refuses each
 kind of drift, and lets through an answer the schema describes."""
 
+from types import SimpleNamespace
+
 import pytest
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 
-from tests.contract import Contract, Drift
+from tests.contract import Contract, Drift, closed
 
 pytestmark = pytest.mark.django_db
 
@@ -62,11 +64,45 @@ def contract():
         ("/api/things/7/", HttpResponse(status=204)),
         ("/api/things/count/", HttpResponse("a,b\n", content_type="text/csv")),
         ("/api/things/count/", StreamingHttpResponse(iter(["a"]), content_type="text/csv")),
-        ("/api/unknown/", HttpResponse("<p>", status=500)),  # not an operation: not checked
+        ("/api/unknown/", HttpResponse("<p>", status=404)),  # no route: Django's 404
     ],
 )
 def test_an_answer_the_schema_describes_passes(contract, path, response):
     contract.check("GET", path, response)
+
+
+def routed(response, name: str = "thing-detail"):
+    """The answer as the test client gives it: with the route the request reached."""
+    response.resolver_match = SimpleNamespace(url_name=name)
+    return response
+
+
+def test_head_is_held_to_its_get_without_a_body(contract):
+    contract.check("HEAD", "/api/things/7/", routed(JsonResponse({})))
+    with pytest.raises(Drift, match=r"HEAD .* answered 418"):
+        contract.check("HEAD", "/api/things/7/", routed(HttpResponse(status=418)))
+
+
+def test_a_route_of_the_api_must_be_an_operation_of_the_schema(contract):
+    with pytest.raises(Drift, match="DELETE /api/things/7/ is a route of the API"):
+        contract.check("DELETE", "/api/things/7/", routed(HttpResponse(status=204)))
+    with pytest.raises(Drift, match="GET /api/secret/ is a route of the API"):
+        contract.check("GET", "/api/secret/", routed(JsonResponse({})))
+    # A method the route refuses, its OPTIONS description and the schema's own pages are not.
+    contract.check("DELETE", "/api/things/7/", routed(HttpResponse(status=405)))
+    contract.check("OPTIONS", "/api/things/7/", routed(JsonResponse({})))
+    contract.check("GET", "/api/schema/", routed(HttpResponse("openapi: 3.0.3"), "schema"))
+
+
+def test_the_branches_of_an_all_of_stay_open_and_data_is_left_alone():
+    part = {"type": "object", "properties": {"a": {"type": "string"}}}
+    example = {"properties": {"x": 1}}
+
+    shut = closed({"allOf": [part, part], "example": example, **part})
+
+    assert shut["allOf"] == [part, part]
+    assert shut["example"] == example
+    assert shut["additionalProperties"] is False
 
 
 def too_many() -> HttpResponse:

@@ -32,6 +32,7 @@ def test_a_probe_by_address_over_plain_http_is_answered_and_not_audited(client):
 
     assert (live.status_code, ready.status_code) == (200, 200)
     assert other.status_code == 400  # the host check still guards everything else
+    assert other.json() == {"detail": "Bad request."}  # in the API's shape under /api/
     assert not AuditLog.objects.exists()
 
 

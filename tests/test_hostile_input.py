@@ -13,6 +13,8 @@ from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.billing.models import Invoice
 from invoicegen.billing.tests.factories import invoice_in_status
 from notifications.tests.factories import NotificationFactory
+from tests.contract import served_contract
+from webhooks.models import WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -215,6 +217,47 @@ def test_a_list_refuses_a_parameter_it_does_not_take(staff_api, path, known):
     assert list(response.json()) == ["stauts"]
     for name in known:
         assert name in response.json()["stauts"][0]
+
+
+def test_every_list_that_takes_query_parameters_refuses_one_it_does_not(client_for):
+    """Each list and export of the schema, on an object of the caller's where its path
+    names one: a 400 naming the parameter (the schema declares it)."""
+    staff = UserFactory(is_staff=True, is_superuser=True)
+    invoice = invoice_in_status(Invoice.Status.SENT, user=staff)
+    endpoint = WebhookEndpoint.objects.create(
+        user=staff, url="https://hooks.example.com/in", event_types=["*"], secret="s"
+    )
+    ids = {"user_id": staff.pk, "resource_type": "invoice", "resource_id": invoice.pk}
+    api = client_for(staff)
+    lists = [
+        path.format(**ids, id=endpoint.pk if path.startswith("/api/webhooks/") else invoice.pk)
+        for path, item in served_contract().paths.items()
+        if "get" in item
+        and item["get"]["operationId"].startswith(("list", "export"))
+        and any(p["in"] == "query" for p in item["get"].get("parameters", []))
+    ]
+    assert len(lists) >= 12
+
+    for path in lists:
+        response = api.get(path, {"stauts": "draft"})
+        assert response.status_code == 400, (path, response.content)
+        assert list(response.json()) == ["stauts"], path
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/invoices/\u0661/",  # an Arabic-Indic one: \d would take it for invoice 1
+        "/api/notifications/\u0661/",
+        "/api/audit/user/0/logs/",  # no user's id
+        "/api/audit/user/9223372036854775808/logs/",  # past a bigint
+    ],
+)
+def test_an_id_that_is_no_row_id_is_a_404(staff_api, path):
+    response = staff_api.get(path)
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
 
 
 # Every route of the API

@@ -19,7 +19,9 @@ urlpatterns = [
     re_path(r"^logs/?$", logs("listAuditLogs"), name="logs"),
     re_path(
         r"^logs/export/?$",
-        AuditLogViewSet.as_view({"get": "export"}, query_parameters=("format",)),
+        AuditLogViewSet.as_view(
+            {"get": "export"}, query_parameters=("format",), pagination_class=None
+        ),
         name="export",
     ),
     re_path(

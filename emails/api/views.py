@@ -22,7 +22,7 @@ class SuppressionViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewse
     filterset_class = SuppressionFilter
     permission_classes = [IsAdminUser]
     pagination_class = NewestFirstCursor
-    lookup_value_regex = r"\d+"
+    lookup_value_regex = "[0-9]+"  # ASCII digits (\d takes every script's)
 
     def perform_destroy(self, instance):
         delivery.remove_suppression(instance, actor=self.request.user)

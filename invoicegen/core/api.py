@@ -53,13 +53,36 @@ def _query_integer(request, name: str, **bounds) -> int | None:
         raise exceptions.ValidationError({name: error.detail}) from None
 
 
+PAGING = ("page_query_param", "page_size_query_param", "cursor_query_param")
+
+
+def refuse_unknown_parameters(request, view) -> None:
+    """A list refuses a query parameter it does not take (a 400 naming it, with those it
+    takes), where a misspelt filter would answer the whole list as if it had applied: it
+    takes its filters, its paginator's parameters and the view's own `query_parameters`."""
+    filterset_class = getattr(view, "filterset_class", None)
+    taken = {
+        *(filterset_class.base_filters if filterset_class else ()),
+        *getattr(view, "query_parameters", ()),
+        *(getattr(view.paginator, name, None) for name in PAGING),
+    } - {None}
+    if unknown := sorted(request.query_params.keys() - taken):
+        message = f"Unknown parameter; this list takes {', '.join(sorted(taken))}."
+        raise exceptions.ValidationError({name: [message] for name in unknown})
+
+
 class BoundedPageSize:
     """`page_size` that is not a positive integer is a 400 naming it, where DRF would quietly
-    answer a page of the default size; above max_page_size it is capped, as API.md says."""
+    answer a page of the default size; above max_page_size it is capped, as API.md says. A
+    page refuses a query parameter its list does not take."""
 
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def paginate_queryset(self, queryset, request, view=None):
+        refuse_unknown_parameters(request, view)
+        return super().paginate_queryset(queryset, request, view)
 
     def get_page_size(self, request):
         size = _query_integer(request, self.page_size_query_param, min_value=1)
@@ -102,29 +125,20 @@ class PageSizePagination(BoundedPageSize, pagination.PageNumberPagination):
 class FilterBackend(DjangoFilterBackend):
     """django-filter's backend for lists only: DRF's get_object() filters too, so a list's
     filters would otherwise apply to a detail route (`/api/invoices/7/?status=draft` a 404),
-    which the schema does not say. A list refuses a query parameter it does not take (a 400
-    naming it), where a misspelt filter would answer the whole list as if it had applied.
-    The filterset is skipped when the query names none of its filters: the one it would build
-    (a deep copy of every filter, a form to validate) would change nothing, at the cost of a
-    good part of an unfiltered list's time."""
-
-    PAGING = ("page_query_param", "page_size_query_param", "cursor_query_param")
+    which the schema does not say. A list refuses a query parameter it does not take (an
+    export included, which has no pages). The filterset is skipped when the query names none
+    of its filters: the one it would build (a deep copy of every filter, a form to validate)
+    would change nothing, at the cost of a good part of an unfiltered list's time."""
 
     def filter_queryset(self, request, queryset, view):
-        if getattr(view, "detail", False):
+        lookup = view.lookup_url_kwarg or view.lookup_field
+        if getattr(view, "detail", False) or lookup in view.kwargs:  # one object: get_object()
             return queryset
+        refuse_unknown_parameters(request, view)
         filterset_class = self.get_filterset_class(view, queryset)
-        filters = filterset_class.base_filters if filterset_class else {}
-        paginator = view.paginator
-        taken = {
-            *filters,
-            *getattr(view, "query_parameters", ()),
-            *(getattr(paginator, name, None) for name in self.PAGING),
-        }
-        if unknown := sorted(request.query_params.keys() - taken):
-            message = f"Unknown parameter; this list takes {', '.join(sorted(taken - {None}))}."
-            raise exceptions.ValidationError({name: [message] for name in unknown})
-        if request.query_params.keys().isdisjoint(filters):
+        if filterset_class is None or request.query_params.keys().isdisjoint(
+            filterset_class.base_filters
+        ):
             return queryset
         return super().filter_queryset(request, queryset, view)
 

@@ -58,9 +58,9 @@ OWN_PERMISSIONS = (permissions.AllowAny, permissions.IsAuthenticated)
 # Django's and DRF's text fields refuse NUL characters (PostgreSQL cannot store them). The
 # empty string is left to each field: spectacular adds it as an alternative for a blank one.
 WITHOUT_NUL = "^[^\\x00]+$"
-# A path's id as its route takes it (`\d+`): the number of a row (one past a bigint is
+# A path's id as its route takes it (`[0-9]+`): the number of a row (one past a bigint is
 # no row's: a 404).
-DIGITS = ("^\\d+$", "^[0-9]+$")
+DIGITS = "^[0-9]+$"
 ROW_ID = {"type": "integer", "format": "int64", "minimum": 1}
 
 
@@ -176,7 +176,7 @@ class AutoSchema(openapi.AutoSchema):
             # optional parameter as if it were absent.
             if parameter["in"] == "query" and not parameter.get("required"):
                 parameter["allowEmptyValue"] = True
-            if parameter["in"] == "path" and parameter["schema"].get("pattern") in DIGITS:
+            if parameter["in"] == "path" and parameter["schema"].get("pattern") == DIGITS:
                 parameter["schema"] = dict(ROW_ID)
         error = self.resolve_serializer(ErrorSerializer, "response").ref
         responses = operation["responses"]

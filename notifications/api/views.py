@@ -30,7 +30,7 @@ class NotificationViewSet(
     queryset = Notification.objects.all()
     serializer_class = serializers.NotificationSerializer
     filterset_class = NotificationFilter
-    lookup_value_regex = r"\d+"
+    lookup_value_regex = "[0-9]+"  # ASCII digits (\d takes every script's)
 
     def get_queryset(self):
         notifications = super().get_queryset().filter(user=self.request.user, in_app=True)

@@ -30,7 +30,7 @@ class EndpointViewSet(
 
     queryset = WebhookEndpoint.objects.order_by("id")
     serializer_class = serializers.EndpointSerializer
-    lookup_value_regex = r"\d+"
+    lookup_value_regex = "[0-9]+"  # ASCII digits (\d takes every script's)
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self):

@@ -16,7 +16,7 @@ from invoicegen.billing import services, timeline
 from invoicegen.billing.api import filters, serializers
 from invoicegen.billing.models import Invoice, Subscription
 from invoicegen.billing.pdf import render_invoice_pdf
-from invoicegen.core.api import BoundedPageSize
+from invoicegen.core.api import BoundedPageSize, refuse_unknown_parameters
 from invoicegen.core.schema import (
     CONFLICT,
     INCOMPLETE,
@@ -43,7 +43,8 @@ class TimelineCursor(BoundedPageSize, pagination.CursorPagination):
     """DRF's cursor pages over an invoice's timeline, whose positions (time, source, id) span
     the three tables it is read from (timeline.py)."""
 
-    def paginate_timeline(self, invoice: Invoice, request) -> list[dict]:
+    def paginate_timeline(self, invoice: Invoice, request, view) -> list[dict]:
+        refuse_unknown_parameters(request, view)
         self.base_url = request.build_absolute_uri()
         self.page_size = self.get_page_size(request)
         cursor = self.decode_cursor(request)
@@ -83,7 +84,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     queryset = Invoice.objects.all()
     serializer_class = serializers.InvoiceSerializer
     filterset_class = filters.InvoiceFilter
-    lookup_value_regex = r"\d+"
+    lookup_value_regex = "[0-9]+"  # ASCII digits (\d takes every script's)
 
     def get_queryset(self):
         invoices = super().get_queryset().filter(user=self.request.user)
@@ -206,7 +207,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def timeline(self, request, pk=None):
         invoice = self.get_object()
         pages = self.paginator
-        items = pages.paginate_timeline(invoice, request)
+        items = pages.paginate_timeline(invoice, request, self)
         return pages.get_paginated_response(
             serializers.TimelineItemSerializer(items, many=True).data
         )
