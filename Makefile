@@ -5,8 +5,8 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format bench soak screens demo install install-dev worker beat clean \
-	messages update-messages client-ts
+.PHONY: run test lint format bench soak mutate screens demo install install-dev worker beat \
+	clean messages update-messages client-ts
 
 $(VENV)/bin/python:
 	@$(PYTHON) -m venv $(VENV) || { echo "Could not create $(VENV): on Debian run 'apt-get install python3-venv'."; exit 1; }
@@ -62,6 +62,12 @@ format: install-dev
 bench: install-dev
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	$(PY) -m bench
+
+# Mutation testing of the code that guards evidence and money (bench/mutate): slow, not in CI;
+# MUTATE_ARGS=outbox runs one module. Writes bench/results/mutation.json.
+mutate: install-dev
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	$(PY) -m bench.mutate $(MUTATE_ARGS)
 
 # The production topology on this machine under load and faults (bench/soak); SOAK_ARGS=--short
 # is the CI run.
