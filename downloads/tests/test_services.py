@@ -266,6 +266,56 @@ def test_revoking_a_link_is_audited_once_and_revoking_it_again_changes_nothing()
     assert reload(token).revoked_at == revoked_at
 
 
+def test_revoking_a_link_answers_it_revoked():
+    _, token, _ = invoice_link()
+
+    revoked = services.revoke_token(token)
+
+    assert revoked.revoked_at is not None
+    assert revoked.revoked_at == reload(token).revoked_at
+
+
+def test_revoking_a_resources_links_withdraws_the_live_ones_with_the_owners_reason():
+    invoice, first, _ = invoice_link()
+    _, second, _ = invoice_link(invoice)
+    _, withdrawn, _ = invoice_link(invoice)
+    services.revoke_token(withdrawn)
+    _, other, _ = invoice_link()  # another invoice's
+
+    count = services.revoke_resource_tokens("invoice", invoice.pk, reason="Voided.")
+
+    assert count == 2
+    assert {reload(t).revoked_reason for t in (first, second)} == {"Voided."}
+    assert reload(withdrawn).revoked_reason == ""
+    assert reload(other).revoked_at is None
+
+
+def test_a_resources_owner_hears_of_each_counted_view_and_granted_download(monkeypatch):
+    """The owner's callbacks run in the transaction that records the event: a view counted
+    (one per window) and a download granted, never a refused one."""
+    heard = []
+    monkeypatch.setitem(
+        services._resources,
+        "thing",
+        services.Resource(
+            describe=dict,
+            render=lambda resource_id: ("thing.pdf", b""),
+            on_viewed=lambda resource_id: heard.append(("viewed", resource_id)),
+            on_downloaded=lambda resource_id: heard.append(("downloaded", resource_id)),
+        ),
+    )
+    token, raw = services.issue_download_token("thing", 7, max_downloads=1)
+
+    viewed = services.record_view(token)
+    again = services.record_view(token)
+    services.redeem_token(raw)
+    with pytest.raises(services.DownloadDenied):
+        services.redeem_token(raw)
+
+    assert (viewed.kind, viewed.token_id, again) == (DownloadEvent.Kind.VIEWED, token.pk, None)
+    assert heard == [("viewed", "7"), ("downloaded", "7")]
+
+
 # Purging
 
 
@@ -323,6 +373,12 @@ def test_purge_keeps_every_event_of_a_link_it_keeps_however_old(links_by_expiry)
     services.purge_expired_tokens()
 
     assert DownloadEvent.objects.filter(pk__in=[event.pk for event in old]).count() == 2
+
+
+def test_purge_with_nothing_to_delete_counts_none():
+    invoice_link()
+
+    assert services.purge_expired_tokens() == 0
 
 
 def test_purge_follows_the_retention_setting(links_by_expiry, settings):
