@@ -178,7 +178,10 @@ class Run:
                 continue
             where = {"line": mutant.line, "change": mutant.describe(self.sources[source])} if (
                 mutant) else {}  # fmt: skip
-            survivors.append({"key": key, "outcome": outcome, **where})
+            why = {"left_because": self.module.left[key]} if key in self.module.left else {}
+            survivors.append({"key": key, "outcome": outcome, **where, **why})
+        for key in (set(equivalent) | set(self.module.left)) - set(outcomes):
+            print(f"   {self.name}: no mutant {key} any more: drop its reason")
         total = len(outcomes)
         killed = sum(1 for *_, outcome in outcomes.values() if outcome == "killed")
         counted = total - len(equivalents)

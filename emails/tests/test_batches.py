@@ -1,6 +1,8 @@
 """A delivery takes other due rows along with its own: one claim and one "sent" for the batch
 (two commits, not two per email), each email still sent at most once where that can be known."""
 
+import datetime
+import logging
 from contextlib import suppress
 
 import pytest
@@ -9,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from emails import services
+from emails import smtp as sending
 from emails.models import EmailLog
 from emails.tests.helpers import make_due, reload, stuck_in_sending
 
@@ -79,11 +82,26 @@ def test_a_batch_leaves_the_rows_another_worker_holds(smtp, queue):
     assert len(smtp.received) == 1
 
 
+def test_a_batch_takes_neither_failed_rows_nor_rows_waiting_for_their_backoff(smtp, queue):
+    first, failed, waiting = queued(queue, 3)
+    EmailLog.objects.filter(pk=failed.pk).update(status=EmailLog.Status.FAILED)
+    EmailLog.objects.filter(pk=waiting.pk).update(
+        next_attempt_at=timezone.now() + datetime.timedelta(minutes=5)
+    )
+
+    services.deliver_email(first.pk)
+
+    assert [m["To"] for m in smtp.messages] == [first.to_email]
+    assert (reload(failed).status, reload(waiting).status) == ("failed", "queued")
+    assert reload(failed).attempts == reload(waiting).attempts == 0
+
+
+@pytest.mark.parametrize("count", [2, 3])
 def test_what_a_batch_has_no_time_left_for_is_handed_back_due_at_once(
-    smtp, queue, settings, monkeypatch
+    smtp, queue, settings, monkeypatch, count
 ):
     settings.EMAIL_SEND_BATCH_SECONDS = 0  # no send after the delivery's own
-    first, *others = queued(queue, 3)
+    first, *others = queued(queue, count)
     handed_over = []
     monkeypatch.setattr(services.outbox, "hand_over", handed_over.append)
 
@@ -93,7 +111,7 @@ def test_what_a_batch_has_no_time_left_for_is_handed_back_due_at_once(
     assert [m["To"] for m in smtp.messages] == [first.to_email]
     for row in others:
         assert (reload(row).status, reload(row).attempts) == (EmailLog.Status.QUEUED, 0)
-    assert len(services.pending_emails()) == 2
+    assert len(services.pending_emails()) == len(others)
 
 
 def test_the_task_of_a_row_a_batch_already_sent_sends_nothing(smtp, queue):
@@ -117,6 +135,47 @@ def test_a_row_accepted_before_its_sent_was_lost_is_marked_in_the_batch_not_sent
 
     assert reload(accepted).status == EmailLog.Status.SENT
     assert [m["To"] for m in smtp.messages] == [first.to_email]
+
+
+def taken_by_another_while_sending(monkeypatch, row: EmailLog) -> None:
+    """Once the next email is sent, another delivery claims `row` (this one's lease lapsed
+    under it: a hang no time limit ended)."""
+    send = sending.send
+
+    def send_then_lose_the_row(message):
+        send(message)
+        EmailLog.objects.filter(pk=row.pk).update(
+            claimed_at=timezone.now() + datetime.timedelta(seconds=1)
+        )
+
+    monkeypatch.setattr(sending, "send", send_then_lose_the_row)
+
+
+def let_go(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "invoicegen.core.outbox"]
+
+
+def test_a_batch_marks_sent_only_the_rows_it_still_holds(smtp, queue, monkeypatch, caplog):
+    first, lost, last = queued(queue, 3)
+    taken_by_another_while_sending(monkeypatch, lost)
+
+    with caplog.at_level(logging.WARNING, logger="invoicegen.core.outbox"):
+        assert services.deliver_email(first.pk).status == EmailLog.Status.SENT
+
+    assert (reload(first).status, reload(last).status) == ("sent", "sent")
+    assert reload(lost).status == EmailLog.Status.SENDING  # the other delivery's to end
+    assert let_go(caplog) == [f"EMAIL {lost.pk} was taken back before this delivery ended"]
+
+
+def test_a_delivery_whose_own_row_was_taken_back_says_so(smtp, queue, monkeypatch, caplog):
+    [email] = queued(queue, 1)
+    taken_by_another_while_sending(monkeypatch, email)
+
+    with caplog.at_level(logging.WARNING, logger="invoicegen.core.outbox"):
+        assert services.deliver_email(email.pk, batch=1).status is None
+
+    assert reload(email).status == EmailLog.Status.SENDING
+    assert let_go(caplog) == [f"EMAIL {email.pk} was taken back before this delivery ended"]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -12,8 +12,9 @@ from django.core import mail
 
 from audit.models import AuditLog
 from emails import delivery, services
-from emails.models import DeliveryStatus, EmailEvent, EmailLog, EmailSuppression
+from emails.models import DeliveryStatus, EmailEvent, EmailLog, EmailOptOut, EmailSuppression
 from emails.tests.helpers import reload
+from invoicegen.accounts.tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -53,6 +54,23 @@ def test_an_email_to_a_suppressed_address_makes_no_smtp_call(smtp, queue):
     services.deliver_email(queue("grace@example.com").pk)
     services.deliver_email(queue("ada@example.com").pk)
     assert [r.rcpt_tos for r in smtp.received] == [["ada@example.com"]]
+
+
+def test_an_email_for_an_account_to_an_address_that_opted_out_ends_unsubscribed(smtp, queue):
+    issuer = UserFactory()
+    EmailOptOut.objects.create(
+        address="client@acme.example", topic="invoice_reminder", sender=issuer
+    )
+    email = queue("Client@Acme.example", on_behalf_of=issuer, topic="invoice_reminder")
+    other_topic = queue("client@acme.example", on_behalf_of=issuer, topic="invoice_sent")
+
+    services.deliver_email(email.pk)
+    services.deliver_email(other_topic.pk)
+
+    email = reload(email)
+    assert (email.status, email.delivery_status) == ("failed", DeliveryStatus.UNSUBSCRIBED)
+    assert email.last_error.startswith("Unsubscribed:")
+    assert [m["Message-ID"] for m in smtp.messages] == [other_topic.message_id]
 
 
 def test_a_5xx_recipient_refusal_over_smtp_is_a_hard_bounce_that_suppresses(smtp, queue):
@@ -130,6 +148,8 @@ def test_amazon_ses_calls_are_bounded_by_email_timeout_and_tried_once():
     ("status", "final"),
     [
         (400, True),
+        (413, True),
+        (415, True),
         (422, True),
         (401, False),
         (403, False),

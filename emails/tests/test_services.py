@@ -10,12 +10,19 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.test import override_settings
 from django.utils import timezone
 
 from audit.tests.helpers import actions_after, last_entry_id, only_entry
 from emails import services
 from emails.models import EmailLog
-from emails.tests.helpers import make_due, reload, stored_values, stuck_in_sending
+from emails.tests.helpers import (
+    make_due,
+    reload,
+    stored_values,
+    stuck_in_sending,
+    unreachable_redis_caches,
+)
 from invoicegen.accounts import services as accounts
 from invoicegen.accounts.tests.factories import UserFactory
 from invoicegen.accounts.tokens import email_verification_token
@@ -56,6 +63,26 @@ def test_queued_email_is_a_queued_row_in_the_callers_transaction_sent_only_after
     assert row.attempts == 1
     assert [received.message["Message-ID"] for received in smtp.received] == [row.message_id]
     assert smtp.received[0].rcpt_tos == ["ada@example.com"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_email_queued_outside_a_transaction_goes_at_once(smtp):
+    email = services.queue_email("welcome", to="ada@example.com", context={"name": "Ada"})
+
+    assert reload(email).status == EmailLog.Status.SENT
+    assert [m["Message-ID"] for m in smtp.messages] == [email.message_id]
+
+
+def test_each_commit_hands_over_its_own_rows_when_a_test_captures_several(
+    smtp, queue, django_capture_on_commit_callbacks
+):
+    """Captured callbacks stay registered after they ran: the next commit's rows must not join
+    a hand-over that is over."""
+    for to in ("ada@example.com", "grace@example.com"):
+        with django_capture_on_commit_callbacks(execute=True):
+            queue(to)
+
+    assert sorted(r.rcpt_tos[0] for r in smtp.received) == ["ada@example.com", "grace@example.com"]
 
 
 def test_rolled_back_transaction_leaves_no_row_and_sends_nothing(
@@ -285,6 +312,15 @@ def test_temporary_failures_up_to_the_maximum_attempts_fail_the_row_with_the_rea
     assert entry.success is False
 
 
+def test_a_failures_reason_is_kept_to_its_first_2000_characters(queue):
+    email = queue()
+    [row] = services.outbox._claim(email.pk)
+
+    services.outbox._record_failure(row, Boom("é" * 3000), False, None)
+
+    assert reload(email).last_error == "Boom: " + "é" * 1994
+
+
 def test_template_that_cannot_be_rendered_is_recorded_not_raised(smtp, queue):
     email = queue()
     EmailLog.objects.filter(pk=email.pk).update(template_name="no_such_template")
@@ -406,6 +442,9 @@ def test_a_delivery_outlived_by_its_lease_leaves_the_next_deliverys_outcome_alon
     assert services.deliver_email(email.pk).status == EmailLog.Status.SENT
     error = smtplib.SMTPServerDisconnected()
     assert services.outbox._record_failure(hung, error, False, None).status is None
+    failed = []
+    assert services.outbox._record_failure(hung, error, True, failed.append).status is None
+    assert failed == []  # not audited as failed either
     assert services.outbox._mark_sent([hung]) == set()
 
     row = reload(email)
@@ -443,6 +482,33 @@ def test_acceptance_whose_sent_mark_is_lost_is_marked_sent_by_the_retry_never_se
     row = reload(email)
     assert (row.status, row.attempts) == ("sent", 2)
     assert [message["Message-ID"] for message in smtp.messages] == [row.message_id]
+
+
+def test_an_accepted_email_left_sending_is_marked_sent_by_the_next_delivery_not_sent_again(
+    smtp, queue, settings
+):
+    """What a worker killed between the server's 250 and its "sent" leaves (the row as the
+    test above leaves it, on any database)."""
+    email = queue()
+    services.deliver_email(email.pk)
+    stuck_in_sending(email, seconds_ago=settings.EMAIL_SENDING_LEASE_SECONDS + 1)
+
+    assert services.deliver_email(email.pk).status == EmailLog.Status.SENT
+
+    assert (reload(email).status, reload(email).attempts) == ("sent", 2)
+    assert [m["Message-ID"] for m in smtp.messages] == [email.message_id]
+
+
+def test_with_the_cache_down_a_retry_sends_again_rather_than_lose_the_email(smtp, queue, settings):
+    """Whether the lost attempt's server accepted it cannot be known: once more is better
+    than never."""
+    email = queue()
+    stuck_in_sending(email, seconds_ago=settings.EMAIL_SENDING_LEASE_SECONDS + 1)
+
+    with override_settings(CACHES=unreachable_redis_caches()):
+        assert services.deliver_email(email.pk).status == EmailLog.Status.SENT
+
+    assert [m["Message-ID"] for m in smtp.messages] == [email.message_id]
 
 
 def test_sweeper_dispatches_due_rows_only(smtp, queue):
@@ -539,6 +605,26 @@ def test_resend_queues_a_new_row_with_a_new_message_id(
     assert entry.metadata["copy_id"] == copy.pk
 
 
+def test_resend_of_an_email_for_an_account_comes_from_the_same_sender(
+    smtp, django_capture_on_commit_callbacks
+):
+    issuer = UserFactory(email="issuer@example.com", name="Grace Hopper")
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        email = services.queue_email(
+            "welcome",
+            to="client@acme.example",
+            context={"name": "Acme"},
+            on_behalf_of=issuer,
+            sender_name="Hopper Consulting",
+        )
+        copy = services.resend_email(email)
+
+    assert reload(copy).from_email == email.from_email
+    assert reload(copy).reply_to == "issuer@example.com"
+    assert [m["From"] for m in smtp.messages] == [smtp.messages[0]["From"]] * 2
+    assert "Hopper Consulting" in smtp.messages[1]["From"]
+
+
 def test_resend_of_a_failed_row_leaves_the_failed_row_as_it_was(
     smtp, queue, django_capture_on_commit_callbacks
 ):
@@ -590,6 +676,7 @@ def test_the_stored_subject_is_the_sent_subject_unescaped():
         ),
         ("support@bank.example", "support bank.example via invoicegen"),  # no address look-alike
         ("", "issuer example.com via invoicegen"),  # the address, as a name only
+        ("x" * 150, "x" * 100 + " via invoicegen"),  # one header line, and the column
     ],
 )
 def test_an_email_for_an_account_comes_from_it_via_the_platform_and_replies_reach_it(
@@ -612,6 +699,16 @@ def test_an_email_for_an_account_comes_from_it_via_the_platform_and_replies_reac
     assert [received.rcpt_tos for received in smtp.received] == [["client@acme.example"]]
 
 
+def test_the_emails_queued_for_an_account_are_counted_from_a_moment_on(queue):
+    issuer, other = UserFactory(), UserFactory()
+    for account in (issuer, issuer, other, None):
+        queue("client@acme.example", on_behalf_of=account)
+    minute = datetime.timedelta(minutes=1)
+
+    assert services.count_sent_on_behalf(issuer, since=timezone.now() - minute) == 2
+    assert services.count_sent_on_behalf(issuer, since=timezone.now() + minute) == 0
+
+
 def test_an_email_to_an_account_itself_has_the_plain_sender_and_no_reply_to(
     smtp, django_capture_on_commit_callbacks
 ):
@@ -621,6 +718,28 @@ def test_an_email_to_an_account_itself_has_the_plain_sender_and_no_reply_to(
     [message] = smtp.messages
     assert message["From"] == "noreply@invoicegen.local"
     assert message["Reply-To"] is None
+
+
+@pytest.mark.parametrize(
+    ("asked", "subject", "greeting"),
+    [
+        ("", "Willkommen bei invoicegen", "Ihr Konto ist eingerichtet"),
+        ("fr", "Bienvenue sur invoicegen", "Votre compte est prêt"),
+    ],
+)
+def test_an_email_is_written_in_the_language_asked_for_or_else_its_readers(
+    smtp, django_capture_on_commit_callbacks, asked, subject, greeting
+):
+    reader = UserFactory(language="de")
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        email = services.queue_email(
+            "welcome", to=reader.email, context={"name": "Ada"}, user=reader, language=asked
+        )
+
+    assert (email.language, email.subject) == (asked or "de", subject)
+    [message] = smtp.messages
+    assert str(make_header(decode_header(message["Subject"]))) == subject
+    assert greeting in message.get_body(("plain",)).get_content()
 
 
 def test_message_ids_stay_unique_when_the_random_module_repeats_itself():

@@ -237,7 +237,7 @@ class Outbox:
             return Delivery(None, retry_in=come_back_in)
         if row_id in outcomes:
             return outcomes[row_id]
-        return Delivery(OutboxRow.Status.SENT) if row_id in marked else self._let_go(rows[0])
+        return Delivery(OutboxRow.Status.SENT if row_id in marked else None)  # (_mark_sent said)
 
     def _claim(self, row_id: int, *, more: int = 0) -> list[OutboxRow]:
         """The row first (if due and free), then up to `more` other due rows no worker holds,

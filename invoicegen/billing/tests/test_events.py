@@ -190,6 +190,23 @@ def test_a_subscription_change_tells_the_subscriber(change, kind, title):
     assert (email.template_name, email.subject) == ("subscription_notification", title)
 
 
+def test_an_expiry_is_one_subscription_expired_event_of_no_one(
+    heard, django_capture_on_commit_callbacks
+):
+    subscription = SubscriptionFactory(plan=Subscription.Plan.PRO)
+    mark = last_entry_id()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert billing.expire_subscriptions(now=subscription.current_period_end) == 1
+
+    entry = only_entry(mark, "subscription.expired")
+    assert (entry.user_id, entry.metadata["plan"]) == (None, "pro")
+    assert entry.metadata["changes"]["status"] == ["active", "expired"]
+    assert [(e.name, e.resource_id) for e in heard] == [
+        ("subscription.expired", str(subscription.pk))
+    ]
+
+
 # Subscribers
 
 
@@ -212,6 +229,26 @@ def test_subscribers_hear_an_event_after_commit(heard, django_capture_on_commit_
     )
     assert (event.actor_id, event.entry_id) == (invoice.user_id, entry.id)
     assert event.params["invoice_number"] == invoice.number
+
+
+@pytest.mark.parametrize(
+    ("name", "change"),
+    [
+        ("invoice.created", lambda invoice: None),
+        ("invoice.updated", lambda invoice: billing.update_invoice(invoice, notes="Net 30")),
+        ("invoice.deleted", billing.delete_draft_invoice),
+        ("invoice.finalized", billing.finalize_invoice),
+    ],
+)
+def test_each_change_of_a_draft_is_heard_once_as_its_event(
+    heard, django_capture_on_commit_callbacks, name, change
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        invoice = InvoiceFactory()
+        change(invoice)
+
+    [event] = [event for event in heard if event.name == name]
+    assert (event.resource_type, event.resource_id) == ("invoice", str(invoice.pk))
 
 
 def test_a_rolled_back_event_reaches_no_subscriber(heard, django_capture_on_commit_callbacks):

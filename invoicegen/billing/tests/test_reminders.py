@@ -4,6 +4,7 @@ owner's switch and schedule, and what the client receives."""
 import datetime
 import re
 import zoneinfo
+from decimal import Decimal
 
 import pytest
 from celery.schedules import crontab
@@ -111,8 +112,9 @@ def test_after_an_outage_only_the_latest_step_is_sent_and_earlier_ones_are_skipp
     assert email.subject.endswith("is overdue by 8 days")
 
 
-def test_steps_up_to_the_day_the_invoice_was_sent_are_left_to_its_own_email(today_is):
-    invoice = sent_invoice(due_in_days=2)  # its -3 step was yesterday
+@pytest.mark.parametrize("due_in_days", [2, 3])  # its -3 step was yesterday, or is today
+def test_steps_up_to_the_day_the_invoice_was_sent_are_left_to_its_own_email(today_is, due_in_days):
+    invoice = sent_invoice(due_in_days=due_in_days)
     today_is(SENT_ON)
     assert services.remind_invoice(invoice) is None
 
@@ -186,6 +188,16 @@ def test_a_partly_paid_invoice_is_reminded_of_its_balance(today_is):
 
     [email] = reminder_emails(invoice)
     assert email.context["balance_due"] == "$100.00"
+
+
+@pytest.mark.parametrize(("price", "reminded"), [("0.00", False), ("0.50", True)])
+def test_a_cent_due_is_reminded_of_and_nothing_due_is_not(today_is, price, reminded):
+    item = {"description": "Advice", "quantity": Decimal(1), "unit_price": Decimal(price)}
+    invoice = sent_invoice(due_in_days=5, items=[item])
+    today_is(day(invoice, 1))
+
+    assert (services.remind_invoice(invoice) is not None) is reminded
+    assert reminder_emails(invoice).count() == reminded
 
 
 @pytest.mark.django_db(transaction=True)

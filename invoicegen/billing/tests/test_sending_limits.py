@@ -82,6 +82,7 @@ def test_the_fiftieth_email_of_a_free_account_goes_and_the_fifty_first_is_refuse
     refusal = only_entry(mark, "invoice.send_refused")
     assert actions_after(mark) == ["invoice.send_refused"]
     assert "at most 50" in refusal.metadata["reason"]
+    assert refusal.metadata["to"] == invoice.client_email  # no other address was asked for
     assert refusal.success is False
 
 

@@ -1,5 +1,6 @@
 import contextlib
 import datetime
+import itertools
 import random
 from decimal import Decimal
 
@@ -91,6 +92,28 @@ def test_create_invoice_totals_its_lines_each_rounded_half_up_to_cents():
     assert invoice.amount_paid == Decimal("0.00")
 
 
+@pytest.mark.parametrize(
+    ("currency", "unit_price", "tax_total", "total"),
+    [
+        ("USD", "10.50", "2.00", "12.50"),  # 19% of 10.50 is 1.995: a half cent, up
+        ("JPY", "1050", "200.00", "1250.00"),  # 199.5 yen, up to a whole yen
+    ],
+)
+def test_the_tax_is_the_rate_of_the_subtotal_rounded_half_up_to_the_currencys_unit(
+    currency, unit_price, tax_total, total
+):
+    invoice = InvoiceFactory(
+        currency=currency, tax_rate=Decimal("19.00"), items=[item(unit_price=unit_price)]
+    )
+    invoice.refresh_from_db()
+
+    assert (invoice.subtotal, invoice.tax_total, invoice.total) == (
+        Decimal(unit_price),
+        Decimal(tax_total),
+        Decimal(total),
+    )
+
+
 def test_the_largest_total_is_999_999_999_999_99_and_a_cent_more_is_refused():
     """What the amount columns hold (14 digits, 2 of them cents), written out: a limit moved
     by a cent either way, or a comparison loosened, fails here."""
@@ -142,6 +165,25 @@ def test_concurrent_invoice_creation_numbers_are_gap_free_and_unique(race):
 
     numbers = sorted(Invoice.objects.filter(user=user).values_list("number", flat=True))
     assert numbers == [this_years_number(n) for n in range(1, threads_count * per_thread + 1)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_drafts_deleted_while_others_are_created_leave_the_numbers_gap_free(race):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL row locks; SQLite serialises every writer anyway")
+    user = UserFactory()
+    drafts, turns = iter(InvoiceFactory.create_batch(12, user=user)), itertools.count()
+
+    def create_or_delete():
+        if next(turns) % 2:
+            return InvoiceFactory(user=user)
+        return services.delete_draft_invoice(next(drafts))
+
+    race(create_or_delete, 12)
+
+    numbers = sorted(Invoice.objects.filter(user=user).values_list("number", flat=True))
+    assert numbers == [this_years_number(n) for n in range(1, 13)]
+    assert InvoiceSequence.objects.get(user=user).last_value == 12
 
 
 # Invoices: the state machine
@@ -391,7 +433,8 @@ def test_renew_subscription_adds_a_month_after_the_current_period():
     end = datetime.datetime(2099, 1, 31, 12, 0, tzinfo=UTC)
     subscription = SubscriptionFactory(current_period_start=start, current_period_end=end)
 
-    renewed = services.renew_subscription(subscription)
+    services.renew_subscription(subscription)
+    renewed = Subscription.objects.get(pk=subscription.pk)  # as stored
 
     assert renewed.current_period_start == start
     assert renewed.current_period_end == datetime.datetime(2099, 2, 28, 12, 0, tzinfo=UTC)
@@ -406,7 +449,8 @@ def test_renew_subscription_restarts_a_lapsed_period_from_now():
     )
     before = timezone.now()
 
-    renewed = services.renew_subscription(subscription)
+    services.renew_subscription(subscription)
+    renewed = Subscription.objects.get(pk=subscription.pk)  # as stored
 
     assert renewed.status == Subscription.Status.ACTIVE
     assert before <= renewed.current_period_start <= timezone.now()
@@ -418,7 +462,8 @@ def test_renew_subscription_reactivates_a_cancelled_one():
         status=Subscription.Status.CANCELLED, cancelled_at=timezone.now()
     )
 
-    renewed = services.renew_subscription(subscription)
+    services.renew_subscription(subscription)
+    renewed = Subscription.objects.get(pk=subscription.pk)  # as stored
 
     assert (renewed.status, renewed.cancelled_at) == (Subscription.Status.ACTIVE, None)
 
