@@ -43,7 +43,7 @@ def test_deliver_email_task_leaves_a_temporary_failure_to_the_rows_schedule(smtp
     assert "421" in row.last_error
 
 
-def test_on_a_worker_a_temporary_failure_comes_back_after_its_backoff_and_an_end_does_not():
+def test_on_a_worker_a_temporary_failure_retries_the_task_and_an_end_does_not():
     """What a worker does with a delivery's answer (a test's eager task runs the row's
     schedule instead): a retry of the task for a failure worth one, the status otherwise."""
     tasks.deliver_email.push_request(is_eager=False)

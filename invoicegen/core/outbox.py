@@ -237,7 +237,8 @@ class Outbox:
             return Delivery(None, retry_in=come_back_in)
         if row_id in outcomes:
             return outcomes[row_id]
-        return Delivery(OutboxRow.Status.SENT if row_id in marked else None)  # (_mark_sent said)
+        # Not marked: taken back meanwhile (_mark_sent has logged it).
+        return Delivery(OutboxRow.Status.SENT if row_id in marked else None)
 
     def _claim(self, row_id: int, *, more: int = 0) -> list[OutboxRow]:
         """The row first (if due and free), then up to `more` other due rows no worker holds,
