@@ -14,7 +14,7 @@ from django.db.models import F
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
-from audit import tracking
+from audit import piggyback, tracking
 from audit.models import AuditLog
 from audit.services import REDACTED
 from audit.tests.factories import AuditLogFactory, request_context
@@ -510,6 +510,75 @@ def test_saving_an_instance_whose_row_is_gone_records_only_its_recreation():
     item.save()
 
     assert actions_after(mark) == ["invoice_item.created"]
+
+
+@pytest.mark.parametrize("update_fields", [None, ["client_name", "updated_at"]])
+def test_on_postgresql_a_saved_change_and_its_entry_are_one_statement(
+    update_fields, django_assert_num_queries
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("the entry rides with the UPDATE on PostgreSQL alone")
+    invoice = Invoice.objects.get(pk=InvoiceFactory(client_name="Old").pk)
+    mark = last_entry_id()
+
+    for name in ("New", "Newer"):  # the second's old values: what the first saved
+        invoice.client_name = name
+        with django_assert_num_queries(1) as queries:
+            invoice.save(update_fields=update_fields)
+        assert queries.captured_queries[0]["sql"].startswith(
+            'WITH audit_change AS (UPDATE "billing_invoice" SET '
+        )
+
+    changes = [entry.metadata["changes"]["client_name"] for entry in entries_after(mark)]
+    assert changes == [["Old", "New"], ["New", "Newer"]]
+
+
+def test_a_statement_other_than_the_saves_update_runs_as_it_is(monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("the entry rides with the UPDATE on PostgreSQL alone")
+    invoice = Invoice.objects.get(pk=InvoiceFactory().pk)
+    invoice.client_name = "Renamed"
+    piggyback.expect(invoice, None, using="default")
+    ran = []
+
+    def execute(*statement):
+        ran.append(statement)
+        return "its answer"
+
+    statement = ("SELECT 1", [invoice.pk], False, {})
+    assert piggyback.attach_entry(execute, *statement) == "its answer"
+    assert ran == [statement]
+
+
+def test_a_change_saved_in_a_service_after_one_saved_alone_is_recorded_too():
+    invoice = Invoice.objects.get(pk=InvoiceFactory(client_name="Old").pk)
+    mark = last_entry_id()
+    invoice.client_name = "Alone"
+    invoice.save()
+
+    def rename():
+        invoice.client_name = "In a service"
+        invoice.save()
+
+    tracking.service_transaction(rename)()
+
+    changes = [entry.metadata["changes"]["client_name"] for entry in entries_after(mark)]
+    assert changes == [["Old", "Alone"], ["Alone", "In a service"]]
+
+
+def test_a_loaded_instance_saved_as_a_copy_records_its_creation_alone():
+    """Django's copy idiom: pk set to None, and the save is an INSERT, with which no entry may
+    travel, nor with a later statement about the copy."""
+    item = InvoiceItem.objects.get(pk=InvoiceFactory().items.first().pk)
+    mark = last_entry_id()
+    item.pk = None
+    item.description = "Copy"
+    item.save()
+    item.description = "Changed, not saved"
+    InvoiceItem.objects.filter(pk=item.pk).update(position=7)
+
+    assert actions_after(mark) == ["invoice_item.created", "invoice_item.updated"]
+    assert only_entry(mark, "invoice_item.updated").metadata["changes"] == {"position": [0, 7]}
 
 
 def test_an_entry_stays_readable_after_its_actor_is_deleted():

@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import coverage
+import psycopg
+from psycopg import sql
 
 from bench.mutate import MODULES, Module
 from bench.mutate.operators import Mutant, mutants
@@ -29,6 +31,9 @@ NOT_COPIED = shutil.ignore_patterns(
 )
 # A mutant's tests get this many times their time without it, and this many seconds more.
 SLOWDOWN, GRACE = 3, 30
+# Worker N's PostgreSQL database and Redis database.
+POSTGRESQL, REDIS = "postgres://postgres@127.0.0.1:5432/", "redis://127.0.0.1:6379/"
+REDIS_FIRST, MOST_WORKERS = 10, 6
 
 
 def pytest(workdir: Path, args: list[str], *, env: dict, timeout: float) -> int | None:
@@ -51,12 +56,26 @@ def pytest(workdir: Path, args: list[str], *, env: dict, timeout: float) -> int 
 
 
 def environment(workdir: Path) -> dict:
-    """SQLite and tasks in process, as a laptop runs the suite; no bytecode written, so that a
-    mutated file is always compiled from its text (a cached one of the same size and second
-    would be taken for it)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(workdir))
-    return env
+    """PostgreSQL and Redis, a database of each worker's (its tests' is test_mutate_workerN,
+    created once and kept between mutants); no bytecode written, so that a mutated file is
+    always compiled from its text (a cached one of the same size and second would be taken
+    for it)."""
+    number = int(workdir.name.removeprefix("worker"))
+    return {
+        **os.environ,
+        "DATABASE_URL": f"{POSTGRESQL}mutate_{workdir.name}",
+        "REDIS_URL": f"{REDIS}{REDIS_FIRST + number}",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": str(workdir),
+    }
+
+
+def drop_test_databases(workdirs: list[Path]) -> None:
+    """The workers' test databases, kept between mutants (--reuse-db)."""
+    with psycopg.connect(f"{POSTGRESQL}postgres", autocommit=True) as connection:
+        for workdir in workdirs:
+            name = sql.Identifier(f"test_mutate_{workdir.name}")
+            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
 
 
 class Run:
@@ -75,7 +94,7 @@ class Run:
             "MUTATE_SOURCES": os.pathsep.join(str(workdir / s) for s in self.module.sources),
             "MUTATE_TESTS_FILE": str(tests_file),
         }
-        args = ["-p", "bench.mutate.plugin", *self.module.tests]
+        args = ["-p", "bench.mutate.plugin", "--create-db", *self.module.tests]
         started = time.monotonic()
         subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
@@ -86,6 +105,8 @@ class Run:
         )
         tests = json.loads(tests_file.read_text())
         passing = {node: t["seconds"] for node, t in tests.items() if t.get("passed")}
+        if not passing:
+            raise SystemExit(f"{self.name}: no test passes unmutated (PostgreSQL, Redis up?)")
         print(
             f"   {len(passing)} passing tests of {len(tests)}, {time.monotonic() - started:.0f} s"
         )
@@ -97,6 +118,17 @@ class Run:
                 # "": run while the module was imported (a constant, a decorator's argument)
                 lines[source, line] = {c for c in contexts if c in passing or c == ""}
         return lines, passing
+
+    def create_databases(self, passing: dict[str, float]) -> None:
+        """Each worker's test database, before any mutant runs (none is migrated by mutated
+        code); measure made the first's. The quickest passing test must pass on each, kept:
+        else every mutant would be taken for killed."""
+        quickest = min(passing, key=passing.__getitem__)
+        for workdir in self.workdirs:
+            database = "--reuse-db" if workdir == self.workdirs[0] else "--create-db"
+            env = environment(workdir)
+            if pytest(workdir, [database, quickest], env=env, timeout=600) != 0:
+                raise SystemExit(f"{self.name}: {quickest} fails in {workdir.name} unmutated")
 
     def all_mutants(self) -> list[tuple[str, Mutant | None, str, str]]:
         """(source, mutant or None for a hand-made one, key, the mutated text)."""
@@ -137,10 +169,12 @@ class Run:
         print(f"== {self.name}: {', '.join(self.module.sources)}")
         started = time.monotonic()
         lines, passing = self.measure()
+        self.create_databases(passing)
         found = self.all_mutants()
         free = list(self.workdirs)
         lock = threading.Lock()
         outcomes = {}
+        stale = set()  # workers whose tests were killed: their database may hold a test's rows
 
         def one(item):
             source, mutant, key, mutated = item
@@ -153,7 +187,13 @@ class Run:
                 try:
                     (workdir / source).write_text(mutated)
                     budget = SLOWDOWN * sum(passing[t] for t in tests) + GRACE
-                    code = pytest(workdir, tests, env=environment(workdir), timeout=budget)
+                    database = "--create-db" if workdir in stale else "--reuse-db"
+                    code = pytest(workdir, [database, *tests], env=environment(workdir),
+                                  timeout=budget)  # fmt: skip
+                    if code is None:
+                        stale.add(workdir)
+                    else:
+                        stale.discard(workdir)
                 finally:
                     (workdir / source).write_text(self.sources[source])
                     with lock:
@@ -205,7 +245,10 @@ class Run:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.mutate", description=__doc__)
     parser.add_argument("modules", nargs="*", help=f"some of: {', '.join(MODULES)} (all)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--workers", type=int, choices=range(1, MOST_WORKERS + 1),
+        default=min(os.cpu_count() or 1, MOST_WORKERS), metavar=f"1-{MOST_WORKERS}",
+    )  # fmt: skip
     options = parser.parse_args(argv)
     if unknown := set(options.modules) - set(MODULES):
         parser.error(f"no such module: {', '.join(sorted(unknown))} (of {', '.join(MODULES)})")
@@ -213,16 +256,19 @@ def main(argv: list[str]) -> int:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"modules": {}}
     with tempfile.TemporaryDirectory(prefix="mutate-") as scratch:
         workdirs = []
-        for number in range(max(1, options.workers)):
+        for number in range(options.workers):
             workdir = Path(scratch) / f"worker{number}"
             shutil.copytree(ROOT, workdir, ignore=NOT_COPIED)
             workdirs.append(workdir)
-        for name in names:
-            results["modules"][name] = Run(name, MODULES[name], workdirs).run()
-            results["generated_at"] = datetime.datetime.now(datetime.UTC).isoformat(
-                timespec="seconds"
-            )
-            RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        try:
+            for name in names:
+                results["modules"][name] = Run(name, MODULES[name], workdirs).run()
+                results["generated_at"] = datetime.datetime.now(datetime.UTC).isoformat(
+                    timespec="seconds"
+                )
+                RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        finally:
+            drop_test_databases(workdirs)
     return 0
 
 

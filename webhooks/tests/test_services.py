@@ -117,11 +117,45 @@ def test_a_payload_over_the_bound_is_refused_where_it_is_made(user, settings):
         services.send_event(user, "invoice.paid", {"notes": "x" * 1000})
 
 
+def test_a_payload_is_compact_utf_8_and_may_fill_the_bound_exactly(user, settings, monkeypatch):
+    make(user)
+    instant = datetime.datetime(2026, 5, 4, 3, 2, 1, 123456, tzinfo=datetime.UTC)
+    monkeypatch.setattr(services.timezone, "now", lambda: instant)  # a body of one length
+    [delivery] = services.send_event(user, "invoice.paid", {"name": "Zoë ✓"})
+    assert delivery.payload == (
+        '{"type":"invoice.paid","timestamp":"2026-05-04T03:02:01.123Z","data":{"name":"Zoë ✓"}}'
+    )
+    settings.WEBHOOK_MAX_PAYLOAD_BYTES = len(delivery.payload.encode())
+    assert services.send_event(user, "invoice.paid", {"name": "Zoë ✓"})
+    settings.WEBHOOK_MAX_PAYLOAD_BYTES -= 1
+    with pytest.raises(ValueError, match="exceeds WEBHOOK_MAX_PAYLOAD_BYTES"):
+        services.send_event(user, "invoice.paid", {"name": "Zoë ✓"})
+
+
 def test_an_account_has_a_bounded_number_of_endpoints(user, settings):
     settings.WEBHOOK_MAX_ENDPOINTS = 2
     make(user), make(user)
     with pytest.raises(ConflictError, match="at most 2 endpoints"):
         make(user)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_endpoints_created_at_once_keep_to_the_bound(settings, race):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL row locks; SQLite serialises every writer anyway")
+    settings.WEBHOOK_MAX_ENDPOINTS = 2
+    user = UserFactory()
+
+    def create():
+        try:
+            return make(user)
+        except ConflictError:
+            return "refused"
+
+    outcomes = race(create, 6)
+
+    assert outcomes.count("refused") == 4
+    assert WebhookEndpoint.objects.filter(user=user).count() == 2
 
 
 def test_the_secret_is_stored_encrypted_and_signs_whole(user):
@@ -133,6 +167,17 @@ def test_the_secret_is_stored_encrypted_and_signs_whole(user):
     assert secret not in stored and secret[6:] not in stored
     assert signing.unseal(stored) == secret
     assert services.secrets_in_use(endpoint) == [secret]
+
+
+def test_the_previous_secret_signs_until_its_overlap_ends_and_not_at_that_instant(
+    user, monkeypatch
+):
+    endpoint, first = make(user)
+    second = services.rotate_secret(endpoint, actor=user)
+    endpoint.refresh_from_db()
+    assert services.secrets_in_use(endpoint) == [second, first]
+    monkeypatch.setattr(services.timezone, "now", lambda: endpoint.previous_secret_expires_at)
+    assert services.secrets_in_use(endpoint) == [second]
 
 
 def test_the_secret_survives_a_rotation_of_secret_key(user, settings):
@@ -169,6 +214,34 @@ def test_an_update_records_what_changed_and_nothing_when_nothing_did(user):
     services.update_endpoint(endpoint, event_types=["invoice.paid"], actor=user)
     [entry] = AuditLog.objects.filter(action="webhook_endpoint.updated")
     assert entry.metadata["changes"] == {"event_types": ["invoice.paid"]}
+
+
+def test_an_update_is_checked_as_a_creation_is(user):
+    endpoint, _ = make(user)
+    with pytest.raises(ValidationError) as refused:
+        services.update_endpoint(
+            endpoint, url="http://10.0.0.1/in", event_types=["nothing.*"], actor=user
+        )
+    assert set(refused.value.message_dict) == {"url", "event_types"}
+    endpoint.refresh_from_db()
+    assert (endpoint.url, endpoint.event_types) == (URL, ["*"])
+
+
+def test_an_endpoint_disabled_by_its_owner_says_so(user):
+    endpoint, _ = make(user)
+    services.update_endpoint(endpoint, enabled=False, actor=user)
+    endpoint.refresh_from_db()
+    assert not endpoint.enabled and endpoint.disabled_reason == "Disabled by its owner."
+
+
+def test_a_disabling_reason_is_kept_to_its_column(user):
+    endpoint, _ = make(user)
+    reason = "The receiver answered 410 Gone. " * 20
+    assert services.disable_endpoint(endpoint, reason=reason) is True
+    endpoint.refresh_from_db()
+    assert endpoint.disabled_reason == reason[:500]
+    [entry] = AuditLog.objects.filter(action="webhook_endpoint.disabled")
+    assert entry.metadata["reason"] == reason
 
 
 def test_enabling_again_forgets_the_failures(user):
