@@ -131,7 +131,6 @@ class Collector:
 
     def flush(self) -> None:
         entries = [change_entry(p.instance, p.verb, p.changes) for p in self.pending.values()]
-        self.pending.clear()
         services.insert_entries([entry for entry in entries if entry is not None])
 
 

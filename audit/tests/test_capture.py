@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.db import DatabaseError, connection, models, transaction
 from django.db.models import F
 from django.forms.models import model_to_dict
+from django.template import Context, Template
 from django.utils import timezone
 
 from audit import piggyback, tracking
@@ -581,6 +582,36 @@ def test_a_loaded_instance_saved_as_a_copy_records_its_creation_alone():
     assert only_entry(mark, "invoice_item.updated").metadata["changes"] == {"position": [0, 7]}
 
 
+def test_an_instance_changed_twice_in_a_service_has_one_entry_from_first_to_last_value():
+    invoice = Invoice.objects.get(pk=InvoiceFactory(client_name="Old").pk)
+    mark = last_entry_id()
+
+    def rename_twice():
+        for name in ("First", "Last"):
+            invoice.client_name = name
+            invoice.save()
+
+    tracking.service_transaction(rename_twice)()
+
+    [entry] = entries_after(mark)
+    assert entry.action == "invoice.updated"
+    assert entry.metadata["changes"]["client_name"] == ["Old", "Last"]
+
+
+def test_an_instance_changed_and_changed_back_in_a_service_has_no_entry():
+    invoice = Invoice.objects.get(pk=InvoiceFactory(client_name="Old").pk)
+    mark = last_entry_id()
+
+    def rename_and_back():
+        for name in ("Other", "Old"):
+            invoice.client_name = name
+            invoice.save()  # updated_at changes too, a quiet field
+
+    tracking.service_transaction(rename_and_back)()
+
+    assert actions_after(mark) == []
+
+
 def test_an_entry_stays_readable_after_its_actor_is_deleted():
     user = UserFactory(email="leaver@example.com")
     user_id = user.pk
@@ -719,7 +750,8 @@ def test_bulk_update_records_one_entry_per_changed_row():
     first.client_name, second.client_name = "Initech", "Umbrella"
     mark = last_entry_id()
 
-    Invoice.objects.bulk_update([first, second, untouched], ["client_name"])
+    assert Invoice.objects.bulk_update([first, second, untouched], ["client_name"]) == 3
+    Invoice.objects.filter(pk=untouched.pk).update(client_name="Later")  # captured as ever
 
     entries = list(entries_after(mark))
     assert sorted(
@@ -727,7 +759,15 @@ def test_bulk_update_records_one_entry_per_changed_row():
     ) == [
         ("invoice.updated", str(first.pk), "Initech"),
         ("invoice.updated", str(second.pk), "Umbrella"),
+        ("invoice.updated", str(untouched.pk), "Later"),
     ]
+
+
+def test_a_template_given_a_queryset_never_runs_its_update():
+    """Django marks update() alters_data: a template reads it as empty instead of calling it."""
+    InvoiceFactory()
+    invoices = Invoice.objects.all()
+    assert Template("[{{ invoices.update }}]").render(Context({"invoices": invoices})) == "[]"
 
 
 def test_bulk_create_records_one_entry_per_row():

@@ -8,6 +8,7 @@ import re
 import sys
 
 import pytest
+from celery import signals
 from celery.app.trace import build_tracer
 from django.test import RequestFactory
 from django.utils import timezone
@@ -189,11 +190,23 @@ def test_the_context_names_the_user_authenticated_after_the_middleware_ran(user)
 
 
 def test_publishing_a_task_puts_the_current_context_in_its_headers(user):
-    headers = {"id": "task-1"}
+    published = []
 
-    with audit_context.bind(request_context(user_id=user.pk, user_email=user.email)):
-        receivers.add_context_header(headers=headers)
+    def keep(headers=None, **kwargs):  # connected after the trail's: sees what it added
+        published.append(headers)
 
+    celery_app.conf.task_always_eager = False  # published (the autouse fixture turns it on)
+    signals.before_task_publish.connect(keep, weak=False)
+    try:
+        with (
+            celery_app.connection_for_write("memory://") as connection,
+            audit_context.bind(request_context(user_id=user.pk, user_email=user.email)),
+        ):
+            audit_tasks.seal_audit_log.apply_async(connection=connection)
+    finally:
+        signals.before_task_publish.disconnect(keep)
+
+    [headers] = published
     carried = json.loads(json.dumps(headers["audit_context"]))  # the broker's serializer
     assert carried["user_id"] == user.pk
     assert carried["user_email"] == user.email

@@ -21,10 +21,24 @@ _state = {"coverage": _measured, "tests": {}}
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
+    _state["test"] = item.nodeid
     _state["coverage"].switch_context(item.nodeid)
     started = time.monotonic()
     yield
     _state["tests"].setdefault(item.nodeid, {})["seconds"] = time.monotonic() - started
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef):
+    """A session's or a module's fixture runs in the first test that needs it, and serves the
+    ones after it (the database connection and what is installed on it): what it runs is
+    measured as the import's, which every test decides, not as that test's."""
+    if fixturedef.scope == "function":
+        yield
+        return
+    _state["coverage"].switch_context("")
+    yield
+    _state["coverage"].switch_context(_state["test"])
 
 
 def pytest_runtest_logreport(report):
