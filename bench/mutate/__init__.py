@@ -36,6 +36,7 @@ class Module:
 
 OUTBOX_SQL = "invoicegen/core/outbox.py"
 TRACKING = "audit/tracking.py"
+WEBHOOKS, SENDING = "webhooks/services.py", "webhooks/sending.py"
 BILLING = "invoicegen/billing/services.py"
 
 OUTBOX_TESTS = (
@@ -287,7 +288,7 @@ MODULES = {
         },
     ),
     "webhooks": Module(
-        sources=("webhooks/services.py", "webhooks/sending.py"),
+        sources=(WEBHOOKS, SENDING),
         tests=(
             "webhooks/tests/test_services.py",
             "webhooks/tests/test_delivery.py",
@@ -295,5 +296,49 @@ MODULES = {
             "webhooks/tests/test_commands.py",
             "webhooks/tests/test_notification_channel.py",
         ),
+        equivalent={
+            f"{WEBHOOKS}:send_notification:return_none:1": (
+                "the notification channel calls it for its effect: what it returns is never read"
+            ),
+            f"{WEBHOOKS}:new_message_id:number:0": (
+                "19 random bytes for 18: as unique, within the column's 40 characters; no "
+                "reader depends on the length"
+            ),
+            **dict.fromkeys(
+                (f"{WEBHOOKS}:recover_failed:number:1", f"{WEBHOOKS}:recover_failed:number:2"),
+                "51 payloads read at a time for 50: the same replays, in the same order",
+            ),
+            f"{WEBHOOKS}:_end_attempt:number:0": "a duration 0.1% longer: finer than a test times",
+            f"{SENDING}:Answer:bool_constant:0": "frozen=False: no code assigns to an Answer",
+            f"{SENDING}:allowed:return_none:1": "None for False: read as a condition",
+            f"{SENDING}:_connect:compare_LtE:0": "exactly 0 s left only by a float's chance",
+            f"{SENDING}:_connect:number:1": "TCP_NODELAY 2 for 1: any non-zero value turns it on",
+            f"{SENDING}:post:call_removed:3": (
+                "the connection closes this very socket (http), or the TLS socket it was handed "
+                "to (https)"
+            ),
+        },
+        left={
+            f"{WEBHOOKS}:<module>:number:0": (
+                "501 replays a call for 500: `more` pages the rest either way; the paging is "
+                "tested with a bound of 2"
+            ),
+            f"{WEBHOOKS}:<module>:number:1": (
+                "a purge batch of 1,001 for 1,000: the same rows go; the batches are tested with 2"
+            ),
+            f"{WEBHOOKS}:_send:number:0": (
+                "no failure of a send says more than 500 characters (a host name has at most "
+                "253): the cut guards the column"
+            ),
+            **dict.fromkeys(
+                (f"{SENDING}:post:number:{n}" for n in range(4)),
+                "a URL without a port goes to 443 or 80 (and its Host names none): a test would "
+                "listen on a privileged port",
+            ),
+            f"{SENDING}:_connect:call_removed:2": (
+                "only a latency (Nagle holds the body for the receiver's delayed ACK, 40 ms): no "
+                "outcome changes"
+            ),
+        },
     ),
 }

@@ -2,12 +2,14 @@
 library, answers that are not a 2xx, redirects, a server that trickles, TLS."""
 
 import datetime
+import gc
 import json
+import socket
 import ssl
 import time
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
@@ -19,7 +21,7 @@ from invoicegen.billing.tests.factories import finalized_invoice
 from notifications.models import Notification
 from webhooks import receiver as receiver_module
 from webhooks import sending, services
-from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
@@ -90,6 +92,72 @@ def test_the_last_attempt_fails_the_delivery(user, endpoint_for, settings):
     delivery.refresh_from_db()
     assert delivery.status == WebhookDelivery.Status.FAILED
     assert delivery.last_error == "EndpointRefused: HTTP 400"
+
+
+@pytest.mark.parametrize("status, sent", [(299, True), (300, False)])
+def test_only_a_2xx_is_a_success_and_each_attempt_logs_how_long_it_took(
+    user, endpoint_for, status, sent
+):
+    def answer(received):
+        time.sleep(0.2)
+        return status
+
+    with Receiver(answer=answer) as receiver:
+        endpoint_for(receiver.url)
+        [delivery] = services.send_event(user, "invoice.paid", {"id": 1})
+        services.deliver_webhook(delivery.pk)
+    delivery.refresh_from_db()
+    assert (delivery.status == WebhookDelivery.Status.SENT) is sent
+    [attempt] = delivery.attempt_log.all()
+    assert attempt.status_code == status and 200 <= attempt.duration_ms < 2000
+
+
+def test_an_endpoint_that_takes_no_connection_starts_a_run_of_failures(user, endpoint_for):
+    with socket.socket() as probe:  # a port no one listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    endpoint, _ = endpoint_for(f"http://127.0.0.1:{port}/in")
+    [delivery] = services.send_event(user, "invoice.paid", {"id": 1})
+
+    services.deliver_webhook(delivery.pk)
+
+    endpoint.refresh_from_db()
+    assert endpoint.failing_since is not None
+    [attempt] = delivery.attempt_log.all()
+    assert attempt.status_code is None and attempt.error.startswith("ConnectionError")
+
+
+def test_a_connection_never_taken_is_given_up_at_the_deadline(user, endpoint_for, settings):
+    with socket.socket() as full, socket.socket() as waiting:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)  # one connection waits to be accepted, never is; the next gets no answer
+        waiting.connect(full.getsockname())
+        endpoint_for(f"http://127.0.0.1:{full.getsockname()[1]}/in")
+        settings.WEBHOOK_TIMEOUT = 1
+        [delivery] = services.send_event(user, "invoice.paid", {"id": 1})
+        started = time.monotonic()
+        services.deliver_webhook(delivery.pk)
+        elapsed = time.monotonic() - started
+    assert elapsed < 5  # not the system's own minutes of retrying
+    [attempt] = delivery.attempt_log.all()
+    assert attempt.status_code is None and attempt.error.startswith("ConnectionError")
+
+
+@pytest.mark.filterwarnings(
+    "error::ResourceWarning", "error::pytest.PytestUnraisableExceptionWarning"
+)
+def test_a_delivery_leaves_no_socket_open_whatever_the_outcome(user, endpoint_for):
+    """A worker sends for days: a socket left for the collector is a descriptor held meanwhile."""
+    with socket.socket() as probe:  # a port no one listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    with Receiver() as receiver:
+        for url in (receiver.url, f"http://127.0.0.1:{closed}/in"):
+            endpoint_for(url)
+        for delivery in services.send_event(user, "invoice.paid", {"id": 1}):
+            services.deliver_webhook(delivery.pk)
+        gc.collect()
+    assert len(receiver.received) == 1
 
 
 def test_the_answer_kept_is_its_first_kilobyte(user, endpoint_for):
@@ -219,6 +287,20 @@ def test_an_endpoint_failing_for_five_days_is_disabled_and_its_owner_told_once(
     assert services.send_event(user, "invoice.paid", {"id": 5}) == []
 
 
+def test_a_failure_at_the_very_end_of_the_days_allowed_disables_the_endpoint(
+    user, endpoint_for, settings, monkeypatch
+):
+    with Receiver(answer=lambda received: 500) as receiver:
+        endpoint_for(receiver.url)
+        [delivery] = services.send_event(user, "invoice.paid", {"id": 1})
+        since = timezone.now() - datetime.timedelta(days=settings.WEBHOOK_DISABLE_AFTER_DAYS)
+        WebhookEndpoint.objects.update(failing_since=since)
+        instant = since + datetime.timedelta(days=settings.WEBHOOK_DISABLE_AFTER_DAYS)
+        monkeypatch.setattr(services.timezone, "now", lambda: instant)
+        services.deliver_webhook(delivery.pk)
+    assert not WebhookEndpoint.objects.get().enabled
+
+
 def test_a_success_ends_the_run_of_failures(user, endpoint, receiver):
     WebhookEndpoint.objects.update(failing_since=timezone.now() - datetime.timedelta(days=4))
     [delivery] = services.send_event(user, "invoice.paid", {"id": 1})
@@ -238,6 +320,9 @@ def test_a_replay_is_a_new_delivery_of_the_same_message(user, endpoint, receiver
     assert WebhookDelivery.objects.get(pk=replay.pk).status == WebhookDelivery.Status.SENT
 
 
+@pytest.mark.filterwarnings(  # the TLS socket, closed with the connection
+    "error::ResourceWarning", "error::pytest.PytestUnraisableExceptionWarning"
+)
 def test_an_https_endpoint_is_reached_over_verified_tls(
     user, endpoint_for, localhost_certificate, monkeypatch
 ):
@@ -255,6 +340,7 @@ def test_an_https_endpoint_is_reached_over_verified_tls(
             services.deliver_webhook(delivery.pk)
         finally:
             sending._tls.cache_clear()
+        gc.collect()
     [received] = receiver.received
     assert received.verified
     assert WebhookDelivery.objects.get().status == WebhookDelivery.Status.SENT
@@ -309,6 +395,24 @@ def test_a_long_running_receiver_keeps_a_bounded_memory(loopback, monkeypatch):
     assert [(r.webhook_id, r.duplicate) for r in heard] == [
         ("msg_1", False), ("msg_2", False), ("msg_2", True), ("msg_3", False), ("msg_1", False)
     ]  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_an_attempt_is_logged_in_one_statement_and_no_callers_commit_is_hurried(
+    user, endpoint, django_assert_num_queries
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("the asynchronous commit is PostgreSQL's")
+    [delivery] = services.send_event(user, "invoice.paid", {"id": 1})  # sent: one attempt
+
+    with django_assert_num_queries(1):  # as a worker logs it, in autocommit
+        services._log_attempt(WebhookAttempt(delivery=delivery), endpoint, succeeded=True)
+    with transaction.atomic(), connection.cursor() as cursor:
+        services._log_attempt(WebhookAttempt(delivery=delivery), endpoint, succeeded=True)
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone() == ("on",)  # the caller's commit waits for the disk
+
+    assert delivery.attempt_log.count() == 3
 
 
 @pytest.mark.django_db(transaction=True)

@@ -51,6 +51,7 @@ def test_private_networks_are_allowed_when_the_setting_says_so(settings):
         ("ftp://hooks.example.com/", "must be https"),
         ("http://127.0.0.1:9000/", "must be https"),
         ("https://user:pass@hooks.example.com/", "may not hold credentials"),
+        ("https://token@hooks.example.com/", "may not hold credentials"),
         ("https://10.0.0.5/hook", "private or reserved"),
         ("https://[::1]/hook", "private or reserved"),
         ("https://169.254.169.254/latest", "private or reserved"),
@@ -276,6 +277,22 @@ def test_a_replay_is_audited_once(user):
 # Retention
 
 
+def made_delivery(endpoint, days_ago, status, replay_of=None) -> WebhookDelivery:
+    """A delivery made `days_ago`, with one attempt."""
+    row = WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        event_type="invoice.paid",
+        message_id=services.new_message_id(),
+        payload="{}",
+        status=status,
+        replay_of=replay_of,
+    )
+    made = timezone.now() - datetime.timedelta(days=days_ago)
+    WebhookDelivery.objects.filter(pk=row.pk).update(created_at=made)
+    WebhookAttempt.objects.create(delivery=row, status_code=204)
+    return row
+
+
 def test_old_sent_and_failed_deliveries_go_with_their_attempts_and_the_rest_stays(
     user, settings, monkeypatch
 ):
@@ -285,18 +302,7 @@ def test_old_sent_and_failed_deliveries_go_with_their_attempts_and_the_rest_stay
     sent, failed, queued = WebhookDelivery.Status.SENT, WebhookDelivery.Status.FAILED, "queued"
 
     def delivery(days_ago, status, replay_of=None):
-        row = WebhookDelivery.objects.create(
-            endpoint=endpoint,
-            event_type="invoice.paid",
-            message_id=services.new_message_id(),
-            payload="{}",
-            status=status,
-            replay_of=replay_of,
-        )
-        made = timezone.now() - datetime.timedelta(days=days_ago)
-        WebhookDelivery.objects.filter(pk=row.pk).update(created_at=made)
-        WebhookAttempt.objects.create(delivery=row, status_code=204)
-        return row
+        return made_delivery(endpoint, days_ago, status, replay_of)
 
     old = [delivery(31, sent), delivery(40, failed), delivery(31, sent)]
     kept = [delivery(31, queued), delivery(29, sent), delivery(1, sent, replay_of=old[0])]
@@ -309,6 +315,17 @@ def test_old_sent_and_failed_deliveries_go_with_their_attempts_and_the_rest_stay
     kept[2].refresh_from_db()
     assert kept[2].replay_of is None  # the replay stays, unlinked
     assert services.purge_old_deliveries() == 0
+
+
+@pytest.mark.django_db(transaction=True, reset_sequences=True)
+def test_with_no_recent_delivery_the_purge_takes_every_old_one_from_the_first_id(settings):
+    settings.WEBHOOK_DELIVERY_RETENTION_DAYS = 30
+    endpoint, _ = make(UserFactory())
+    old = [made_delivery(endpoint, 31, WebhookDelivery.Status.SENT) for _ in range(2)]
+    assert old[0].pk == 1
+
+    assert services.purge_old_deliveries() == 2
+    assert not WebhookDelivery.objects.exists()
 
 
 def test_the_purge_runs_daily_from_beat(settings):
