@@ -127,17 +127,23 @@ def test_an_endpoint_that_takes_no_connection_starts_a_run_of_failures(user, end
     assert attempt.status_code is None and attempt.error.startswith("ConnectionError")
 
 
+def deliver_under_a_second(url, user, endpoint_for, settings) -> tuple[WebhookDelivery, float]:
+    """An event sent to `url` with WEBHOOK_TIMEOUT=1: its delivery, and the seconds it took."""
+    endpoint_for(url)
+    settings.WEBHOOK_TIMEOUT = 1
+    [delivery] = services.send_event(user, "invoice.paid", {"id": 1})
+    started = time.monotonic()
+    services.deliver_webhook(delivery.pk)
+    return delivery, time.monotonic() - started
+
+
 def test_a_connection_never_taken_is_given_up_at_the_deadline(user, endpoint_for, settings):
     with socket.socket() as full, socket.socket() as waiting:
         full.bind(("127.0.0.1", 0))
         full.listen(0)  # one connection waits to be accepted, never is; the next gets no answer
         waiting.connect(full.getsockname())
-        endpoint_for(f"http://127.0.0.1:{full.getsockname()[1]}/in")
-        settings.WEBHOOK_TIMEOUT = 1
-        [delivery] = services.send_event(user, "invoice.paid", {"id": 1})
-        started = time.monotonic()
-        services.deliver_webhook(delivery.pk)
-        elapsed = time.monotonic() - started
+        url = f"http://127.0.0.1:{full.getsockname()[1]}/in"
+        delivery, elapsed = deliver_under_a_second(url, user, endpoint_for, settings)
     assert elapsed < 5  # not the system's own minutes of retrying
     [attempt] = delivery.attempt_log.all()
     assert attempt.status_code is None and attempt.error.startswith("ConnectionError")
@@ -210,12 +216,8 @@ def test_a_redirect_is_not_followed(user, endpoint_for):
 def test_a_trickling_endpoint_is_cut_at_the_deadline(user, endpoint_for, settings, stage):
     server = TricklingProviderAPI(trickle=stage, interval=0.3)
     try:
-        endpoint_for(f"http://127.0.0.1:{server.port}/")
-        settings.WEBHOOK_TIMEOUT = 1
-        [delivery] = services.send_event(user, "invoice.paid", {"id": 1})
-        started = time.monotonic()
-        services.deliver_webhook(delivery.pk)
-        elapsed = time.monotonic() - started
+        url = f"http://127.0.0.1:{server.port}/"
+        _, elapsed = deliver_under_a_second(url, user, endpoint_for, settings)
     finally:
         server.stop()
     [attempt] = WebhookDelivery.objects.get().attempt_log.all()
