@@ -166,6 +166,10 @@ MODULES = {
             f"{OUTBOX_SQL}:Outbox._come_back_in:number:1": (
                 "only a row that fell due between the claim and this read: back in 2 s, not 1"
             ),
+            f"{OUTBOX_SQL}:_skip_locked_sql:return_none:1": (
+                "SQLite's branch (this run is PostgreSQL's): CI's SQLite suite fails on it, "
+                "its claim's SQL reading 'None'"
+            ),
             f"{OUTBOX_SQL}:Outbox.deliver:compare_Gt:1": (
                 "a first attempt reads the cache as well, and finds nothing there (its "
                 "Message-ID is new): one round trip more, the same outcome"
@@ -273,10 +277,6 @@ MODULES = {
             ),
         },
         left={
-            f"{BILLING}:delete_draft_invoice:call_removed:0": (
-                "PostgreSQL's lock (this run is SQLite's, one writer at a time): test_drafts_"
-                "deleted_while_others_are_created_leave_the_numbers_gap_free kills it there"
-            ),
             f"{BILLING}:_send_invoice:bool_constant:0": (
                 "FOR UPDATE for FOR NO KEY UPDATE (PostgreSQL's): the sends are serialised "
                 "either way; the stronger lock only holds back rows referring to the account"

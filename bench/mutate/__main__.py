@@ -220,8 +220,11 @@ class Run:
                 mutant) else {}  # fmt: skip
             why = {"left_because": self.module.left[key]} if key in self.module.left else {}
             survivors.append({"key": key, "outcome": outcome, **where, **why})
-        for key in (set(equivalent) | set(self.module.left)) - set(outcomes):
-            print(f"   {self.name}: no mutant {key} any more: drop its reason")
+        for key in sorted(set(equivalent) | set(self.module.left)):
+            if key not in outcomes:
+                print(f"   {self.name}: no mutant {key} any more: drop its reason")
+            elif outcomes[key][2] == "killed":
+                print(f"   {self.name}: {key} is killed now: drop its reason")
         total = len(outcomes)
         killed = sum(1 for *_, outcome in outcomes.values() if outcome == "killed")
         counted = total - len(equivalents)
