@@ -195,7 +195,7 @@ def test_publishing_a_task_puts_the_current_context_in_its_headers(user):
     def keep(headers=None, **kwargs):  # connected after the trail's: sees what it added
         published.append(headers)
 
-    celery_app.conf.task_always_eager = False  # published (the autouse fixture turns it on)
+    celery_app.conf.task_always_eager = False  # published, not run (autouse turns it back)
     signals.before_task_publish.connect(keep, weak=False)
     try:
         with (
